@@ -1,0 +1,77 @@
+# The README's two commands are `make demo` and `make test`; each bootstraps what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+JARS_DIR ?= .cache/jars
+UV_VERSION := 0.13.9
+LOCK := requirements/lock.txt
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help demo test test-all check bench venv jars java lock docs clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+demo: venv jars java ## Run every pipeline stage end to end on embedded defaults
+	@echo "==> lakehouse demo"
+	$(BIN)/lakehouse demo
+
+test: venv jars java ## Run the test suite (no slow cases)
+	@echo "==> pytest (fast suite; 'make test-all' adds the slow cases)"
+	$(BIN)/pytest
+
+test-all: venv jars java ## Run every test, slow ones included
+	$(BIN)/pytest -m ""
+
+check: venv ## ruff (format + lint), mypy, import-linter layer contracts, generated docs
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/lakehouse docs --check
+
+bench: venv jars java ## Run benchmarks/ and print ratios against peer tools
+	$(BIN)/python -m benchmarks
+
+docs: venv ## Regenerate docs/error-codes.md, data-dictionary.md, settings.md
+	$(BIN)/lakehouse docs
+
+venv: $(VENV)/.installed ## Create .venv with the locked dependencies (no-op when current)
+
+$(VENV)/.installed: $(LOCK) pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv) or run make PYTHON=/path/to/python3.11"; exit 69; }
+	@echo "==> bootstrapping $(VENV) from $(LOCK)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+jars: $(JARS_DIR)/.fetched ## Fetch the Delta Lake and JDBC jars into the jar cache (once)
+
+$(JARS_DIR)/.fetched: infra/jars/pom.xml
+	@echo "==> fetching JVM jars listed in infra/jars/pom.xml into $(JARS_DIR)"
+	@mkdir -p $(JARS_DIR)
+	@if command -v mvn >/dev/null; then \
+	  mvn -q -B -f infra/jars/pom.xml dependency:copy-dependencies \
+	    -DoutputDirectory=$(abspath $(JARS_DIR)) -DexcludeTransitive=true ; \
+	else \
+	  echo "    (Maven not found: fetching the same artifacts from Maven Central directly)"; \
+	  $(PYTHON) infra/jars/fetch.py infra/jars/pom.xml $(JARS_DIR) ; \
+	fi
+	@touch $@
+
+java: ## Check that Java 17+ is installed (Spark needs it)
+	@command -v java >/dev/null || [ -x "$$JAVA_HOME/bin/java" ] || { \
+	  echo "error LH-ENV-001: no Java runtime found. Spark needs Java 17: install OpenJDK 17"; \
+	  echo "  (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."; exit 69; }
+
+lock: ## Re-resolve requirements/lock.txt from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra synth --extra dev --python-version 3.11 -o $(LOCK)
+
+clean: ## Remove local data and caches (keeps .venv and the jar cache)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache spark-warehouse metastore_db derby.log

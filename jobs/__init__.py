@@ -1,0 +1,1 @@
+"""Jobs: one module per job, each with run(spark, cfg, ...) -> report and main(argv) -> int."""

@@ -1,0 +1,311 @@
+"""The one error catalog and exception hierarchy of the lakehouse.
+
+Every error the project raises on purpose is a :class:`LakehouseError` carrying an
+:class:`ErrorCode`. A code has a stable identifier (``LH-<area>-<nnn>``), a message template,
+the HTTP status a service answers with, and the exit status a command line ends with. The
+catalog is rendered to ``docs/error-codes.md`` (``lakehouse docs``); a test fails when that
+file is stale.
+
+Messages name tables, columns, files, settings and counts: never a value from patient data.
+Template parameters are therefore restricted to the names listed in :data:`SAFE_PARAMS`.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from enum import Enum, unique
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorDef:
+    """One catalogued error: identifier, message template, HTTP status and exit status."""
+
+    id: str
+    template: str
+    http_status: int
+    exit_status: int
+    retryable: bool = False
+    remedy: str = ""
+
+
+#: Template parameters a message may carry. None of them ever holds patient data.
+SAFE_PARAMS = frozenset(
+    {
+        "setting",
+        "value_kind",
+        "path",
+        "file",
+        "files",
+        "table",
+        "column",
+        "columns",
+        "expected",
+        "found",
+        "count",
+        "key",
+        "keys",
+        "required",
+        "name",
+        "names",
+        "reason",
+        "detail",
+        "url",
+        "version",
+        "attempts",
+        "operation",
+        "command",
+        "stage",
+    }
+)
+
+# Exit statuses follow the BSD sysexits convention where one fits.
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_IOERR = 64, 65, 66, 69, 70, 74
+EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 75, 77, 78
+
+
+@unique
+class ErrorCode(Enum):
+    """The catalog. Identifiers are stable: never reuse or renumber one."""
+
+    # --- configuration and environment (LH-CFG, LH-ENV) ---
+    CONFIG_INVALID = ErrorDef(
+        "LH-CFG-001",
+        "Setting {setting} is invalid: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Fix the LAKEHOUSE_* environment variable named; `lakehouse settings` "
+        "prints the effective values.",
+    )
+    JAVA_MISSING = ErrorDef(
+        "LH-ENV-001",
+        "No Java runtime found ({detail}). Spark needs Java {required}.",
+        500,
+        EX_UNAVAILABLE,
+        remedy="Install OpenJDK 17 (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`) "
+        "or point JAVA_HOME at one.",
+    )
+    JAVA_VERSION_UNSUPPORTED = ErrorDef(
+        "LH-ENV-002",
+        "Java {found} found at {path}; Spark {version} needs Java {required}.",
+        500,
+        EX_UNAVAILABLE,
+        remedy="Install OpenJDK 17 and set JAVA_HOME to it.",
+    )
+    JARS_MISSING = ErrorDef(
+        "LH-ENV-003",
+        "Required JVM jars are missing from {path}: {names}.",
+        500,
+        EX_UNAVAILABLE,
+        remedy="Run `make jars` (Maven copies them from infra/jars/pom.xml) or set "
+        "LAKEHOUSE_SPARK__JARS_DIR.",
+    )
+    STORAGE_UNAVAILABLE = ErrorDef(
+        "LH-ENV-004",
+        "Storage location {path} is not usable: {reason}.",
+        500,
+        EX_IOERR,
+        remedy="Create the folder or fix its permissions, or set LAKEHOUSE_DATA_DIR.",
+    )
+    CATALOG_UNAVAILABLE = ErrorDef(
+        "LH-ENV-005",
+        "The table catalog ({name}) cannot be reached: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="An embedded Derby metastore admits one process: stop the other one, or use "
+        "a metastore server (LAKEHOUSE_METASTORE__KIND=derby-server or jdbc).",
+    )
+    SPARK_START_FAILED = ErrorDef(
+        "LH-ENV-006",
+        "Spark could not start ({reason}).",
+        500,
+        EX_UNAVAILABLE,
+        remedy="Run `lakehouse doctor`; it checks Java, jars, storage and the catalog.",
+    )
+    DEPENDENCY_MISSING = ErrorDef(
+        "LH-ENV-007",
+        "Python package {name} is missing or not the pinned version ({detail}).",
+        500,
+        EX_UNAVAILABLE,
+        remedy="Run `make venv` to install the locked dependencies.",
+    )
+
+    # --- table specs and writes (LH-TBL) ---
+    TABLE_SPEC_INVALID = ErrorDef(
+        "LH-TBL-001",
+        "Table spec {table} is invalid: {reason}.",
+        500,
+        EX_SOFTWARE,
+    )
+    TABLE_SCHEMA_INCOMPATIBLE = ErrorDef(
+        "LH-TBL-002",
+        "Table {table} column {column} is {found} in storage but {expected} in its spec; "
+        "the change is not a safe widening.",
+        409,
+        EX_DATAERR,
+        remedy="Write a migration (new column, backfill, then switch readers); Delta cannot "
+        "narrow or change a column's type in place.",
+    )
+    INPUT_SCHEMA_MISMATCH = ErrorDef(
+        "LH-TBL-003",
+        "Rows for {table} do not match its spec: {reason} ({columns}).",
+        500,
+        EX_DATAERR,
+    )
+    DUPLICATE_KEYS = ErrorDef(
+        "LH-TBL-004",
+        "Input for {table} holds {count} rows that share keys {keys} and the spec names no "
+        "sequence column to choose between them.",
+        500,
+        EX_DATAERR,
+        remedy="Give the spec a sequence_by column, or deduplicate upstream.",
+    )
+    NULL_KEYS = ErrorDef(
+        "LH-TBL-005",
+        "Input for {table} holds {count} rows with a null key column ({keys}).",
+        500,
+        EX_DATAERR,
+    )
+    WRITE_CONFLICT = ErrorDef(
+        "LH-TBL-006",
+        "Concurrent write to {table} conflicted with this {operation} after {attempts} "
+        "attempts.",
+        409,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="Retry the job; a persistent conflict means two jobs write the same partition.",
+    )
+    TABLE_NOT_FOUND = ErrorDef(
+        "LH-TBL-007",
+        "Table {table} does not exist in the catalog.",
+        404,
+        EX_NOINPUT,
+        remedy="Run the job that creates it (`lakehouse demo` runs all of them).",
+    )
+
+    # --- jobs (LH-JOB) ---
+    JOB_FAILED = ErrorDef(
+        "LH-JOB-001",
+        "Stage {stage} failed: {reason}.",
+        500,
+        EX_SOFTWARE,
+    )
+    UNKNOWN_STAGE = ErrorDef(
+        "LH-JOB-002",
+        "Unknown stage {name}; known stages: {names}.",
+        400,
+        EX_USAGE,
+    )
+
+    @property
+    def id(self) -> str:
+        return self.value.id
+
+    @property
+    def http_status(self) -> int:
+        return self.value.http_status
+
+    @property
+    def exit_status(self) -> int:
+        return self.value.exit_status
+
+    @property
+    def retryable(self) -> bool:
+        return self.value.retryable
+
+    def params(self) -> list[str]:
+        """Names of the parameters the message template uses."""
+        return [f for _, f, _, _ in string.Formatter().parse(self.value.template) if f]
+
+
+class LakehouseError(Exception):
+    """Raised when the lakehouse refuses or fails an operation; carries a catalogued code."""
+
+    def __init__(self, code: ErrorCode, **params: Any) -> None:
+        unsafe = set(params) - SAFE_PARAMS
+        if unsafe:
+            raise TypeError(f"error parameters not in SAFE_PARAMS: {sorted(unsafe)}")
+        self.code = code
+        self.params = params
+        super().__init__(f"[{code.id}] {self.render()}")
+
+    def render(self) -> str:
+        """The message, with parameters the caller did not give shown as ``?``."""
+        values = {name: self.params.get(name, "?") for name in self.code.params()}
+        return self.code.value.template.format(**values)
+
+    @property
+    def retryable(self) -> bool:
+        return self.code.retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"error": {code, message, param}}`` body services answer with."""
+        return {
+            "error": {
+                "code": self.code.id,
+                "name": self.code.name,
+                "message": self.render(),
+                "param": {k: str(v) for k, v in self.params.items()},
+            }
+        }
+
+
+class EnvironmentProblem(LakehouseError):
+    """Raised when the machine lacks something the lakehouse needs (Java, jars, storage)."""
+
+
+class ConfigurationError(LakehouseError):
+    """Raised when settings are missing or inconsistent."""
+
+
+class TableError(LakehouseError):
+    """Raised when a table spec, a table's stored schema or a write's input is wrong."""
+
+
+class WriteConflictError(TableError):
+    """Raised when a Delta commit lost a race to a concurrent writer; retryable."""
+
+
+class JobError(LakehouseError):
+    """Raised when a job or a demo stage fails or is asked for by a wrong name."""
+
+
+_CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
+    "CFG": ConfigurationError,
+    "ENV": EnvironmentProblem,
+    "TBL": TableError,
+    "JOB": JobError,
+}
+
+
+def error(code: ErrorCode, **params: Any) -> LakehouseError:
+    """Build the exception of the right class for ``code`` (by its area)."""
+    if code is ErrorCode.WRITE_CONFLICT:
+        return WriteConflictError(code, **params)
+    area = code.id.split("-")[1]
+    return _CLASS_BY_AREA.get(area, LakehouseError)(code, **params)
+
+
+def render_catalog() -> str:
+    """The catalog as Markdown, as committed in ``docs/error-codes.md``."""
+    lines = [
+        "# Error codes",
+        "",
+        "<!-- Generated by `lakehouse docs` from lakehouse/errors.py. Do not edit. -->",
+        "",
+        "Every error the lakehouse raises on purpose carries one of these codes. Services answer",
+        'with `{"error": {"code", "name", "message", "param"}}` and the HTTP status below; the',
+        "command line exits with the exit status below. Messages never contain patient data.",
+        "",
+        "| code | name | HTTP | exit | retryable | message | what to do |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for code in ErrorCode:
+        d = code.value
+        lines.append(
+            f"| `{d.id}` | `{code.name}` | {d.http_status} | {d.exit_status} | "
+            f"{'yes' if d.retryable else 'no'} | {d.template} | {d.remedy} |"
+        )
+    return "\n".join(lines) + "\n"

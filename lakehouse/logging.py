@@ -1,0 +1,24 @@
+"""Logging set-up for entrypoints: ids, counts, durations and codes; never patient data."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# Libraries that are chatty at INFO and carry nothing an operator needs.
+_QUIET = ("py4j", "urllib3", "asyncio", "filelock")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Configure the root logger once, for a command line or a service process."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_lakehouse", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler._lakehouse = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,164 @@
+"""The one typed settings object.
+
+Read once by an entrypoint (a job's ``main``, ``create_app``, a notebook's first cell, the
+command line) and passed down. Environment variables use the prefix ``LAKEHOUSE_`` and ``__``
+for nesting: ``LAKEHOUSE_SPARK__MASTER=spark://host:7077`` switches to a cluster,
+``LAKEHOUSE_METASTORE__KIND=jdbc`` to an external metastore. This is the only module that
+reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MetastoreKind = Literal["derby-embedded", "derby-server", "jdbc", "thrift", "in-memory"]
+
+
+class SparkSettings(BaseModel):
+    """How the Spark session is built (lakehouse/spark.py is the only builder)."""
+
+    master: str = Field(
+        "local[*]",
+        description="Spark master: local[N], spark://host:7077, yarn or k8s://https://host.",
+    )
+    app_name: str = Field("clinical-lakehouse", description="Application name shown by Spark.")
+    driver_memory: str = Field(
+        "4g", description="Driver JVM heap (local mode: the whole engine's heap)."
+    )
+    shuffle_partitions: int = Field(
+        16, ge=1, description="spark.sql.shuffle.partitions; AQE coalesces small ones."
+    )
+    ui_enabled: bool = Field(True, description="Serve the Spark web UI (port 4040 and up).")
+    log_level: str = Field("WARN", description="Log level of Spark's JVM loggers.")
+    driver_host: str | None = Field(
+        None,
+        description="Address the driver binds and advertises. Default: 127.0.0.1 in local "
+        "mode (never expose the driver), Spark's own choice on a cluster.",
+    )
+    jars_dir: Path = Field(
+        Path(".cache/jars"),
+        description="Jar cache filled by `make jars` (Delta, Derby client, PostgreSQL JDBC). "
+        "Relative paths are under LAKEHOUSE_HOME.",
+    )
+    extra_jars: list[str] = Field(
+        default_factory=list, description="More jars (paths or URLs) for spark.jars."
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any further Spark conf, applied last (e.g. S3A endpoint, YARN queue, "
+        'executor sizing). JSON in LAKEHOUSE_SPARK__CONF=\'{"spark.executor.memory":"8g"}\'.',
+    )
+
+    @property
+    def is_local(self) -> bool:
+        return self.master.startswith("local")
+
+
+class MetastoreSettings(BaseModel):
+    """Where table names live (the Hive metastore)."""
+
+    kind: MetastoreKind = Field(
+        "derby-embedded",
+        description="derby-embedded (one process at a time, the default), derby-server "
+        "(Derby network server, several processes), jdbc (PostgreSQL etc.), thrift (an "
+        "external Hive metastore service), in-memory (no persistence; tests only).",
+    )
+    derby_host: str = Field("127.0.0.1", description="Derby network server host.")
+    derby_port: int = Field(1527, description="Derby network server port.")
+    jdbc_url: str | None = Field(
+        None, description="JDBC URL of the metastore database when kind=jdbc."
+    )
+    jdbc_driver: str = Field("org.postgresql.Driver", description="JDBC driver class.")
+    user: str | None = Field(None, description="Metastore database user.")
+    password: SecretStr | None = Field(None, description="Metastore database password.")
+    thrift_uris: str | None = Field(
+        None, description="thrift://host:9083 of an external metastore when kind=thrift."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable, each with a default that runs on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(
+        default_factory=Path.cwd,
+        description="Project home; relative paths in other settings are under it.",
+    )
+    data_dir: Path = Field(
+        Path("var"),
+        description="Local data root: warehouse, metastore, logs, checkpoints, landing.",
+    )
+    warehouse_uri: str | None = Field(
+        None,
+        description="Where managed tables are stored: a local path (default "
+        "<data_dir>/warehouse), hdfs://... or s3a://...",
+    )
+    timezone: str = Field(
+        "Asia/Shanghai", description="The hospital's time zone; Spark's session time zone."
+    )
+    log_level: str = Field("INFO", description="Log level of the lakehouse's own loggers.")
+    java_home: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("LAKEHOUSE_JAVA_HOME", "JAVA_HOME"),
+        description="Java installation (JAVA_HOME); default: `java` on PATH.",
+    )
+    spark: SparkSettings = Field(default_factory=SparkSettings)  # type: ignore[arg-type]
+    metastore: MetastoreSettings = Field(default_factory=MetastoreSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if not self.data_dir.is_absolute():
+            self.data_dir = self.home / self.data_dir
+        if not self.spark.jars_dir.is_absolute():
+            self.spark.jars_dir = self.home / self.spark.jars_dir
+        if self.metastore.kind == "jdbc" and not self.metastore.jdbc_url:
+            raise ValueError("metastore.jdbc_url is required when metastore.kind is 'jdbc'")
+        if self.metastore.kind == "thrift" and not self.metastore.thrift_uris:
+            raise ValueError("metastore.thrift_uris is required when metastore.kind is 'thrift'")
+        return self
+
+    @property
+    def warehouse(self) -> str:
+        """The warehouse location as Spark expects it."""
+        return self.warehouse_uri or str(self.data_dir / "warehouse")
+
+    @property
+    def metastore_dir(self) -> Path:
+        """Folder of the embedded (or locally served) Derby metastore database."""
+        return self.data_dir / "metastore_db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings` from the environment, turning validation errors into codes."""
+    from pydantic import ValidationError
+
+    from lakehouse.errors import ErrorCode, error
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        # The message names the setting and the rule, never the value given.
+        raise error(ErrorCode.CONFIG_INVALID, setting=where, reason=first["msg"]) from None
+
+
+def environment_path() -> str:
+    """The PATH searched for executables (kept here: only this module reads os.environ)."""
+    return os.environ.get("PATH", "")

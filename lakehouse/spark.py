@@ -1,0 +1,144 @@
+"""The only place a SparkSession is built.
+
+Embedded default: ``local[*]``, Delta Lake's SQL extension and catalog, Hive support on an
+embedded Derby metastore under ``<data_dir>/metastore_db`` and a warehouse under
+``<data_dir>/warehouse``, so a table written by one process is visible by name to the next.
+A cluster master, an external metastore (Derby network server, PostgreSQL over JDBC, or a
+thrift metastore service) and remote storage come from :class:`~lakehouse.settings.Settings`
+alone; no job changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib import resources
+
+from pyspark.sql import SparkSession
+
+from lakehouse.environment import check_storage, find_jars, find_java
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def spark_conf(cfg: Settings) -> dict[str, str]:
+    """Every Spark setting the session gets, derived from ``cfg`` (pure; testable)."""
+    s = cfg.spark
+    jars = [str(p) for p in find_jars(cfg)] + list(s.extra_jars)
+    log4j = resources.files("lakehouse") / "resources" / "log4j2.properties"
+    java_opts = [
+        f"-Dlog4j.configurationFile=file:{log4j}",
+        f"-Dderby.system.home={cfg.logs_dir}",
+        f"-Duser.timezone={cfg.timezone}",
+    ]
+    conf: dict[str, str] = {
+        "spark.app.name": s.app_name,
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.warehouse.dir": cfg.warehouse,
+        "spark.sql.session.timeZone": cfg.timezone,
+        "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": str(s.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": s.driver_memory,
+        "spark.driver.extraJavaOptions": " ".join(java_opts),
+        # Python workers run the interpreter of the driver (the project's .venv).
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        # pyspark 4.2.0: Arrow-optimised Python UDFs over a Parquet/Delta scan can hang
+        # (SPARK-58241, fixed in 4.2.1; reproduced here). docs/adr/0001.
+        "spark.sql.execution.pythonUDF.arrow.enabled": "false",
+        # Delta: schema evolution in MERGE is explicit (TableSpec), never implicit.
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+    }
+    if s.is_local:
+        host = s.driver_host or "127.0.0.1"
+        conf["spark.driver.host"] = host
+        conf["spark.driver.bindAddress"] = host
+        # The Delta log of a local table is small: 50 snapshot partitions only cost time.
+        conf["spark.databricks.delta.snapshotPartitions"] = str(min(s.shuffle_partitions, 8))
+    elif s.driver_host:
+        conf["spark.driver.host"] = s.driver_host
+    conf.update(_metastore_conf(cfg))
+    conf.update(s.conf)
+    return conf
+
+
+def _metastore_conf(cfg: Settings) -> dict[str, str]:
+    m = cfg.metastore
+    if m.kind == "in-memory":
+        return {"spark.sql.catalogImplementation": "in-memory"}
+    conf = {"spark.sql.catalogImplementation": "hive"}
+    jdo = "spark.hadoop.javax.jdo.option."
+    if m.kind == "derby-embedded":
+        conf[jdo + "ConnectionURL"] = f"jdbc:derby:;databaseName={cfg.metastore_dir};create=true"
+        conf[jdo + "ConnectionDriverName"] = "org.apache.derby.jdbc.EmbeddedDriver"
+    elif m.kind == "derby-server":
+        conf[jdo + "ConnectionURL"] = (
+            f"jdbc:derby://{m.derby_host}:{m.derby_port}/{cfg.metastore_dir};create=true"
+        )
+        conf[jdo + "ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
+    elif m.kind == "jdbc":
+        assert m.jdbc_url is not None  # checked by Settings
+        conf[jdo + "ConnectionURL"] = m.jdbc_url
+        conf[jdo + "ConnectionDriverName"] = m.jdbc_driver
+        # The schema is created on first use; a production metastore pins it with schematool.
+        conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
+        conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
+    elif m.kind == "thrift":
+        assert m.thrift_uris is not None
+        conf["spark.hadoop.hive.metastore.uris"] = m.thrift_uris
+    if m.user:
+        conf[jdo + "ConnectionUserName"] = m.user
+    if m.password:
+        conf[jdo + "ConnectionPassword"] = m.password.get_secret_value()
+    return conf
+
+
+def build_spark(cfg: Settings) -> SparkSession:
+    """Start (or return the running) Spark session for ``cfg``.
+
+    Checks Java, the jar cache and storage first, so a missing piece is reported with its
+    catalogued code rather than as a JVM stack trace.
+    """
+    find_java(cfg)
+    check_storage(cfg)
+    cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    conf = spark_conf(cfg)
+    builder = SparkSession.builder.master(cfg.spark.master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    if cfg.metastore.kind != "in-memory":
+        builder = builder.enableHiveSupport()
+    try:
+        spark = builder.getOrCreate()
+    except LakehouseError:
+        raise
+    except Exception as exc:  # Py4J/JVM start-up failures surface as many types
+        raise error(ErrorCode.SPARK_START_FAILED, reason=type(exc).__name__) from exc
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    logger.info(
+        "spark %s started: master=%s metastore=%s warehouse=%s",
+        spark.version,
+        cfg.spark.master,
+        cfg.metastore.kind,
+        cfg.warehouse,
+    )
+    return spark
+
+
+def check_catalog(spark: SparkSession) -> list[str]:
+    """List the catalog's schemas: proves the metastore answers (used by doctor)."""
+    try:
+        return sorted(row[0] for row in spark.sql("SHOW SCHEMAS").collect())
+    except Exception as exc:
+        raise error(
+            ErrorCode.CATALOG_UNAVAILABLE,
+            name=spark.conf.get("spark.sql.catalogImplementation"),
+            reason=type(exc).__name__,
+        ) from exc

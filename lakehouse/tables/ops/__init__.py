@@ -1,0 +1,1 @@
+"""Operational tables: job runs and (later) ingest reports."""

@@ -1,0 +1,149 @@
+"""Tables as data: a :class:`TableSpec` says everything about a Delta table.
+
+Name, schema (each column with a comment, a PHI tag where it holds protected health
+information, and the WS 445 data-element code where one exists), merge keys, a sequence
+column for choosing the newest version of a key, partitioning or clustering, table
+properties and a comment. :func:`lakehouse.tables.writer.ensure_table` and
+:func:`~lakehouse.tables.writer.upsert` are the only writers; the data dictionary in
+``docs/data-dictionary.md`` is rendered from the specs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from pyspark.sql.types import DataType, StructField, StructType
+
+from lakehouse.errors import ErrorCode, error
+
+LAYERS = ("landing", "bronze", "silver", "gold", "ops", "dq", "audit", "vocab", "features")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+class Phi(StrEnum):
+    """What kind of protected health information a column holds (drives de-identification)."""
+
+    NAME = "name"  # person names
+    IDENTIFIER = "identifier"  # 身份证号, MRN, visit numbers, insurance numbers
+    CONTACT = "contact"  # phone, e-mail
+    ADDRESS = "address"  # street address, fine-grained location
+    DATE = "date"  # dates tied to a person (birth, admission): shifted per person
+    FREE_TEXT = "free_text"  # notes and narrative that may contain any of the above
+    QUASI = "quasi"  # quasi-identifiers (age, sex, postcode) generalized in views
+    RAW = "raw"  # raw source payloads (bronze): never exposed to analysts
+
+
+def column(
+    name: str,
+    data_type: DataType,
+    comment: str,
+    *,
+    nullable: bool = True,
+    phi: Phi | None = None,
+    ws445: str | None = None,
+) -> StructField:
+    """A documented column: the comment, PHI tag and WS 445 code live in its metadata."""
+    meta: dict[str, Any] = {"comment": comment}
+    if phi is not None:
+        meta["phi"] = phi.value
+    if ws445 is not None:
+        meta["ws445"] = ws445
+    return StructField(name, data_type, nullable, meta)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything about one Delta table. Construction validates it (``LH-TBL-001``)."""
+
+    name: str
+    columns: tuple[StructField, ...]
+    comment: str
+    keys: tuple[str, ...] = ()
+    sequence_by: str | None = None
+    partition_by: tuple[str, ...] = ()
+    cluster_by: tuple[str, ...] = ()
+    change_data_feed: bool = True
+    append_only: bool = False
+    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        def bad(reason: str) -> None:
+            raise error(ErrorCode.TABLE_SPEC_INVALID, table=self.name, reason=reason)
+
+        if not _NAME.match(self.name):
+            bad("name must be <layer>.<table> in lower snake case")
+        if self.layer not in LAYERS:
+            bad(f"layer must be one of {', '.join(LAYERS)}")
+        if not self.comment.strip():
+            bad("the table needs a comment")
+        names = [c.name for c in self.columns]
+        if not names:
+            bad("the table needs columns")
+        if len(set(names)) != len(names):
+            bad("duplicate column names")
+        for c in self.columns:
+            if not str(c.metadata.get("comment", "")).strip():
+                bad(f"column {c.name} needs a comment")
+            if "phi" in c.metadata and c.metadata["phi"] not in {p.value for p in Phi}:
+                bad(f"column {c.name} has an unknown PHI tag")
+        for group, cols in (("keys", self.keys), ("partition_by", self.partition_by)):
+            for col in cols:
+                if col not in names:
+                    bad(f"{group} column {col} is not in the schema")
+        for col in self.cluster_by:
+            if col not in names:
+                bad(f"cluster_by column {col} is not in the schema")
+        if self.sequence_by and self.sequence_by not in names:
+            bad(f"sequence_by column {self.sequence_by} is not in the schema")
+        if self.partition_by and self.cluster_by:
+            bad("Delta tables are either partitioned or clustered, not both")
+        if self.append_only and self.keys:
+            bad("append-only tables have no merge keys")
+        nullable_keys = [c.name for c in self.columns if c.name in self.keys and c.nullable]
+        if nullable_keys:
+            bad(f"key columns must be non-nullable: {', '.join(nullable_keys)}")
+
+    @property
+    def schema_name(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def table_name(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def layer(self) -> str:
+        return self.schema_name
+
+    @property
+    def schema(self) -> StructType:
+        return StructType(list(self.columns))
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def phi_columns(self) -> dict[str, Phi]:
+        """Columns holding PHI, with their tag (for policies and de-identified views)."""
+        return {c.name: Phi(c.metadata["phi"]) for c in self.columns if "phi" in c.metadata}
+
+    @property
+    def table_properties(self) -> dict[str, str]:
+        """Delta table properties the spec requires (its own plus derived ones)."""
+        props = {"delta.enableChangeDataFeed": str(self.change_data_feed).lower()}
+        if self.append_only:
+            props["delta.appendOnly"] = "true"
+        props.update(self.properties)
+        return props
+
+    def column(self, name: str) -> StructField:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)

@@ -1,0 +1,398 @@
+"""The only writers of Delta tables: :func:`ensure_table`, :func:`upsert` and :func:`append`.
+
+``ensure_table`` creates a table from its :class:`~lakehouse.tables.spec.TableSpec` or
+evolves it: new columns are added with their metadata, safe type widenings are applied with
+Delta type widening, comments and table properties follow the spec. Anything else (a
+narrowing, a new partitioning) raises ``LH-TBL-002`` instead of rewriting data.
+
+``upsert`` MERGEs a DataFrame on the spec's keys. It is idempotent: rows equal to what is
+stored are not rewritten, so the same input twice commits no changes; with ``sequence_by``
+an older version of a row never overwrites a newer one (late or duplicate deliveries).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ByteType,
+    DataType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    ShortType,
+    StructType,
+)
+
+from lakehouse.errors import ErrorCode, error
+from lakehouse.tables.spec import TableSpec
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PHI_PROPERTY = "lakehouse.phi_columns"
+MAX_ATTEMPTS = 5
+
+_INTEGRAL_RANK = {ByteType: 1, ShortType: 2, IntegerType: 3, LongType: 4}
+
+
+@dataclass
+class EnsureReport:
+    """What :func:`ensure_table` did."""
+
+    table: str
+    created: bool = False
+    added_columns: list[str] = field(default_factory=list)
+    widened_columns: list[str] = field(default_factory=list)
+    recommented_columns: list[str] = field(default_factory=list)
+    properties_set: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.created
+            or self.added_columns
+            or self.widened_columns
+            or self.recommented_columns
+            or self.properties_set
+        )
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """Row counts of one commit, from Delta's operation metrics (no extra Spark action)."""
+
+    table: str
+    version: int
+    source_rows: int
+    inserted: int
+    updated: int
+    deleted: int = 0
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def is_safe_widening(old: DataType, new: DataType) -> bool:
+    """Type changes Delta type widening applies in place (no rewrite, readers unaffected)."""
+    if type(old) in _INTEGRAL_RANK and type(new) in _INTEGRAL_RANK:
+        return _INTEGRAL_RANK[type(new)] > _INTEGRAL_RANK[type(old)]
+    if type(old) in _INTEGRAL_RANK and isinstance(new, DoubleType):
+        return _INTEGRAL_RANK[type(old)] <= 3
+    if isinstance(old, FloatType) and isinstance(new, DoubleType):
+        return True
+    if isinstance(old, DecimalType) and isinstance(new, DecimalType):
+        return new.scale >= old.scale and (new.precision - new.scale) >= (
+            old.precision - old.scale
+        )
+    return False
+
+
+def ensure_table(spark: SparkSession, spec: TableSpec) -> EnsureReport:
+    """Create ``spec.name`` or bring it in line with its spec. Safe to call on every run."""
+    report = EnsureReport(spec.name)
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(spec.schema_name)}")
+    props = spec.table_properties
+    props[PHI_PROPERTY] = json.dumps(
+        {k: v.value for k, v in sorted(spec.phi_columns.items())}, ensure_ascii=False
+    )
+    if not spark.catalog.tableExists(spec.name):
+        builder = (
+            DeltaTable.createIfNotExists(spark)
+            .tableName(spec.name)
+            .addColumns(spec.schema)
+            .comment(spec.comment)
+        )
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        if spec.cluster_by:
+            builder = builder.clusterBy(*spec.cluster_by)
+        for key, value in props.items():
+            builder = builder.property(key, value)
+        builder.execute()
+        report.created = True
+        logger.info("created table %s (%d columns)", spec.name, len(spec.columns))
+        return report
+
+    _evolve(spark, spec, props, report)
+    if report.changed:
+        logger.info(
+            "evolved table %s: added=%s widened=%s comments=%s properties=%s",
+            spec.name,
+            report.added_columns,
+            report.widened_columns,
+            report.recommented_columns,
+            report.properties_set,
+        )
+    return report
+
+
+def _evolve(spark: SparkSession, spec: TableSpec, props: dict[str, str], report: EnsureReport) -> None:
+    table = DeltaTable.forName(spark, spec.name)
+    detail = table.detail().select("partitionColumns", "properties").first()
+    assert detail is not None
+    stored_partitions = list(detail["partitionColumns"] or [])
+    stored_props: dict[str, str] = dict(detail["properties"] or {})
+    if stored_partitions != list(spec.partition_by):
+        raise error(
+            ErrorCode.TABLE_SCHEMA_INCOMPATIBLE,
+            table=spec.name,
+            column=",".join(spec.partition_by) or "(none)",
+            found=f"partitioned by {stored_partitions}",
+            expected=f"partitioned by {list(spec.partition_by)}",
+        )
+    stored = {f.name: f for f in spark.table(spec.name).schema.fields}
+
+    # 1. Type widenings (before adding columns, so one failure changes nothing).
+    widen = []
+    for want in spec.columns:
+        have = stored.get(want.name)
+        if have is None or have.dataType == want.dataType:
+            continue
+        if not is_safe_widening(have.dataType, want.dataType):
+            raise error(
+                ErrorCode.TABLE_SCHEMA_INCOMPATIBLE,
+                table=spec.name,
+                column=want.name,
+                found=have.dataType.simpleString(),
+                expected=want.dataType.simpleString(),
+            )
+        widen.append(want)
+    if widen and stored_props.get("delta.enableTypeWidening") != "true":
+        spark.sql(
+            f"ALTER TABLE {spec.name} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')"
+        )
+    for want in widen:
+        spark.sql(
+            f"ALTER TABLE {spec.name} ALTER COLUMN {_quote(want.name)} "
+            f"TYPE {want.dataType.simpleString()}"
+        )
+        report.widened_columns.append(want.name)
+
+    # 2. New columns, with their metadata (comment, PHI tag, WS 445 code), by a
+    #    schema-merging empty append: ALTER TABLE ADD COLUMNS would drop the metadata.
+    new = [c for c in spec.columns if c.name not in stored]
+    if new:
+        current = spark.table(spec.name).schema
+        merged = current.fields + new
+        (
+            spark.createDataFrame([], StructType(merged))
+            .write.format("delta")
+            .mode("append")
+            .option("mergeSchema", "true")
+            .saveAsTable(spec.name)
+        )
+        report.added_columns.extend(c.name for c in new)
+
+    # 3. Comments of existing columns; PHI tags of existing columns are kept current in the
+    #    lakehouse.phi_columns property (Delta cannot rewrite a column's metadata in place).
+    for want in spec.columns:
+        have = stored.get(want.name)
+        if have is None:
+            continue
+        if have.metadata.get("comment") != want.metadata.get("comment"):
+            spark.sql(
+                f"ALTER TABLE {spec.name} ALTER COLUMN {_quote(want.name)} "
+                f"COMMENT {_sql_str(str(want.metadata['comment']))}"
+            )
+            report.recommented_columns.append(want.name)
+        if have.metadata.get("phi") != want.metadata.get("phi"):
+            logger.warning(
+                "table %s column %s: PHI tag in column metadata differs from the spec; "
+                "the %s table property carries the current tag",
+                spec.name,
+                want.name,
+                PHI_PROPERTY,
+            )
+
+    # 4. Table properties and comment.
+    changed = {k: v for k, v in props.items() if stored_props.get(k) != v}
+    if changed:
+        assignments = ", ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE {spec.name} SET TBLPROPERTIES ({assignments})")
+        report.properties_set.extend(sorted(changed))
+    description = table.detail().select("description").first()
+    if description is not None and description["description"] != spec.comment:
+        spark.sql(f"COMMENT ON TABLE {spec.name} IS {_sql_str(spec.comment)}")
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Select the spec's columns in order, cast to the spec's types; refuse unknown columns."""
+    have = set(df.columns)
+    extra = sorted(have - set(spec.column_names))
+    if extra:
+        raise error(
+            ErrorCode.INPUT_SCHEMA_MISMATCH,
+            table=spec.name,
+            reason="columns not in the spec",
+            columns=", ".join(extra),
+        )
+    missing_required = [c.name for c in spec.columns if c.name not in have and not c.nullable]
+    if missing_required:
+        raise error(
+            ErrorCode.INPUT_SCHEMA_MISMATCH,
+            table=spec.name,
+            reason="required columns missing",
+            columns=", ".join(missing_required),
+        )
+    cols: list[Column] = []
+    for c in spec.columns:
+        if c.name in have:
+            cols.append(F.col(c.name).cast(c.dataType).alias(c.name))
+        else:
+            cols.append(F.lit(None).cast(c.dataType).alias(c.name))
+    return df.select(*cols)
+
+
+def latest_per_key(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """One row per key: the highest ``sequence_by`` value, ties broken by content hash.
+
+    Deterministic for the same input, so a rerun picks the same row.
+    """
+    assert spec.sequence_by is not None
+    order = [
+        F.col(spec.sequence_by).desc_nulls_last(),
+        F.xxhash64(*[F.col(c) for c in spec.column_names]).desc(),
+    ]
+    w = Window.partitionBy(*spec.keys).orderBy(*order)
+    return df.withColumn("__rank", F.row_number().over(w)).where("__rank = 1").drop("__rank")
+
+
+def _check_unique(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Exact duplicate rows collapse; rows sharing a key with different content are refused."""
+    distinct = df.dropDuplicates()
+    clashes = distinct.groupBy(*spec.keys).count().where("count > 1").count()
+    if clashes:
+        raise error(
+            ErrorCode.DUPLICATE_KEYS, table=spec.name, count=clashes, keys=", ".join(spec.keys)
+        )
+    return distinct
+
+
+def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
+    """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first)."""
+    if not spec.keys:
+        raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
+    ensure_table(spark, spec)
+    source = conform(df, spec)
+    source = latest_per_key(source, spec) if spec.sequence_by else _check_unique(source, spec)
+
+    value_cols = [c for c in spec.column_names if c not in spec.keys]
+    on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
+    differs = " OR ".join(f"NOT (t.{_quote(c)} <=> s.{_quote(c)})" for c in value_cols)
+    update_when = f"({differs})" if value_cols else "false"
+    if spec.sequence_by:
+        seq = _quote(spec.sequence_by)
+        update_when = f"(t.{seq} IS NULL OR s.{seq} >= t.{seq}) AND {update_when}"
+    assignments = {_quote(c): f"s.{_quote(c)}" for c in spec.column_names}
+
+    def merge() -> None:
+        (
+            DeltaTable.forName(spark, spec.name)
+            .alias("t")
+            .merge(source.alias("s"), on)
+            .whenMatchedUpdate(condition=update_when, set=assignments)
+            .whenNotMatchedInsert(values=assignments)
+            .execute()
+        )
+
+    before = _version(spark, spec.name)
+    _with_retries(merge, spec.name, "merge")
+    return _last_commit(spark, spec.name, before)
+
+
+def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
+    """Append ``df`` to an append-only table (audit logs, run reports)."""
+    if spec.keys:
+        raise error(
+            ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="keyed tables take upsert"
+        )
+    ensure_table(spark, spec)
+    rows = conform(df, spec)
+    before = _version(spark, spec.name)
+    _with_retries(
+        lambda: rows.write.format("delta").mode("append").saveAsTable(spec.name),
+        spec.name,
+        "append",
+    )
+    return _last_commit(spark, spec.name, before)
+
+
+def _with_retries(action: Callable[[], T], table: str, operation: str) -> T:
+    """Retry Delta's optimistic-concurrency conflicts with jittered backoff."""
+    from delta.exceptions import ConcurrentModificationException
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return action()
+        except ConcurrentModificationException as exc:
+            if attempt == MAX_ATTEMPTS:
+                raise error(
+                    ErrorCode.WRITE_CONFLICT, table=table, operation=operation, attempts=attempt
+                ) from exc
+            delay = min(8.0, 0.25 * 2**attempt) * (0.5 + random.random())  # noqa: S311
+            logger.warning(
+                "%s on %s conflicted (attempt %d); retrying in %.1fs",
+                operation,
+                table,
+                attempt,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _version(spark: SparkSession, table: str) -> int:
+    row = DeltaTable.forName(spark, table).history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])
+
+
+def _last_commit(spark: SparkSession, table: str, before: int) -> WriteReport:
+    """Counts of the commit made after version ``before`` (none: nothing changed)."""
+    row = (
+        DeltaTable.forName(spark, table)
+        .history(1)
+        .select("version", "operation", "operationMetrics")
+        .first()
+    )
+    assert row is not None
+    if int(row["version"]) == before:
+        return WriteReport(table=table, version=before, source_rows=0, inserted=0, updated=0)
+    m = row["operationMetrics"] or {}
+
+    def n(name: str) -> int:
+        return int(m.get(name, 0) or 0)
+
+    if row["operation"] == "MERGE":
+        return WriteReport(
+            table=table,
+            version=int(row["version"]),
+            source_rows=n("numSourceRows"),
+            inserted=n("numTargetRowsInserted"),
+            updated=n("numTargetRowsUpdated"),
+            deleted=n("numTargetRowsDeleted"),
+        )
+    return WriteReport(
+        table=table,
+        version=int(row["version"]),
+        source_rows=n("numOutputRows"),
+        inserted=n("numOutputRows"),
+        updated=0,
+    )

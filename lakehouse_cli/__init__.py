@@ -1,0 +1,1 @@
+"""The `lakehouse` command line: the composition root above lakehouse, jobs, models, serving."""

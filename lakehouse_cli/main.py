@@ -1,0 +1,157 @@
+"""``lakehouse``: doctor, demo, sql, docs, settings, version.
+
+Every failure exits with the exit status of its catalogued code and prints the code, the
+message and what to do; never a stack trace for an expected problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lakehouse import __version__
+from lakehouse.errors import LakehouseError
+from lakehouse.logging import configure_logging
+from lakehouse.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="lakehouse",
+    help="Clinical data lakehouse: land, conform, govern and serve hospital data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    cfg = load_settings()
+    configure_logging(cfg.log_level)
+    return cfg
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a LakehouseError becomes a one-screen message and its exit status."""
+    try:
+        return fn()
+    except LakehouseError as exc:
+        typer.echo(f"error {exc}", err=True)
+        if exc.code.value.remedy:
+            typer.echo(f"  what to do: {exc.code.value.remedy}", err=True)
+        raise typer.Exit(exc.code.exit_status) from None
+
+
+@app.command()
+def doctor(
+    no_spark: Annotated[
+        bool, typer.Option("--no-spark", help="Skip the catalog check (starts Spark).")
+    ] = False,
+) -> None:
+    """Check Java, jars, storage and the catalog; name whatever is missing."""
+    from lakehouse.doctor import exit_status, run_checks
+
+    cfg = _guard(_settings)
+    results = run_checks(cfg, with_spark=not no_spark)
+    marks = {"ok": "ok  ", "failed": "FAIL", "skipped": "skip"}
+    for r in results:
+        typer.echo(f"[{marks[r.status]}] {r.name:<16} {r.detail}")
+        if r.error is not None and r.error.code.value.remedy:
+            typer.echo(f"       what to do: {r.error.code.value.remedy}")
+    status = exit_status(results)
+    typer.echo("all checks passed" if status == 0 else "doctor found a problem")
+    raise typer.Exit(status)
+
+
+@app.command()
+def demo(
+    stage: Annotated[
+        list[str] | None, typer.Option("--stage", help="Run only this stage (repeatable).")
+    ] = None,
+) -> None:
+    """Run every pipeline stage end to end on the configured (default: embedded) platform."""
+    from jobs import demo as demo_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        stages = demo_job.select_stages(stage)
+        typer.echo(f"lakehouse {__version__} demo: stages {', '.join(s.name for s in stages)}")
+        for s in stages:
+            typer.echo(f"  - {s.name}: {s.summary}")
+        spark = build_spark(cfg)
+        typer.echo(demo_job.describe(demo_job.run(spark, cfg, stages=stage), cfg))
+
+    _guard(go)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A Spark SQL statement.")],
+    limit: Annotated[int, typer.Option(help="Rows to show at most.")] = 50,
+) -> None:
+    """Run one Spark SQL statement against the catalog and print the result."""
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        spark = build_spark(_settings())
+        spark.sql(query).show(limit, truncate=False)
+
+    _guard(go)
+
+
+@app.command()
+def docs(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if a generated document is stale.")
+    ] = False,
+    docs_dir: Annotated[Path, typer.Option(help="Folder of the documents.")] = Path("docs"),
+) -> None:
+    """Generate docs/error-codes.md, docs/data-dictionary.md and docs/settings.md."""
+    from lakehouse.reference import stale_documents, write_documents
+
+    if check:
+        stale = stale_documents(docs_dir)
+        if stale:
+            typer.echo(f"stale generated documents: {', '.join(stale)}; run `lakehouse docs`")
+            raise typer.Exit(1)
+        typer.echo("generated documents are current")
+        return
+    for path in write_documents(docs_dir):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    cfg = _guard(_settings)
+    data: dict[str, Any] = json.loads(cfg.model_dump_json())
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def version() -> None:
+    """Print the version of the lakehouse and of its engine."""
+    from lakehouse.environment import delta_version, pyspark_version
+
+    typer.echo(
+        f"lakehouse {__version__} (pyspark {pyspark_version()}, delta-spark {delta_version()})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lakehouse`` script; returns the exit status."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="lakehouse")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model training, evaluation and NLP pipelines (built on lakehouse, never on jobs/serving)."""

@@ -1,0 +1,1 @@
+"""HTTP services: the clinical assistant, APIs and console (built on lakehouse)."""
