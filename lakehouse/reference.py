@@ -76,7 +76,7 @@ def _settings_rows(model: type[BaseModel], prefix: str) -> list[str]:
 def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
         factory: Any = info.default_factory
-        return "current directory" if factory is Path.cwd else f"`{factory()!r}`"
+        return "current directory" if factory == Path.cwd else f"`{factory()!r}`"
     value = info.default
     return "none" if value is None else f"`{value}`"
 

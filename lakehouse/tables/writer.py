@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -43,6 +44,18 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 PHI_PROPERTY = "lakehouse.phi_columns"
 MAX_ATTEMPTS = 5
+
+#: Delta's optimistic-concurrency failures: the commit lost a race and may be retried.
+RETRYABLE = (
+    delta_errors.DeltaConcurrentModificationException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.MetadataChangedException,
+    delta_errors.ProtocolChangedException,
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentTransactionException,
+)
 
 _INTEGRAL_RANK = {ByteType: 1, ShortType: 2, IntegerType: 3, LongType: 4}
 
@@ -107,7 +120,8 @@ def is_safe_widening(old: DataType, new: DataType) -> bool:
 def ensure_table(spark: SparkSession, spec: TableSpec) -> EnsureReport:
     """Create ``spec.name`` or bring it in line with its spec. Safe to call on every run."""
     report = EnsureReport(spec.name)
-    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(spec.schema_name)}")
+    if not spark.catalog.databaseExists(spec.schema_name):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(spec.schema_name)}")
     props = spec.table_properties
     props[PHI_PROPERTY] = json.dumps(
         {k: v.value for k, v in sorted(spec.phi_columns.items())}, ensure_ascii=False
@@ -336,12 +350,10 @@ def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
 
 def _with_retries(action: Callable[[], T], table: str, operation: str) -> T:
     """Retry Delta's optimistic-concurrency conflicts with jittered backoff."""
-    from delta.exceptions import ConcurrentModificationException
-
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             return action()
-        except ConcurrentModificationException as exc:
+        except RETRYABLE as exc:
             if attempt == MAX_ATTEMPTS:
                 raise error(
                     ErrorCode.WRITE_CONFLICT, table=table, operation=operation, attempts=attempt
