@@ -144,7 +144,9 @@ def check_python_packages() -> None:
             raise error(ErrorCode.DEPENDENCY_MISSING, name=name, detail="not installed") from None
         if found != version:
             raise error(
-                ErrorCode.DEPENDENCY_MISSING, name=name, detail=f"{found} installed, {version} pinned"
+                ErrorCode.DEPENDENCY_MISSING,
+                name=name,
+                detail=f"{found} installed, {version} pinned",
             )
 
 

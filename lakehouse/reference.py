@@ -48,7 +48,10 @@ def render_data_dictionary(specs: list[TableSpec] | None = None) -> str:
         if spec.change_data_feed:
             layout.append("change data feed")
         out += ["- " + "; ".join(layout), ""]
-        out += ["| column | type | null | PHI | WS 445 | description |", "|---|---|---|---|---|---|"]
+        out += [
+            "| column | type | null | PHI | WS 445 | description |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in spec.columns:
             out.append(
                 f"| `{c.name}` | `{c.dataType.simpleString()}` | {'yes' if c.nullable else 'no'} "
@@ -124,6 +127,5 @@ def stale_documents(docs_dir: Path) -> list[str]:
     return [
         name
         for name, text in documents().items()
-        if not (docs_dir / name).exists()
-        or (docs_dir / name).read_text(encoding="utf-8") != text
+        if not (docs_dir / name).exists() or (docs_dir / name).read_text(encoding="utf-8") != text
     ]

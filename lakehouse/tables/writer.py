@@ -32,6 +32,7 @@ from pyspark.sql.types import (
     FloatType,
     IntegerType,
     LongType,
+    MapType,
     ShortType,
     StructType,
 )
@@ -57,7 +58,7 @@ RETRYABLE = (
     delta_errors.ConcurrentTransactionException,
 )
 
-_INTEGRAL_RANK = {ByteType: 1, ShortType: 2, IntegerType: 3, LongType: 4}
+_INTEGRAL_RANK: dict[type[DataType], int] = {ByteType: 1, ShortType: 2, IntegerType: 3, LongType: 4}
 
 
 @dataclass
@@ -111,9 +112,7 @@ def is_safe_widening(old: DataType, new: DataType) -> bool:
     if isinstance(old, FloatType) and isinstance(new, DoubleType):
         return True
     if isinstance(old, DecimalType) and isinstance(new, DecimalType):
-        return new.scale >= old.scale and (new.precision - new.scale) >= (
-            old.precision - old.scale
-        )
+        return new.scale >= old.scale and (new.precision - new.scale) >= (old.precision - old.scale)
     return False
 
 
@@ -157,7 +156,9 @@ def ensure_table(spark: SparkSession, spec: TableSpec) -> EnsureReport:
     return report
 
 
-def _evolve(spark: SparkSession, spec: TableSpec, props: dict[str, str], report: EnsureReport) -> None:
+def _evolve(
+    spark: SparkSession, spec: TableSpec, props: dict[str, str], report: EnsureReport
+) -> None:
     table = DeltaTable.forName(spark, spec.name)
     detail = table.detail().select("partitionColumns", "properties").first()
     assert detail is not None
@@ -274,29 +275,42 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select(*cols)
 
 
+def _comparable(spec: TableSpec, name: str, alias: str = "") -> str:
+    """SQL for a column in a form that supports equality and hashing.
+
+    Map columns do not (Spark refuses to compare or hash maps): their entries, sorted, do.
+    """
+    ref = f"{alias}.{_quote(name)}" if alias else _quote(name)
+    if isinstance(spec.column(name).dataType, MapType):
+        return f"array_sort(map_entries({ref}))"
+    return ref
+
+
+def _content_hash(spec: TableSpec) -> Column:
+    return F.xxhash64(*[F.expr(_comparable(spec, c)) for c in spec.column_names])
+
+
 def latest_per_key(df: DataFrame, spec: TableSpec) -> DataFrame:
     """One row per key: the highest ``sequence_by`` value, ties broken by content hash.
 
     Deterministic for the same input, so a rerun picks the same row.
     """
     assert spec.sequence_by is not None
-    order = [
-        F.col(spec.sequence_by).desc_nulls_last(),
-        F.xxhash64(*[F.col(c) for c in spec.column_names]).desc(),
-    ]
+    order = [F.col(spec.sequence_by).desc_nulls_last(), _content_hash(spec).desc()]
     w = Window.partitionBy(*spec.keys).orderBy(*order)
     return df.withColumn("__rank", F.row_number().over(w)).where("__rank = 1").drop("__rank")
 
 
 def _check_unique(df: DataFrame, spec: TableSpec) -> DataFrame:
     """Exact duplicate rows collapse; rows sharing a key with different content are refused."""
-    distinct = df.dropDuplicates()
-    clashes = distinct.groupBy(*spec.keys).count().where("count > 1").count()
+    hashed = df.withColumn("__content", _content_hash(spec))
+    per_key = hashed.groupBy(*spec.keys).agg(F.countDistinct("__content").alias("versions"))
+    clashes = per_key.where("versions > 1").count()
     if clashes:
         raise error(
             ErrorCode.DUPLICATE_KEYS, table=spec.name, count=clashes, keys=", ".join(spec.keys)
         )
-    return distinct
+    return hashed.dropDuplicates([*spec.keys]).drop("__content")
 
 
 def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
@@ -309,12 +323,14 @@ def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
 
     value_cols = [c for c in spec.column_names if c not in spec.keys]
     on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
-    differs = " OR ".join(f"NOT (t.{_quote(c)} <=> s.{_quote(c)})" for c in value_cols)
+    differs = " OR ".join(
+        f"NOT ({_comparable(spec, c, 't')} <=> {_comparable(spec, c, 's')})" for c in value_cols
+    )
     update_when = f"({differs})" if value_cols else "false"
     if spec.sequence_by:
         seq = _quote(spec.sequence_by)
         update_when = f"(t.{seq} IS NULL OR s.{seq} >= t.{seq}) AND {update_when}"
-    assignments = {_quote(c): f"s.{_quote(c)}" for c in spec.column_names}
+    assignments: dict[str, str | Column] = {_quote(c): f"s.{_quote(c)}" for c in spec.column_names}
 
     def merge() -> None:
         (

@@ -69,9 +69,7 @@ def test_upsert_keeps_the_newest_version_of_each_key(spark: SparkSession, unique
     upsert(spark, spec, rows(spark, spec, [("p1", "a", 1, T1)]))
     # A late duplicate delivery of an older version, and two versions in one batch.
     upsert(spark, spec, rows(spark, spec, [("p1", "old", 0, T0)]))
-    report = upsert(
-        spark, spec, rows(spark, spec, [("p2", "x", 1, T0), ("p2", "y", 2, T2)])
-    )
+    report = upsert(spark, spec, rows(spark, spec, [("p2", "x", 1, T0), ("p2", "y", 2, T2)]))
     assert report.inserted == 1
     got = {r["patient_id"]: (r["name"], r["visits"]) for r in spark.table(spec.name).collect()}
     assert got == {"p1": ("a", 1), "p2": ("y", 2)}
@@ -91,7 +89,9 @@ def test_schema_evolves_and_time_travel_reads_the_old_version(
     wider = TableSpec(  # visits widened int -> bigint, a new PHI column, new comment
         name=wider.name,
         columns=tuple(
-            column("visits", LongType(), "Number of visits (all sites).") if c.name == "visits" else c
+            column("visits", LongType(), "Number of visits (all sites).")
+            if c.name == "visits"
+            else c
             for c in wider.columns
         ),
         comment="People for a test, with phones.",
@@ -183,7 +183,7 @@ def test_append_only_tables(spark: SparkSession, unique: str) -> None:
         append_only=True,
     )
     assert append(spark, log, spark.createDataFrame([("a",), ("b",)], log.schema)).inserted == 2
-    with pytest.raises(Exception, match="(?i)append"):
+    with pytest.raises(Exception, match=r"(?i)append"):
         spark.sql(f"DELETE FROM {log.name} WHERE event = 'a'")
     assert spark.table(log.name).count() == 2
 
@@ -222,11 +222,21 @@ def test_a_second_process_reads_the_table_by_name(tmp_path: Path) -> None:
         spark = build_spark(load_settings())
         """
     )
-    writer = prelude + "upsert(spark, spec, spark.createDataFrame([('a','1'),('b','2')], spec.schema))\n"
-    reader = prelude + "print('ROWS', sorted(tuple(r) for r in spark.sql('select k, v from gold.handover').collect()))\n"
+    writer = (
+        prelude + "upsert(spark, spec, spark.createDataFrame([('a','1'),('b','2')], spec.schema))\n"
+    )
+    reader = (
+        prelude
+        + "got = spark.sql('select k, v from gold.handover').collect()\n"
+        + "print('ROWS', sorted(tuple(r) for r in got))\n"
+    )
     for script in (writer, reader):
         done = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
             check=False,
         )
         assert done.returncode == 0, done.stderr[-3000:]

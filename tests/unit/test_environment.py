@@ -46,7 +46,7 @@ def test_java_home_without_java_is_named(tmp_path: Path) -> None:
 def test_old_java_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "bin" / "java"
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho \'java version "1.8.0_392"\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'java version \"1.8.0_392\"' >&2\n")
     fake.chmod(0o755)
     with pytest.raises(LakehouseError) as info:
         find_java(Settings(home=tmp_path, java_home=tmp_path))

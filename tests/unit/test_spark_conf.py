@@ -24,9 +24,10 @@ def test_embedded_defaults(tmp_path: Path, jars: Path) -> None:
     conf = spark_conf(Settings(home=tmp_path, spark={"jars_dir": jars}))  # type: ignore[arg-type]
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.sql.catalogImplementation"] == "hive"
-    assert f"databaseName={tmp_path}/var/metastore_db" in conf[
-        "spark.hadoop.javax.jdo.option.ConnectionURL"
-    ]
+    assert (
+        f"databaseName={tmp_path}/var/metastore_db"
+        in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    )
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
     assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "var" / "warehouse")
     assert "postgresql-42.7.8.jar" in conf["spark.jars"]
@@ -61,8 +62,16 @@ def test_cluster_and_external_metastore_by_settings_alone(tmp_path: Path, jars: 
 @pytest.mark.parametrize(
     ("metastore", "key", "expected"),
     [
-        ({"kind": "derby-server", "derby_port": 1600}, "javax.jdo.option.ConnectionURL", "jdbc:derby://127.0.0.1:1600/"),
-        ({"kind": "thrift", "thrift_uris": "thrift://hms:9083"}, "hive.metastore.uris", "thrift://hms:9083"),
+        (
+            {"kind": "derby-server", "derby_port": 1600},
+            "javax.jdo.option.ConnectionURL",
+            "jdbc:derby://127.0.0.1:1600/",
+        ),
+        (
+            {"kind": "thrift", "thrift_uris": "thrift://hms:9083"},
+            "hive.metastore.uris",
+            "thrift://hms:9083",
+        ),
     ],
 )
 def test_metastore_servers(

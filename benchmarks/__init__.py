@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory against named peer tools, printed as ratios (`make bench`)."""

@@ -1,0 +1,68 @@
+"""Run recording in ops.job_runs and the demo's foundation stage, on the shared session."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs import demo
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.runs import job_run
+from lakehouse.settings import Settings
+
+
+def _run_row(spark: SparkSession, run_id: str) -> dict[str, object]:
+    row = spark.table("ops.job_runs").where(f"run_id = '{run_id}'").first()
+    assert row is not None
+    return row.asDict()
+
+
+def test_a_succeeding_run_is_recorded_with_its_counts(
+    spark: SparkSession, settings: Settings, unique: str
+) -> None:
+    with job_run(spark, settings, f"test.ok_{unique}") as run:
+        run.count("rows", 3)
+        run.count("rows", 2)
+    row = _run_row(spark, run.run_id)
+    assert row["status"] == "succeeded"
+    assert row["counts"] == {"rows": 5}
+    assert row["error_code"] is None
+    assert row["finished_at"] >= row["started_at"]  # type: ignore[operator]
+
+
+def test_a_failing_run_is_recorded_with_its_code_and_reraised(
+    spark: SparkSession, settings: Settings, unique: str
+) -> None:
+    with (
+        pytest.raises(LakehouseError) as info,
+        job_run(spark, settings, f"test.bad_{unique}") as run,
+    ):
+        raise error(ErrorCode.TABLE_NOT_FOUND, table="silver.nothing")
+    assert info.value.code is ErrorCode.TABLE_NOT_FOUND
+    row = _run_row(spark, run.run_id)
+    assert row["status"] == "failed"
+    assert row["error_code"] == "LH-TBL-007"
+
+    with pytest.raises(ZeroDivisionError), job_run(spark, settings, f"test.crash_{unique}") as run:
+        _ = 1 / 0
+    assert _run_row(spark, run.run_id)["error_code"] == ErrorCode.JOB_FAILED.id
+
+
+def test_foundation_stage_creates_every_table_idempotently(
+    spark: SparkSession, settings: Settings
+) -> None:
+    first = demo.run(spark, settings, stages=["foundation"])
+    again = demo.run(spark, settings, stages=["foundation"])
+    assert first.stages[0].counts["tables"] == again.stages[0].counts["tables"] >= 1
+    assert again.stages[0].counts.get("tables_created", 0) == 0
+    assert spark.catalog.tableExists("ops.job_runs")
+    jobs = [
+        r["job"] for r in spark.table("ops.job_runs").where("job = 'demo.foundation'").collect()
+    ]
+    assert len(jobs) >= 2
+
+
+def test_unknown_stage_is_a_usage_error() -> None:
+    with pytest.raises(LakehouseError) as info:
+        demo.select_stages(["nope"])
+    assert info.value.code is ErrorCode.UNKNOWN_STAGE
