@@ -60,8 +60,16 @@ def foundation(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     }
 
 
+def synth(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Build the synthetic multi-site hospital under <data_dir>/synthetic (jobs.synth)."""
+    from jobs import synth as synth_job
+
+    return synth_job.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("foundation", "catalog schemas and every table spec", foundation),
+    Stage("synth", "synthetic multi-site hospital: sources, dirt, truth", synth),
 ]
 
 

@@ -81,6 +81,23 @@ class MetastoreSettings(BaseModel):
     )
 
 
+class SynthSettings(BaseModel):
+    """The demo's synthetic hospital (``lakehouse synth`` and the demo's synth stage)."""
+
+    patients: int = Field(200, ge=1, description="Patients the demo's synthetic hospital has.")
+    sites: int = Field(
+        3,
+        ge=1,
+        le=9,
+        description="Institutions: the main hospital plus members (FHIR and CSV alternately).",
+    )
+    seed: int = Field(42, description="Seed of every random stream: same seed, same bytes.")
+    chunk_size: int = Field(
+        100, ge=1, description="Patients generated and written at a time (bounds memory)."
+    )
+    clean: bool = Field(False, description="Inject no dirt (every defect rate 0).")
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -115,6 +132,7 @@ class Settings(BaseSettings):
     )
     spark: SparkSettings = Field(default_factory=SparkSettings)  # type: ignore[arg-type]
     metastore: MetastoreSettings = Field(default_factory=MetastoreSettings)  # type: ignore[arg-type]
+    synth: SynthSettings = Field(default_factory=SynthSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

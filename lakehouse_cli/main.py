@@ -18,6 +18,7 @@ from lakehouse import __version__
 from lakehouse.errors import LakehouseError
 from lakehouse.logging import configure_logging
 from lakehouse.settings import Settings, load_settings
+from lakehouse_cli.synth import synth
 
 app = typer.Typer(
     name="lakehouse",
@@ -88,6 +89,9 @@ def demo(
         typer.echo(demo_job.describe(demo_job.run(spark, cfg, stages=stage), cfg))
 
     _guard(go)
+
+
+app.command("synth")(synth)
 
 
 @app.command()
