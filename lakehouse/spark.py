@@ -122,6 +122,10 @@ def build_spark(cfg: Settings) -> SparkSession:
     except Exception as exc:  # Py4J/JVM start-up failures surface as many types
         raise error(ErrorCode.SPARK_START_FAILED, reason=type(exc).__name__) from exc
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    if cfg.metastore.kind != "in-memory":
+        # Touch the metastore now: a locked embedded Derby or an unreachable server is
+        # reported here with its code, not later inside some job's first query.
+        check_catalog(spark)
     logger.info(
         "spark %s started: master=%s metastore=%s warehouse=%s",
         spark.version,
@@ -135,10 +139,13 @@ def build_spark(cfg: Settings) -> SparkSession:
 def check_catalog(spark: SparkSession) -> list[str]:
     """List the catalog's schemas: proves the metastore answers (used by doctor)."""
     try:
-        return sorted(row[0] for row in spark.sql("SHOW SCHEMAS").collect())
+        return sorted(db.name for db in spark.catalog.listDatabases())
     except Exception as exc:
-        raise error(
-            ErrorCode.CATALOG_UNAVAILABLE,
-            name=spark.conf.get("spark.sql.catalogImplementation"),
-            reason=type(exc).__name__,
-        ) from exc
+        kind = spark.conf.get("spark.sql.catalogImplementation") or "?"
+        spark.stop()  # a session without its catalog is of no use to any caller
+        reason = type(exc).__name__
+        # The JVM trace (with its "Caused by" chain) names Derby's lock; the message alone not.
+        trace = f"{exc}\n{getattr(exc, '_stackTrace', '')}"
+        if "Another instance of Derby may have already booted" in trace:
+            reason = "the embedded Derby metastore is in use by another process"
+        raise error(ErrorCode.CATALOG_UNAVAILABLE, name=kind, reason=reason) from exc
