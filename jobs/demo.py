@@ -60,6 +60,15 @@ def foundation(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     }
 
 
+def ingest(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Land the synthetic hospital's files into bronze (jobs.ingest), exactly once."""
+    from jobs import ingest as ingest_job
+
+    totals = ("files_landed", "files_duplicate", "records_landed", "records_quarantined")
+    counts = ingest_job.run(spark, cfg).counts()
+    return {key: counts.get(key, 0) for key in totals}
+
+
 def synth(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     """Build the synthetic multi-site hospital under <data_dir>/synthetic (jobs.synth)."""
     from jobs import synth as synth_job
@@ -70,6 +79,7 @@ def synth(spark: SparkSession, cfg: Settings) -> dict[str, int]:
 STAGES: list[Stage] = [
     Stage("foundation", "catalog schemas and every table spec", foundation),
     Stage("synth", "synthetic multi-site hospital: sources, dirt, truth", synth),
+    Stage("ingest", "land every source's files into bronze (jobs.ingest)", ingest),
 ]
 
 

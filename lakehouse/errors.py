@@ -216,6 +216,125 @@ class ErrorCode(Enum):
         "hospital (a folder with a manifest.json).",
     )
 
+    # --- ingestion (LH-ING) ---
+    UNKNOWN_SOURCE = ErrorDef(
+        "LH-ING-001",
+        "Unknown source {name}; known sources: {names}.",
+        400,
+        EX_USAGE,
+    )
+    LANDING_UNAVAILABLE = ErrorDef(
+        "LH-ING-002",
+        "Landing folder {path} is not usable: {reason}.",
+        500,
+        EX_NOINPUT,
+        remedy="Run the synthetic hospital (`lakehouse demo --stage synth`) or set "
+        "LAKEHOUSE_INGEST__LANDING_ROOT.",
+    )
+    DUPLICATE_FILE = ErrorDef(
+        "LH-ING-003",
+        "File {file} has the same content (SHA-256) as a file already landed; skipped.",
+        409,
+        EX_DATAERR,
+    )
+    ZERO_BYTE_FILE = ErrorDef(
+        "LH-ING-004",
+        "File {file} is empty (zero bytes).",
+        422,
+        EX_DATAERR,
+    )
+    HL7_NO_MSH = ErrorDef(
+        "LH-ING-005",
+        "HL7 v2 record {count} of {file} has segments but no MSH header ({found}).",
+        422,
+        EX_DATAERR,
+    )
+    HL7_BAD_ENCODING_CHARS = ErrorDef(
+        "LH-ING-006",
+        "HL7 v2 record {count} of {file}: MSH field separator or encoding characters are "
+        "invalid ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+    HL7_TRUNCATED = ErrorDef(
+        "LH-ING-007",
+        "HL7 v2 record {count} of {file} is truncated ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+    HL7_BAD_ENVELOPE = ErrorDef(
+        "LH-ING-008",
+        "HL7 v2 batch envelope of {file} is invalid ({reason}); its messages are quarantined.",
+        422,
+        EX_DATAERR,
+    )
+    HL7_MSH_INVALID = ErrorDef(
+        "LH-ING-009",
+        "HL7 v2 record {count} of {file}: required MSH fields are empty ({names}).",
+        422,
+        EX_DATAERR,
+    )
+    ENCODING_MISMATCH = ErrorDef(
+        "LH-ING-010",
+        "Record {count} of {file} declares encoding {expected} but its bytes are {found}.",
+        422,
+        EX_DATAERR,
+    )
+    ENCODING_UNDETECTED = ErrorDef(
+        "LH-ING-011",
+        "Record {count} of {file} is neither valid UTF-8 nor valid GB18030.",
+        422,
+        EX_DATAERR,
+    )
+    XML_NOT_WELL_FORMED = ErrorDef(
+        "LH-ING-012",
+        "XML document {file} is not well-formed ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+    XML_FORBIDDEN_CONSTRUCT = ErrorDef(
+        "LH-ING-013",
+        "XML document {file} carries a DTD or entity declaration ({reason}); entities are "
+        "never resolved.",
+        422,
+        EX_DATAERR,
+    )
+    FHIR_INVALID_JSON = ErrorDef(
+        "LH-ING-014",
+        "FHIR record {count} of {file} is not a JSON object with a resourceType ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+    CSV_RAGGED_ROW = ErrorDef(
+        "LH-ING-015",
+        "CSV row {count} of {file} has {found} fields; the header has {expected}.",
+        422,
+        EX_DATAERR,
+    )
+    DICOM_UNREADABLE = ErrorDef(
+        "LH-ING-016",
+        "DICOM file {file} is truncated or unreadable ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+
+    # --- synthetic hospital (LH-SYN) ---
+    SYNTH_PARAMETER_INVALID = ErrorDef(
+        "LH-SYN-001",
+        "Synthetic hospital parameter {setting} is invalid: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="See `lakehouse synth --help` for the allowed ranges.",
+    )
+    SYNTH_OUTPUT_NOT_EMPTY = ErrorDef(
+        "LH-SYN-002",
+        "Output folder {path} is not empty and holds no synthetic hospital to replace.",
+        409,
+        EX_USAGE,
+        remedy="Choose a new or empty folder; `--overwrite` replaces an earlier synthetic "
+        "hospital (a folder with a manifest.json).",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id
@@ -289,11 +408,16 @@ class JobError(LakehouseError):
     """Raised when a job or a demo stage fails or is asked for by a wrong name."""
 
 
+class IngestError(LakehouseError):
+    """Raised when ingestion is asked for an unknown source or cannot read its landing folder."""
+
+
 _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "CFG": ConfigurationError,
     "ENV": EnvironmentProblem,
     "TBL": TableError,
     "JOB": JobError,
+    "ING": IngestError,
 }
 
 

@@ -81,6 +81,31 @@ class MetastoreSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    """Bronze landing of source files (``lakehouse ingest``)."""
+
+    landing_root: Path | None = Field(
+        None,
+        description="Root of the landing folders <root>/<source>/<institution>/<files>. "
+        "Default: <data_dir>/synthetic/landing (the demo's synthetic hospital).",
+    )
+    sources: list[str] = Field(
+        default_factory=lambda: ["lis", "emr", "notes", "pacs", "fhir", "csv"],
+        description="Source systems landed by a run without --source, in this order.",
+    )
+    max_files_per_run: int = Field(
+        100_000,
+        ge=1,
+        description="Most new files of one source taken by one run; the rest wait for the "
+        "next run (bounds the driver's file list and the run's memory).",
+    )
+    lookback_days: int = Field(
+        7,
+        ge=0,
+        description="Late-correction lookback of watermark (JDBC) extraction, in days.",
+    )
+
+
 class SynthSettings(BaseModel):
     """The demo's synthetic hospital (``lakehouse synth`` and the demo's synth stage)."""
 
@@ -133,6 +158,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)  # type: ignore[arg-type]
     metastore: MetastoreSettings = Field(default_factory=MetastoreSettings)  # type: ignore[arg-type]
     synth: SynthSettings = Field(default_factory=SynthSettings)  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -141,6 +167,10 @@ class Settings(BaseSettings):
             self.data_dir = self.home / self.data_dir
         if not self.spark.jars_dir.is_absolute():
             self.spark.jars_dir = self.home / self.spark.jars_dir
+        if self.ingest.landing_root is None:
+            self.ingest.landing_root = self.data_dir / "synthetic" / "landing"
+        elif not self.ingest.landing_root.is_absolute():
+            self.ingest.landing_root = self.home / self.ingest.landing_root
         if self.metastore.kind == "jdbc" and not self.metastore.jdbc_url:
             raise ValueError("metastore.jdbc_url is required when metastore.kind is 'jdbc'")
         if self.metastore.kind == "thrift" and not self.metastore.thrift_uris:
@@ -156,6 +186,12 @@ class Settings(BaseSettings):
     def metastore_dir(self) -> Path:
         """Folder of the embedded (or locally served) Derby metastore database."""
         return self.data_dir / "metastore_db"
+
+    @property
+    def landing_root(self) -> Path:
+        """Root of the landing folders (resolved by the validator, never None)."""
+        assert self.ingest.landing_root is not None
+        return self.ingest.landing_root
 
     @property
     def logs_dir(self) -> Path:

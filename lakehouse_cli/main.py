@@ -1,4 +1,4 @@
-"""``lakehouse``: doctor, demo, sql, docs, settings, version.
+"""``lakehouse``: doctor, demo, ingest, sql, docs, settings, version.
 
 Every failure exits with the exit status of its catalogued code and prints the code, the
 message and what to do; never a stack trace for an expected problem.
@@ -87,6 +87,24 @@ def demo(
             typer.echo(f"  - {s.name}: {s.summary}")
         spark = build_spark(cfg)
         typer.echo(demo_job.describe(demo_job.run(spark, cfg, stages=stage), cfg))
+
+    _guard(go)
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        str | None, typer.Option("--source", help="Land only this source (lis, emr, ...).")
+    ] = None,
+) -> None:
+    """Land new landing files of every source (or one) into bronze, exactly once."""
+    from jobs import ingest as ingest_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        typer.echo(ingest_job.describe(ingest_job.run(spark, cfg, source=source)))
 
     _guard(go)
 

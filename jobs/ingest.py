@@ -1,0 +1,299 @@
+"""Bronze landing: every source's new landing files into Delta, exactly once, nothing lost.
+
+``python -m jobs.ingest [--source NAME]`` / ``lakehouse ingest [--source NAME]``.
+
+Per source: list the folder (metadata only), take the files the manifest ``ops.landing_files``
+does not hold, hash them in Spark, skip content landed before (duplicates), split the rest
+into records and MERGE the source's bronze table (keys: the file's SHA-256 and the record's
+index). Then, once for all sources: ``bronze.quarantine`` (MERGE), the manifest (MERGE), and
+the run's reports in ``ops.ingest_runs`` (append). A run killed before the manifest commit
+leaves its files unrecorded; the next run takes them again and its MERGEs find every record
+already there, so the tables hold exactly the records of one clean run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import reduce
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.logging import configure_logging
+from lakehouse.runs import job_run
+from lakehouse.settings import Settings, load_settings
+from lakehouse.sources import cda, csv_rows, dicom, fhir, hl7v2, notes
+from lakehouse.sources.encoding import charsets_enabled
+from lakehouse.sources.files import (
+    discover,
+    empty_file_records,
+    list_files,
+    mark_duplicates,
+    read_files,
+)
+from lakehouse.sources.records import landed_rows, quarantine_rows
+from lakehouse.tables.bronze.csv_exports import CSV_ROWS
+from lakehouse.tables.bronze.emr import EMR_CDA_DOCUMENTS
+from lakehouse.tables.bronze.fhir import FHIR_RESOURCES
+from lakehouse.tables.bronze.lis import LIS_HL7V2_MESSAGES
+from lakehouse.tables.bronze.notes import NOTES_DOCUMENTS
+from lakehouse.tables.bronze.pacs import PACS_DICOM_INSTANCES
+from lakehouse.tables.bronze.quarantine import QUARANTINE
+from lakehouse.tables.ops.ingest import INGEST_RUNS, LANDING_FILES
+from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.writer import append, ensure_table, upsert
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """How one source system's files become bronze rows."""
+
+    table: TableSpec
+    parse: Callable[[DataFrame], DataFrame]
+    columns: tuple[str, ...]
+
+
+FORMATS: dict[str, SourceFormat] = {
+    "lis": SourceFormat(LIS_HL7V2_MESSAGES, hl7v2.parse_messages, hl7v2.MESSAGE_COLUMNS),
+    "emr": SourceFormat(EMR_CDA_DOCUMENTS, cda.parse_documents, cda.DOCUMENT_COLUMNS),
+    "notes": SourceFormat(NOTES_DOCUMENTS, notes.parse_notes, notes.NOTE_COLUMNS),
+    "pacs": SourceFormat(PACS_DICOM_INSTANCES, dicom.parse_instances, dicom.INSTANCE_COLUMNS),
+    "fhir": SourceFormat(FHIR_RESOURCES, fhir.parse_resources, fhir.RESOURCE_COLUMNS),
+    "csv": SourceFormat(CSV_ROWS, csv_rows.parse_rows, csv_rows.ROW_COLUMNS),
+}
+
+
+@dataclass
+class SourceReport:
+    """What one run did for one source (also the row of ``ops.ingest_runs``)."""
+
+    source_system: str
+    files_seen: int = 0
+    files_unchanged: int = 0
+    files_landed: int = 0
+    files_quarantined: int = 0
+    files_duplicate: int = 0
+    records_seen: int = 0
+    records_landed: int = 0
+    records_quarantined: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """What a run did, source by source."""
+
+    run_id: str
+    sources: list[SourceReport] = field(default_factory=list)
+
+    def source(self, name: str) -> SourceReport:
+        return next(s for s in self.sources if s.source_system == name)
+
+    def counts(self) -> dict[str, int]:
+        """Named counts for ``ops.job_runs`` (per source and in total)."""
+        out: dict[str, int] = {}
+        for s in self.sources:
+            for key, value in asdict(s).items():
+                if isinstance(value, int):
+                    out[f"{s.source_system}.{key}"] = value
+                    out[key] = out.get(key, 0) + value
+        return out
+
+
+def run(spark: SparkSession, cfg: Settings, *, source: str | None = None) -> IngestReport:
+    """Land the new files of ``source`` (default: every source in settings)."""
+    names = [source] if source else list(cfg.ingest.sources)
+    for name in names:
+        if name not in FORMATS:
+            raise error(ErrorCode.UNKNOWN_SOURCE, name=name, names=", ".join(FORMATS))
+    with job_run(spark, cfg, "ingest") as rec, charsets_enabled(spark):
+        report = IngestReport(rec.run_id)
+        ensure_table(spark, LANDING_FILES)
+        manifest = spark.table(LANDING_FILES.name)
+        batches: list[_Batch] = []
+        try:
+            for name in names:
+                batch = _land_source(spark, cfg, name, manifest, run_id=rec.run_id)
+                report.sources.append(batch.report)
+                batches.append(batch)
+            _finish(spark, batches, run_id=rec.run_id)
+        finally:
+            for batch in batches:
+                batch.release()
+        for key, value in report.counts().items():
+            rec.count(key, value)
+    return report
+
+
+@dataclass
+class _Batch:
+    """One source's work in a run: its report, and what the shared tables still need."""
+
+    report: SourceReport
+    started_at: datetime
+    quarantine: DataFrame | None = None
+    manifest_rows: DataFrame | None = None
+    cached: list[DataFrame] = field(default_factory=list)
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
+
+
+def _land_source(
+    spark: SparkSession, cfg: Settings, name: str, manifest: DataFrame, *, run_id: str
+) -> _Batch:
+    """Discover, read and parse one source's new files; MERGE its bronze table."""
+    fmt = FORMATS[name]
+    t0 = time.perf_counter()
+    batch = _Batch(SourceReport(name), datetime.now(UTC))
+    report = batch.report
+    folder = str(cfg.landing_root / name)
+    found = discover(list_files(spark, folder), manifest, limit=cfg.ingest.max_files_per_run)
+    report.files_seen, report.files_unchanged = found.files_seen, found.files_unchanged
+    if found.new_files:
+        root = _uri(spark, cfg)
+        files = read_files(spark, found.new_files, source=name, root_uri=root)
+        files = mark_duplicates(files, manifest).persist(StorageLevel.MEMORY_AND_DISK)
+        batch.cached.append(files)
+        fresh = files.where(F.col("duplicate_of").isNull())
+        parsed = fmt.parse(fresh.where(F.col("size_bytes") > 0))
+        records = empty_file_records(fresh).unionByName(parsed, allowMissingColumns=True)
+        records = records.persist(StorageLevel.MEMORY_AND_DISK)
+        batch.cached.append(records)
+        batch.manifest_rows = _manifest_rows(files, records, run_id)
+        _count(batch.manifest_rows, report)
+        if report.records_landed:
+            upsert(spark, fmt.table, _stamped(landed_rows(records, fmt.columns), run_id))
+        if report.records_quarantined:
+            batch.quarantine = _stamped(quarantine_rows(records), run_id)
+    report.duration_s = time.perf_counter() - t0
+    logger.info("ingest %s: %s", name, asdict(report))
+    return batch
+
+
+def _finish(spark: SparkSession, batches: list[_Batch], *, run_id: str) -> None:
+    """After every bronze MERGE: quarantine, then the manifest, then the reports."""
+    quarantine = [b.quarantine for b in batches if b.quarantine is not None]
+    if quarantine:
+        upsert(spark, QUARANTINE, reduce(DataFrame.unionByName, quarantine))
+    manifest = [b.manifest_rows for b in batches if b.manifest_rows is not None]
+    if manifest:
+        upsert(spark, LANDING_FILES, reduce(DataFrame.unionByName, manifest))
+    rows = [{"run_id": run_id, "started_at": b.started_at, **asdict(b.report)} for b in batches]
+    if rows:
+        append(spark, INGEST_RUNS, spark.createDataFrame(rows, INGEST_RUNS.schema))
+
+
+def _stamped(df: DataFrame, run_id: str) -> DataFrame:
+    now = F.current_timestamp()
+    return df.select(
+        "*",
+        F.lit(run_id).alias("ingest_run_id"),
+        now.alias("ingested_at"),
+        F.to_date(now).alias("ingest_date"),
+    )
+
+
+def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFrame:
+    """One ``ops.landing_files`` row per new file: status and record counts."""
+    per_file = records.groupBy("file_path", "file_sha256").agg(
+        F.sum(F.col("error_name").isNull().cast("long")).alias("records_landed"),
+        F.sum(F.col("error_name").isNotNull().cast("long")).alias("records_quarantined"),
+    )
+    landed = F.coalesce(F.col("records_landed"), F.lit(0))
+    quarantined = F.coalesce(F.col("records_quarantined"), F.lit(0))
+    status = (
+        F.when(F.col("duplicate_of").isNotNull(), "duplicate")
+        .when((landed == 0) & (quarantined > 0), "quarantined")
+        .otherwise("landed")
+    )
+    return files.join(per_file, ["file_path", "file_sha256"], "left").select(
+        "file_path",
+        "file_sha256",
+        "source_system",
+        "institution_code",
+        "size_bytes",
+        "modified_at",
+        status.alias("status"),
+        "duplicate_of",
+        landed.alias("records_landed"),
+        quarantined.alias("records_quarantined"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("recorded_at"),
+    )
+
+
+def _count(rows: DataFrame, report: SourceReport) -> None:
+    """Fill the report's file and record counts from the manifest rows (one small action)."""
+    totals = rows.agg(
+        F.sum((F.col("status") == "landed").cast("long")).alias("landed"),
+        F.sum((F.col("status") == "quarantined").cast("long")).alias("quarantined"),
+        F.sum((F.col("status") == "duplicate").cast("long")).alias("duplicate"),
+        F.sum("records_landed").alias("records_landed"),
+        F.sum("records_quarantined").alias("records_quarantined"),
+        F.sum("size_bytes").alias("bytes"),
+    ).first()
+    assert totals is not None
+    report.files_landed = int(totals["landed"] or 0)
+    report.files_quarantined = int(totals["quarantined"] or 0)
+    report.files_duplicate = int(totals["duplicate"] or 0)
+    report.records_landed = int(totals["records_landed"] or 0)
+    report.records_quarantined = int(totals["records_quarantined"] or 0)
+    report.records_seen = report.records_landed + report.records_quarantined
+    report.bytes_read = int(totals["bytes"] or 0)
+
+
+def _uri(spark: SparkSession, cfg: Settings) -> str:
+    """The landing root as the file system qualifies paths (file:/..., hdfs://..., s3a://...)."""
+    jvm = spark._jvm
+    assert jvm is not None
+    jvm_path = jvm.org.apache.hadoop.fs.Path(str(cfg.landing_root))
+    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    return str(fs.makeQualified(jvm_path).toString())
+
+
+def describe(report: IngestReport) -> str:
+    """One line per source: files and records."""
+    lines = [f"ingest run {report.run_id}:"]
+    for s in report.sources:
+        lines.append(
+            f"  {s.source_system:<6} files seen={s.files_seen} new landed={s.files_landed} "
+            f"quarantined={s.files_quarantined} duplicate={s.files_duplicate} | records "
+            f"seen={s.records_seen} landed={s.records_landed} "
+            f"quarantined={s.records_quarantined} | {s.duration_s:.1f}s"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jobs.ingest [--source NAME]``."""
+    parser = argparse.ArgumentParser(prog="jobs.ingest", description=__doc__)
+    parser.add_argument("--source", help=f"land only this source ({', '.join(FORMATS)})")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_settings()
+        configure_logging(cfg.log_level)
+        from lakehouse.spark import build_spark
+
+        spark = build_spark(cfg)
+        print(describe(run(spark, cfg, source=args.source)))
+    except LakehouseError as exc:
+        print(f"error {exc}", file=sys.stderr)
+        return exc.code.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

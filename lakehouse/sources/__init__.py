@@ -1,0 +1,1 @@
+"""Source formats: landing files (discovery, hashing) and bytes -> bronze rows per format."""
