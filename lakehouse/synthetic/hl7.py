@@ -10,6 +10,7 @@ in a ``*_corr.hl7`` file as OBX-11 ``C`` results.
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import datetime, timedelta
 
 from lakehouse.synthetic import catalog
@@ -92,7 +93,7 @@ class Lis:
             if e.kind == "I":
                 events.append(("A01", e.start))
                 events += [("A02", t.at) for t in e.transfers]
-                if dirt.rng.random() < 0.2:
+                if zlib.crc32(e.encounter_id.encode()) % 5 == 0:  # a demographics update
                     events.append(("A08", e.start + timedelta(hours=6)))
                 events.append(("A03", e.end))
             for trigger, at in events:
@@ -236,7 +237,8 @@ class Lis:
         dirt: Dirt,
     ) -> None:
         rel = self.landing.path("lis", self.site.code, name)
-        sep = dirt.rng.choices(["\r", "\n", "\r\n"], weights=[70, 15, 15])[0]
+        # The drop's segment separator depends on the file, not on the dirt stream.
+        sep = random.Random(name).choices(["\r", "\n", "\r\n"], weights=[70, 15, 15])[0]
         texts = []
         for ctrl, segs, _rows in messages:
             if dirt.roll("missing_field"):
