@@ -79,3 +79,44 @@ def test_overwrite_replaces_an_earlier_hospital(tmp_path: Path) -> None:
     again = generate(tmp_path, HospitalConfig(patients=4, seed=1), overwrite=True)
     assert again.manifest["parameters"]["patients"] == 4
     assert pq.read_table(tmp_path / "truth" / "persons.parquet").num_rows == 4
+
+
+def test_dirt_changes_deliveries_not_the_truth(tmp_path: Path) -> None:
+    from lakehouse.synthetic import DirtRates
+    from tests.unit.synthetic.conftest import HIGH_DIRT
+
+    clean = generate(tmp_path / "a", HospitalConfig(patients=20, seed=3, dirt=DirtRates.clean()))
+    dirty = generate(tmp_path / "b", HospitalConfig(patients=20, seed=3, dirt=HIGH_DIRT))
+    for entity in ("persons", "source_ids", "encounters", "diagnoses", "medications", "questions"):
+        assert (
+            pq.read_table(clean.out / "truth" / f"{entity}.parquet").to_pylist()
+            == pq.read_table(dirty.out / "truth" / f"{entity}.parquet").to_pylist()
+        )
+
+    def values(out: Path) -> dict[str, float]:
+        rows = pq.read_table(out / "truth" / "labs.parquet").to_pylist()
+        return {r["lab_id"]: r["value"] for r in rows}
+
+    assert values(clean.out) == values(dirty.out)
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_as_the_population_grows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def peak_mib(patients: int) -> float:
+        code = (
+            "import resource, sys; from pathlib import Path;"
+            "from lakehouse.synthetic import HospitalConfig, generate;"
+            f"generate(Path(sys.argv[1]), HospitalConfig(patients={patients}, chunk_size=100));"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        )
+        out = tmp_path / str(patients)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True
+        )
+        return float(done.stdout.strip().splitlines()[-1])
+
+    small, large = peak_mib(500), peak_mib(3000)
+    assert large < small * 1.25, (small, large)
