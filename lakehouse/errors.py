@@ -199,23 +199,6 @@ class ErrorCode(Enum):
         EX_USAGE,
     )
 
-    # --- synthetic hospital (LH-SYN) ---
-    SYNTH_PARAMETER_INVALID = ErrorDef(
-        "LH-SYN-001",
-        "Synthetic hospital parameter {setting} is invalid: {reason}.",
-        400,
-        EX_USAGE,
-        remedy="See `lakehouse synth --help` for the allowed ranges.",
-    )
-    SYNTH_OUTPUT_NOT_EMPTY = ErrorDef(
-        "LH-SYN-002",
-        "Output folder {path} is not empty and holds no synthetic hospital to replace.",
-        409,
-        EX_USAGE,
-        remedy="Choose a new or empty folder; `--overwrite` replaces an earlier synthetic "
-        "hospital (a folder with a manifest.json).",
-    )
-
     # --- ingestion (LH-ING) ---
     UNKNOWN_SOURCE = ErrorDef(
         "LH-ING-001",
