@@ -26,7 +26,11 @@ logger = logging.getLogger(__name__)
 def spark_conf(cfg: Settings) -> dict[str, str]:
     """Every Spark setting the session gets, derived from ``cfg`` (pure; testable)."""
     s = cfg.spark
-    jars = [str(p) for p in find_jars(cfg)] + list(s.extra_jars)
+    cached = find_jars(cfg)
+    jars = [str(p) for p in cached] + list(s.extra_jars)
+    # JDBC drivers must be on the driver's own class path: the Hive metastore client
+    # (DataNucleus) loads them through the system class loader, which spark.jars misses.
+    jdbc_drivers = [str(p) for p in cached if p.name.startswith(("derbyclient", "postgresql"))]
     log4j = resources.files("lakehouse") / "resources" / "log4j2.properties"
     java_opts = [
         f"-Dlog4j.configurationFile=file:{log4j}",
@@ -46,6 +50,7 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": s.driver_memory,
         "spark.driver.extraJavaOptions": " ".join(java_opts),
+        "spark.driver.extraClassPath": ":".join(jdbc_drivers),
         # Python workers run the interpreter of the driver (the project's .venv).
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,

@@ -166,6 +166,52 @@ def version() -> None:
     )
 
 
+metastore_app = typer.Typer(
+    help="Serve the Hive metastore's Derby database to several processes (loopback only).",
+    no_args_is_help=True,
+)
+app.add_typer(metastore_app, name="metastore")
+
+
+@metastore_app.command("serve")
+def metastore_serve() -> None:
+    """Run the Derby network server in the foreground until interrupted."""
+    from lakehouse.metastore import derby_server
+
+    server = _guard(lambda: derby_server(_settings()))
+    process = _guard(server.start)
+    typer.echo(
+        f"metastore served on {server.host}:{server.port}; "
+        "other processes set LAKEHOUSE_METASTORE__KIND=derby-server"
+    )
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        process.wait(timeout=30)
+
+
+@metastore_app.command("stop")
+def metastore_stop() -> None:
+    """Shut the Derby network server down."""
+    from lakehouse.metastore import derby_server
+
+    server = _guard(lambda: derby_server(_settings()))
+    stopped = server.stop()
+    typer.echo("stopped" if stopped else "no server was running")
+
+
+@metastore_app.command("status")
+def metastore_status() -> None:
+    """Exit 0 when the Derby network server answers, 69 when it does not."""
+    from lakehouse.metastore import derby_server
+
+    server = _guard(lambda: derby_server(_settings()))
+    up = server.ping()
+    typer.echo(f"{server.host}:{server.port} {'answers' if up else 'does not answer'}")
+    raise typer.Exit(0 if up else 69)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

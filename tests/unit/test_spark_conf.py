@@ -31,6 +31,7 @@ def test_embedded_defaults(tmp_path: Path, jars: Path) -> None:
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
     assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "var" / "warehouse")
     assert "postgresql-42.7.8.jar" in conf["spark.jars"]
+    assert conf["spark.driver.extraClassPath"].endswith("postgresql-42.7.8.jar")
     assert conf["spark.sql.execution.pythonUDF.arrow.enabled"] == "false"
 
 
