@@ -160,7 +160,11 @@ def _evolve(
     spark: SparkSession, spec: TableSpec, props: dict[str, str], report: EnsureReport
 ) -> None:
     table = DeltaTable.forName(spark, spec.name)
-    detail = table.detail().select("partitionColumns", "properties").first()
+    detail = (
+        table.detail()
+        .select("partitionColumns", "clusteringColumns", "properties", "description")
+        .first()
+    )
     assert detail is not None
     stored_partitions = list(detail["partitionColumns"] or [])
     stored_props: dict[str, str] = dict(detail["properties"] or {})
@@ -242,9 +246,14 @@ def _evolve(
         assignments = ", ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in changed.items())
         spark.sql(f"ALTER TABLE {spec.name} SET TBLPROPERTIES ({assignments})")
         report.properties_set.extend(sorted(changed))
-    description = table.detail().select("description").first()
-    if description is not None and description["description"] != spec.comment:
+    if detail["description"] != spec.comment:
         spark.sql(f"COMMENT ON TABLE {spec.name} IS {_sql_str(spec.comment)}")
+
+    # 5. Liquid clustering can change in place (files are reclustered by OPTIMIZE).
+    if list(detail["clusteringColumns"] or []) != list(spec.cluster_by):
+        target = f"({', '.join(_quote(c) for c in spec.cluster_by)})" if spec.cluster_by else "NONE"
+        spark.sql(f"ALTER TABLE {spec.name} CLUSTER BY {target}")
+        report.properties_set.append("clustering")
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:

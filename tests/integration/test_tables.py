@@ -97,13 +97,14 @@ def test_schema_evolves_and_time_travel_reads_the_old_version(
         comment="People for a test, with phones.",
         keys=wider.keys,
         sequence_by=wider.sequence_by,
-        cluster_by=wider.cluster_by,
+        cluster_by=("patient_id", "updated_at"),
     )
     evolved = ensure_table(spark, wider)
     v_evolved = DeltaTable.forName(spark, spec.name).history(1).first()["version"]  # type: ignore[index]
     assert evolved.added_columns == ["phone"]
     assert evolved.widened_columns == ["visits"]
     assert "visits" in evolved.recommented_columns
+    assert "clustering" in evolved.properties_set
     assert ensure_table(spark, wider).changed is False  # second call: nothing to do
 
     upsert(spark, wider, rows(spark, wider, [("p2", "b", 2**40, T1, "13800000000")]))
@@ -117,7 +118,10 @@ def test_schema_evolves_and_time_travel_reads_the_old_version(
     assert old.count() == 1
     assert spark.table(spec.name).count() == 2
 
-    props = dict(DeltaTable.forName(spark, spec.name).detail().first()["properties"])  # type: ignore[index]
+    detail = DeltaTable.forName(spark, spec.name).detail().first()
+    assert detail is not None
+    assert detail["clusteringColumns"] == ["patient_id", "updated_at"]
+    props = dict(detail["properties"])
     assert props["delta.enableChangeDataFeed"] == "true"
     assert json.loads(props[PHI_PROPERTY]) == {"name": "name", "phone": "contact"}
     # Type widening is a schema change the change feed cannot be read across: incremental
