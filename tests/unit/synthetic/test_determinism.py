@@ -120,3 +120,19 @@ def test_memory_stays_bounded_as_the_population_grows(tmp_path: Path) -> None:
 
     small, large = peak_mib(500), peak_mib(3000)
     assert large < small * 1.25, (small, large)
+
+
+def test_his_goes_to_any_sqlalchemy_url(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    db = tmp_path / "elsewhere.db"
+    report = generate(
+        tmp_path / "out", HospitalConfig(patients=5, seed=4, his_url=f"sqlite:///{db}")
+    )
+    assert not (report.out / "his" / "his.sqlite").exists()
+    assert report.manifest["parameters"]["his"] == "sqlite"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        rows = conn.execute(text("select count(*) from patients")).scalar_one()
+    engine.dispose()
+    assert rows == report.manifest["counts"]["his"]["patients"]
