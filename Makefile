@@ -11,7 +11,7 @@ LOCK := requirements/lock.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-all check bench venv jars java lock docs clean
+.PHONY: help demo test test-all check bench venv jars java postgres lock docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -20,11 +20,11 @@ demo: venv jars java ## Run every pipeline stage end to end on embedded defaults
 	@echo "==> lakehouse demo"
 	$(BIN)/lakehouse demo
 
-test: venv jars java ## Run the test suite (no slow cases)
+test: venv jars java postgres ## Run the test suite (no slow cases)
 	@echo "==> pytest (fast suite; 'make test-all' adds the slow cases)"
 	$(BIN)/pytest
 
-test-all: venv jars java ## Run every test, slow ones included
+test-all: venv jars java postgres ## Run every test, slow ones included
 	$(BIN)/pytest -m ""
 
 check: venv ## ruff (format + lint), mypy, import-linter layer contracts, generated docs
@@ -69,6 +69,15 @@ java: ## Check that Java 17+ is installed (Spark needs it)
 	@command -v java >/dev/null || [ -x "$$JAVA_HOME/bin/java" ] || { \
 	  echo "error LH-ENV-001: no Java runtime found. Spark needs Java 17: install OpenJDK 17"; \
 	  echo "  (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."; exit 69; }
+
+postgres: ## Make sure PostgreSQL server binaries exist (tests start throw-away servers)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing PostgreSQL server (Debian package) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "error: PostgreSQL server binaries not found; install them (apt-get install postgresql)"; exit 69; \
+	  fi; }
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra synth --extra dev --python-version 3.11 -o $(LOCK)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +52,20 @@ def spark(settings: Settings) -> Iterator[object]:
 def unique() -> str:
     """A short unique suffix for table names, so tests never share a table."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server for the test run (tests/support/postgres.py)."""
+    from tests.support.postgres import running_postgres
+
+    # Not under pytest's 0700 root-owned temp tree: the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="lakehouse-pg-"))
+    try:
+        with running_postgres(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
