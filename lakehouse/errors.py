@@ -57,6 +57,8 @@ SAFE_PARAMS = frozenset(
         "operation",
         "command",
         "stage",
+        "role",
+        "seq",
     }
 )
 
@@ -318,6 +320,97 @@ class ErrorCode(Enum):
         "hospital (a folder with a manifest.json).",
     )
 
+    # --- security and governance (LH-SEC) ---
+    AUTH_FAILED = ErrorDef(
+        "LH-SEC-001",
+        "Authentication failed.",
+        401,
+        EX_NOPERM,
+        remedy="Check the user name and password; repeated failures lock the account.",
+    )
+    ACCOUNT_LOCKED = ErrorDef(
+        "LH-SEC-002",
+        "The account is locked after {count} consecutive failed logins; retry after {detail}.",
+        423,
+        EX_NOPERM,
+        remedy="Wait for the cooling-off period, or ask an administrator to unlock it.",
+    )
+    SECOND_FACTOR_REQUIRED = ErrorDef(
+        "LH-SEC-003",
+        "Role {role} requires a valid second factor (TOTP code).",
+        401,
+        EX_NOPERM,
+        remedy="Give the current code of the authenticator app enrolled for the account.",
+    )
+    PASSWORD_POLICY = ErrorDef(
+        "LH-SEC-004",
+        "The password does not meet the policy: {reason}.",
+        400,
+        EX_USAGE,
+    )
+    SESSION_INVALID = ErrorDef(
+        "LH-SEC-005",
+        "The session token is not valid ({reason}).",
+        401,
+        EX_NOPERM,
+        remedy="Log in again.",
+    )
+    ACCESS_DENIED = ErrorDef(
+        "LH-SEC-006",
+        "Role {role} may not {operation} {table}: {reason}.",
+        403,
+        EX_NOPERM,
+        remedy="Ask for a grant, or use break-glass access with a stated reason in an "
+        "emergency (audited and reviewed).",
+    )
+    SQL_NOT_READ_ONLY = ErrorDef(
+        "LH-SEC-007",
+        "Only a single read-only query is allowed; found {found}.",
+        400,
+        EX_USAGE,
+    )
+    SQL_UNPARSEABLE = ErrorDef(
+        "LH-SEC-008",
+        "The query could not be parsed as Spark SQL ({reason}).",
+        400,
+        EX_USAGE,
+    )
+    AUDIT_WRITE_FAILED = ErrorDef(
+        "LH-SEC-009",
+        "The audit event could not be recorded in {table} ({reason}); the operation was "
+        "refused.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Check the audit table's storage and the catalog (`lakehouse doctor`).",
+    )
+    AUDIT_CHAIN_BROKEN = ErrorDef(
+        "LH-SEC-010",
+        "The hash chain of {table} is broken at seq {seq}: {reason}.",
+        500,
+        EX_DATAERR,
+        remedy="Treat as a security incident: preserve the storage, compare with backups "
+        "and the head anchor, and report per the incident procedure.",
+    )
+    POLICY_INVALID = ErrorDef(
+        "LH-SEC-011",
+        "Policy file {path} is invalid: {reason}.",
+        500,
+        EX_CONFIG,
+    )
+    IDENTITY_TOKEN_INVALID = ErrorDef(
+        "LH-SEC-012",
+        "The identity provider's token was rejected ({reason}).",
+        401,
+        EX_NOPERM,
+    )
+    ACCOUNT_EXISTS = ErrorDef(
+        "LH-SEC-013",
+        "Account {name} already exists.",
+        409,
+        EX_USAGE,
+    )
+
     @property
     def id(self) -> str:
         return self.value.id
@@ -395,12 +488,17 @@ class IngestError(LakehouseError):
     """Raised when ingestion is asked for an unknown source or cannot read its landing folder."""
 
 
+class SecurityError(LakehouseError):
+    """Raised when authentication, authorization, the SQL guard or the audit log refuses."""
+
+
 _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "CFG": ConfigurationError,
     "ENV": EnvironmentProblem,
     "TBL": TableError,
     "JOB": JobError,
     "ING": IngestError,
+    "SEC": SecurityError,
 }
 
 

@@ -123,6 +123,56 @@ class SynthSettings(BaseModel):
     clean: bool = Field(False, description="Inject no dirt (every defect rate 0).")
 
 
+class SecuritySettings(BaseModel):
+    """Identity, authorization and the audit log (lakehouse/governance)."""
+
+    hash_algorithm: Literal["sm3", "sha256"] = Field(
+        "sm3", description="Hash of the audit log's chain links: SM3 (GB/T 32905) or SHA-256."
+    )
+    lockout_threshold: int = Field(
+        10, ge=1, description="Consecutive failed logins that lock a local account."
+    )
+    lockout_minutes: int = Field(
+        30, ge=1, description="Cooling-off period of a locked account, in minutes."
+    )
+    password_min_length: int = Field(12, ge=8, description="Shortest password accepted.")
+    password_min_classes: int = Field(
+        3, ge=1, le=4, description="Character classes (lower, upper, digit, symbol) required."
+    )
+    session_ttl_minutes: int = Field(
+        60, ge=1, description="Lifetime of a session token, in minutes."
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of session tokens. Default: generated on first use into "
+        "<data_dir>/secrets/session.key (mode 0600); never put it in the repository.",
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Folder of generated keys (session, audit pseudonyms). "
+        "Default: <data_dir>/secrets.",
+    )
+    accounts_db: Path | None = Field(
+        None,
+        description="SQLite file of local accounts. Default: <data_dir>/governance/accounts.db.",
+    )
+    policy_file: Path | None = Field(
+        None,
+        description="Access policy (YAML). Default: lakehouse/governance/policies/default.yaml.",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="Issuer (iss) of the hospital SSO's tokens; None: SSO off."
+    )
+    oidc_audience: str | None = Field(None, description="Audience (aud) tokens must carry.")
+    oidc_jwks_path: Path | None = Field(
+        None, description="JWKS file (public keys) of the hospital SSO."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"], description="Signature algorithms accepted."
+    )
+    oidc_roles_claim: str = Field("roles", description="Claim holding the user's roles.")
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -159,6 +209,7 @@ class Settings(BaseSettings):
     metastore: MetastoreSettings = Field(default_factory=MetastoreSettings)  # type: ignore[arg-type]
     synth: SynthSettings = Field(default_factory=SynthSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -171,11 +222,18 @@ class Settings(BaseSettings):
             self.ingest.landing_root = self.data_dir / "synthetic" / "landing"
         elif not self.ingest.landing_root.is_absolute():
             self.ingest.landing_root = self.home / self.ingest.landing_root
+        sec = self.security
+        sec.secrets_dir = self._under_data(sec.secrets_dir, Path("secrets"))
+        sec.accounts_db = self._under_data(sec.accounts_db, Path("governance/accounts.db"))
         if self.metastore.kind == "jdbc" and not self.metastore.jdbc_url:
             raise ValueError("metastore.jdbc_url is required when metastore.kind is 'jdbc'")
         if self.metastore.kind == "thrift" and not self.metastore.thrift_uris:
             raise ValueError("metastore.thrift_uris is required when metastore.kind is 'thrift'")
         return self
+
+    def _under_data(self, path: Path | None, default: Path) -> Path:
+        path = default if path is None else path
+        return path if path.is_absolute() else self.data_dir / path
 
     @property
     def warehouse(self) -> str:
