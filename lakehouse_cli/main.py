@@ -212,6 +212,24 @@ def metastore_status() -> None:
     raise typer.Exit(0 if up else 69)
 
 
+audit_app = typer.Typer(help="The hash-chained audit log (audit.events).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain in Spark; exit non-zero at the first break."""
+    from lakehouse.governance.audit_delta import anchor_path, require_intact, verify
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        report = require_intact(verify(build_spark(cfg), anchor=anchor_path(cfg)))
+        typer.echo(f"{report.table}: {report.rows} events, hash chain intact")
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

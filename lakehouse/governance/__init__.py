@@ -1,0 +1,1 @@
+"""Security and governance: identity, access policies, the SQL guard and the audit log."""

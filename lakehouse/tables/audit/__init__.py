@@ -1,0 +1,1 @@
+"""Audit layer: the append-only, hash-chained audit log."""
