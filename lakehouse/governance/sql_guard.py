@@ -1,0 +1,168 @@
+"""The SQL guard: parse a query, refuse what the policy forbids, inject row filters.
+
+Every query an untrusted caller (the assistant, the SQL endpoint, a notebook user) runs
+passes :meth:`SqlGuard.rewrite`:
+
+1. parse as Spark SQL (sqlglot); one statement, a query (SELECT, UNION, CTEs...), with no
+   write, DDL or command node anywhere and no JVM-reflection function;
+2. every table must be ``schema.table``, known to the catalog and granted to the role;
+3. columns are resolved against the columns the role may see, so a PHI column it may not
+   see is refused wherever it appears (select list, WHERE, JOIN, GROUP BY, subqueries) and
+   ``SELECT *`` expands to the visible columns only;
+4. every reference to a table is replaced by ``(SELECT visible columns FROM table WHERE
+   row filter) AS alias``, so the filter holds inside joins, subqueries and CTEs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+
+from lakehouse.errors import ErrorCode, error
+from lakehouse.governance.policy import Policy
+from lakehouse.governance.sessions import Principal
+from lakehouse.tables.spec import TableSpec
+
+_WRITES = (
+    exp.DDL, exp.DML, exp.Command, exp.Insert, exp.Delete, exp.Update, exp.Merge,
+    exp.Create, exp.Drop, exp.Alter, exp.Set, exp.Use, exp.Cache, exp.Uncache,
+    exp.TruncateTable, exp.Into, exp.Copy, exp.LoadData, exp.Transaction, exp.Commit, exp.Rollback,
+)  # fmt: skip
+_FORBIDDEN_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect", "input_file_name"})
+
+
+@dataclass(frozen=True)
+class GuardedQuery:
+    """A query the guard let through, rewritten, with what the audit event needs."""
+
+    sql: str
+    tables: tuple[str, ...]
+    patients: tuple[str, ...]
+    break_glass: bool
+
+
+class SqlGuard:
+    """Rewrites queries under a policy over a catalog of table specs."""
+
+    def __init__(self, policy: Policy, catalog: Mapping[str, TableSpec]) -> None:
+        self.policy = policy
+        self.catalog = dict(catalog)
+
+    def _deny(self, who: Principal, table: str, reason: str, op: str = "read") -> Exception:
+        return error(
+            ErrorCode.ACCESS_DENIED, role=who.role, operation=op, table=table, reason=reason
+        )
+
+    def parse(self, sql: str) -> exp.Query:
+        """The single read-only query in ``sql`` (``LH-SEC-007``/``LH-SEC-008`` otherwise)."""
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+        except SqlglotError as exc:
+            raise error(ErrorCode.SQL_UNPARSEABLE, reason=type(exc).__name__) from None
+        if len(statements) != 1:
+            raise error(ErrorCode.SQL_NOT_READ_ONLY, found=f"{len(statements)} statements")
+        tree = statements[0]
+        if not isinstance(tree, exp.Query):
+            raise error(ErrorCode.SQL_NOT_READ_ONLY, found=type(tree).__name__.upper())
+        for node in tree.walk():
+            if isinstance(node, _WRITES):
+                raise error(ErrorCode.SQL_NOT_READ_ONLY, found=type(node).__name__.upper())
+            if isinstance(node, exp.Func) and node.name.lower() in _FORBIDDEN_FUNCTIONS:
+                raise error(ErrorCode.SQL_NOT_READ_ONLY, found=f"function {node.name.lower()}")
+        return tree
+
+    def rewrite(self, who: Principal, sql: str, *, break_glass: bool = False) -> GuardedQuery:
+        """The query as ``who`` may run it, or ``LH-SEC-006/007/008``."""
+        tree = self.parse(sql)
+        grant = self.policy.grant(who)
+        if break_glass and not grant.break_glass:
+            raise self._deny(who, "(any)", "break-glass is not granted to the role")
+        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+        tables: set[str] = set()
+        for t in tree.find_all(exp.Table):
+            if not t.db and t.name in ctes:
+                continue
+            name = f"{t.db}.{t.name}".lower()
+            if not t.db or t.catalog or name not in self.catalog:
+                raise self._deny(who, name if t.db else t.name, "unknown table (use schema.table)")
+            if not self.policy.may_read(who.role, name):
+                raise self._deny(who, name, "no read grant")
+            tables.add(name)
+        schema: dict[str, dict[str, dict[str, str]]] = {}
+        for name in tables:
+            db, tbl = name.split(".")
+            spec = self.catalog[name]
+            visible = self.policy.visible_columns(who.role, spec)
+            types = {f.name: f.dataType.simpleString() for f in spec.columns}
+            schema.setdefault(db, {})[tbl] = {c: types[c] for c in visible}
+        mapping: dict[str, object] = dict(schema)
+        try:
+            tree = qualify(tree, schema=mapping, dialect="spark", validate_qualify_columns=True)
+        except SqlglotError as exc:
+            if not isinstance(exc, OptimizeError):
+                raise error(ErrorCode.SQL_UNPARSEABLE, reason=type(exc).__name__) from None
+            raise self._deny(
+                who, ", ".join(sorted(tables)), "a column is not visible to the role"
+            ) from None
+        patients = self._patients(tree)
+        for t in [t for t in tree.find_all(exp.Table) if t.db]:
+            name = f"{t.db}.{t.name}".lower()
+            cols = list(schema[t.db.lower()][t.name.lower()])
+            condition = self._row_filter(who, self.catalog[name], break_glass)
+            inner = exp.select(*[_col(c) for c in cols]).from_(
+                exp.table_(t.name, db=t.db, quoted=True)
+            )
+            if condition is not None:
+                inner = inner.where(condition)
+            t.replace(inner.subquery(exp.to_identifier(t.alias_or_name, quoted=True)))
+        sql_out = tree.sql(dialect="spark")
+        self.parse(sql_out)  # defense in depth: what runs must itself pass the read-only check
+        return GuardedQuery(sql_out, tuple(sorted(tables)), patients, break_glass)
+
+    def _row_filter(self, who: Principal, spec: TableSpec, break_glass: bool) -> exp.Expr | None:
+        cols, grant = self.policy.columns, self.policy.grant(who)
+        names = set(spec.column_names)
+        parts: list[exp.Expr] = []
+        if "institution" in grant.scope and cols.institution in names:
+            parts.append(_in(cols.institution, who.institutions))
+        if "department" in grant.scope and not break_glass and cols.patient in names:
+            mine: exp.Expr = _col(cols.department).eq(exp.Literal.string(who.department or ""))
+            if cols.department not in names:
+                directory = self.policy.patient_directory
+                if directory is None or directory not in self.catalog:
+                    raise self._deny(who, spec.name, "no patient directory to scope rows by")
+                db, tbl = directory.split(".")
+                lookup = exp.select(_col(cols.patient)).from_(exp.table_(tbl, db=db, quoted=True))
+                mine = _col(cols.patient).isin(query=lookup.where(mine))
+            parts.append(exp.or_(mine, _in(cols.patient, who.care_team)))
+        return exp.and_(*parts) if parts else None
+
+    def _patients(self, tree: exp.Expr) -> tuple[str, ...]:
+        """Patient ids the query names as literals (``patient_id = 'P1'`` or ``IN (...)``)."""
+        found: set[str] = set()
+        for col in tree.find_all(exp.Column):
+            if col.name != self.policy.columns.patient:
+                continue
+            parent = col.parent
+            if isinstance(parent, exp.EQ):
+                other = parent.expression if parent.this is col else parent.this
+                if isinstance(other, exp.Literal):
+                    found.add(other.name)
+            elif isinstance(parent, exp.In) and parent.this is col:
+                found.update(e.name for e in parent.expressions if isinstance(e, exp.Literal))
+        return tuple(sorted(found))
+
+
+def _in(column: str, values: tuple[str, ...]) -> exp.Expr:
+    if not values:
+        return exp.false()
+    return _col(column).isin(*[exp.Literal.string(v) for v in values])
+
+
+def _col(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)

@@ -1,0 +1,187 @@
+"""The SQL guard: (role, SQL) -> rewritten or refused with a code; read-only always."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlglot import exp
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.governance.policy import load_policy
+from lakehouse.governance.sessions import Principal
+from lakehouse.governance.sql_guard import SqlGuard
+from tests.unit.governance.demo import CATALOG, demo_policy
+
+DR_A = Principal("dr_a", "clinician", department="A", institutions=("H1",), care_team=("P9",))
+ANALYST = Principal("ana", "analyst", institutions=("H1",))
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory: pytest.TempPathFactory) -> SqlGuard:
+    return SqlGuard(demo_policy(tmp_path_factory.mktemp("policy")), CATALOG)
+
+
+REFUSED = [
+    (DR_A, "DELETE FROM silver.demo_patients", ErrorCode.SQL_NOT_READ_ONLY),
+    (
+        DR_A,
+        "INSERT INTO silver.demo_labs SELECT * FROM silver.demo_labs",
+        ErrorCode.SQL_NOT_READ_ONLY,
+    ),
+    (DR_A, "SELECT 1; DROP TABLE silver.demo_labs", ErrorCode.SQL_NOT_READ_ONLY),
+    (DR_A, "SELECT name INTO stolen FROM silver.demo_patients", ErrorCode.SQL_NOT_READ_ONLY),
+    (DR_A, "UPDATE silver.demo_patients SET name = 'x'", ErrorCode.SQL_NOT_READ_ONLY),
+    (DR_A, "SET spark.sql.ansi.enabled = false", ErrorCode.SQL_NOT_READ_ONLY),
+    (DR_A, "SELECT reflect('java.lang.Runtime', 'getRuntime')", ErrorCode.SQL_NOT_READ_ONLY),
+    (DR_A, "SELECT * FROM silver.demo_patients WHERE", ErrorCode.SQL_UNPARSEABLE),
+    (DR_A, "SELECT * FROM parquet.`/warehouse/silver/demo_patients`", ErrorCode.ACCESS_DENIED),
+    (DR_A, "SELECT * FROM demo_patients", ErrorCode.ACCESS_DENIED),  # unqualified
+    (DR_A, "SELECT * FROM audit.events", ErrorCode.ACCESS_DENIED),
+    (ANALYST, "SELECT name FROM silver.demo_patients", ErrorCode.ACCESS_DENIED),
+    (
+        ANALYST,
+        "SELECT count(*) FROM silver.demo_patients WHERE id_card = '1'",
+        ErrorCode.ACCESS_DENIED,
+    ),
+    (ANALYST, "SELECT upper(phone) AS p FROM silver.demo_patients", ErrorCode.ACCESS_DENIED),
+    (
+        ANALYST,
+        "SELECT l.value FROM silver.demo_labs l JOIN silver.demo_patients p "
+        "ON l.patient_id = p.patient_id",
+        ErrorCode.ACCESS_DENIED,
+    ),
+    (
+        ANALYST,
+        "WITH x AS (SELECT address FROM silver.demo_patients) SELECT count(*) FROM x",
+        ErrorCode.ACCESS_DENIED,
+    ),
+    (ANALYST, "SELECT sex FROM silver.demo_patients GROUP BY name, sex", ErrorCode.ACCESS_DENIED),
+    (Principal("ds", "data_scientist"), "SELECT * FROM silver.demo_labs", ErrorCode.ACCESS_DENIED),
+    (Principal("root", "admin"), "SELECT * FROM silver.demo_patients", ErrorCode.ACCESS_DENIED),
+    (
+        Principal("n", "nurse", department="A"),
+        "SELECT phone FROM silver.demo_patients",
+        ErrorCode.ACCESS_DENIED,
+    ),
+]
+
+
+@pytest.mark.parametrize(("who", "sql", "code"), REFUSED)
+def test_refused(guard: SqlGuard, who: Principal, sql: str, code: ErrorCode) -> None:
+    with pytest.raises(LakehouseError) as exc:
+        guard.rewrite(who, sql)
+    assert exc.value.code is code
+
+
+def test_break_glass_needs_the_grant(guard: SqlGuard) -> None:
+    nurse = Principal("n", "nurse", department="A", institutions=("H1",))
+    with pytest.raises(LakehouseError) as exc:
+        guard.rewrite(nurse, "SELECT sex FROM silver.demo_patients", break_glass=True)
+    assert exc.value.code is ErrorCode.ACCESS_DENIED
+
+
+def _filtered_tables(sql: str) -> list[str]:
+    """Every real table reference in the rewritten SQL, each with its WHERE clause."""
+    tree = sqlglot.parse_one(sql, read="spark")
+    out = []
+    for t in tree.find_all(exp.Table):
+        select = t.find_ancestor(exp.Select)
+        assert select is not None
+        where = select.args.get("where")
+        text = where.sql("spark").replace("`", "") if where else None
+        out.append(f"{t.db}.{t.name}: {text}")
+    return out
+
+
+def test_clinician_filter_reaches_every_reference(guard: SqlGuard) -> None:
+    q = guard.rewrite(
+        DR_A,
+        "WITH recent AS (SELECT patient_id, value FROM silver.demo_labs) "
+        "SELECT p.name, r.value FROM silver.demo_patients p JOIN recent r "
+        "ON p.patient_id = r.patient_id WHERE p.patient_id IN "
+        "(SELECT patient_id FROM silver.demo_labs WHERE value > 5) "
+        "UNION ALL SELECT name, 0.0 FROM silver.demo_patients",
+    )
+    refs = _filtered_tables(q.sql)
+    patients = [r for r in refs if r.startswith("silver.demo_patients:")]
+    labs = [r for r in refs if r.startswith("silver.demo_labs:")]
+    assert len(labs) == 2
+    for ref in labs:  # no department column: scoped through the patient directory
+        assert "institution_code IN ('H1')" in ref
+        assert "department_code = 'A'" in ref
+        assert "patient_id IN ('P9')" in ref
+    # two references of the query, plus the directory look-ups of the two labs filters
+    assert len(patients) == 4
+    assert all("department_code = 'A'" in r for r in patients)
+    assert q.tables == ("silver.demo_labs", "silver.demo_patients")
+
+
+def test_select_star_expands_to_visible_columns_only(guard: SqlGuard) -> None:
+    q = guard.rewrite(ANALYST, "SELECT * FROM silver.demo_patients")
+    tree = sqlglot.parse_one(q.sql, read="spark")
+    assert tree.named_selects == ["sex", "department_code", "institution_code"]
+    assert "`institution_code` IN ('H1')" in q.sql
+
+
+def test_named_patients_are_extracted_for_the_audit(guard: SqlGuard) -> None:
+    q = guard.rewrite(
+        DR_A,
+        "SELECT value FROM silver.demo_labs WHERE patient_id IN ('P1', 'P2') OR 'P3' = patient_id",
+    )
+    assert q.patients == ("P1", "P2", "P3")
+
+
+def test_break_glass_lifts_the_department_scope_only(guard: SqlGuard) -> None:
+    q = guard.rewrite(DR_A, "SELECT name FROM silver.demo_patients", break_glass=True)
+    assert q.break_glass
+    assert "WHERE `institution_code` IN ('H1'))" in q.sql
+    assert "`department_code` = " not in q.sql
+    assert "`institution_code` IN ('H1')" in q.sql
+
+
+def test_default_policy_keeps_duties_separate(tmp_path: Path) -> None:
+    policy = load_policy()
+    assert not policy.may_read("admin", "audit.events")
+    assert policy.may_read("auditor", "audit.events")
+    assert not policy.may_write("auditor", "ops.job_runs")
+    with pytest.raises(LakehouseError) as exc:
+        policy.require_write(Principal("aud", "auditor"), "silver.patients")
+    assert exc.value.code is ErrorCode.ACCESS_DENIED
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nroles:\n  admin:\n    read: ['*']\n")
+    with pytest.raises(LakehouseError) as exc:
+        load_policy(bad)
+    assert exc.value.code is ErrorCode.POLICY_INVALID
+    assert exc.value.params["reason"] == "admin may not read the audit log"
+
+
+WORDS = [
+    "SELECT", "INSERT", "INTO", "DELETE", "UPDATE", "DROP", "TABLE", "CREATE", "ALTER", "SET",
+    "MERGE", "FROM", "WHERE", "silver.demo_patients", "silver.demo_labs", "name", "sex", "*",
+    ";", "(", ")", "=", "'x'", "1", ",", "UNION", "ALL", "WITH", "AS", "t", "VALUES", "CACHE",
+    "TRUNCATE", "USE", "GRANT", "OVERWRITE", "LOAD", "DATA", "reflect",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12) | st.text(max_size=80))
+def test_only_single_read_queries_ever_pass(tokens: list[str] | str) -> None:
+    sql = tokens if isinstance(tokens, str) else " ".join(tokens)
+    guard = SqlGuard(load_policy(), CATALOG)
+    try:
+        q = guard.rewrite(DR_A, sql)
+    except LakehouseError as exc:
+        refused = exc.code.id
+    else:
+        refused = ""
+    if refused:
+        assert refused.startswith("LH-SEC-")
+        return
+    trees = sqlglot.parse(q.sql, read="spark")
+    assert len(trees) == 1
+    assert isinstance(trees[0], exp.Query)
+    assert not any(isinstance(n, (exp.DML, exp.DDL, exp.Command)) for n in trees[0].walk())
