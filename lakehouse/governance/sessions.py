@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lakehouse.errors import ErrorCode, error
@@ -88,11 +88,13 @@ class SessionSigner:
             raise error(ErrorCode.SESSION_INVALID, reason="bad signature")
         try:
             claims = json.loads(_unb64(body))
-        except ValueError:
+            expires = int(claims.pop("exp"))
+            claims.pop("iat", None)
+            claims["care_team"] = tuple(claims.get("care_team", ()))
+            claims["institutions"] = tuple(claims.get("institutions", ()))
+            principal = Principal(**claims)
+        except (ValueError, TypeError, KeyError, AttributeError):
             raise error(ErrorCode.SESSION_INVALID, reason="malformed") from None
-        if int(claims.pop("exp")) <= self.clock():
+        if expires <= self.clock():
             raise error(ErrorCode.SESSION_INVALID, reason="expired")
-        claims.pop("iat", None)
-        claims["care_team"] = tuple(claims.get("care_team", ()))
-        claims["institutions"] = tuple(claims.get("institutions", ()))
-        return replace(Principal(**claims))
+        return principal

@@ -62,12 +62,37 @@ REFUSED = [
     (ANALYST, "SELECT sex FROM silver.demo_patients GROUP BY name, sex", ErrorCode.ACCESS_DENIED),
     (Principal("ds", "data_scientist"), "SELECT * FROM silver.demo_labs", ErrorCode.ACCESS_DENIED),
     (Principal("root", "admin"), "SELECT * FROM silver.demo_patients", ErrorCode.ACCESS_DENIED),
+    (Principal("aud", "auditor"), "SELECT n FROM gold.demo_counts", ErrorCode.ACCESS_DENIED),
     (
         Principal("n", "nurse", department="A"),
         "SELECT phone FROM silver.demo_patients",
         ErrorCode.ACCESS_DENIED,
     ),
 ]
+
+
+ALLOWED = [
+    (
+        ANALYST,
+        "SELECT sex, count(*) AS n FROM silver.demo_patients GROUP BY sex",
+        "SELECT `demo_patients`.`sex` AS `sex`, COUNT(*) AS `n` FROM (SELECT `sex`, "
+        "`department_code`, `institution_code` FROM `silver`.`demo_patients` WHERE "
+        "`institution_code` IN ('H1')) AS `demo_patients` GROUP BY `demo_patients`.`sex`",
+    ),
+    (
+        DR_A,
+        "SELECT name FROM silver.demo_patients WHERE sex = 'F'",
+        "SELECT `demo_patients`.`name` AS `name` FROM (SELECT `patient_id`, `name`, `id_card`, "
+        "`phone`, `address`, `birth_date`, `sex`, `department_code`, `institution_code` FROM "
+        "`silver`.`demo_patients` WHERE `institution_code` IN ('H1') AND (`department_code` = "
+        "'A' OR `patient_id` IN ('P9'))) AS `demo_patients` WHERE `demo_patients`.`sex` = 'F'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("who", "sql", "expected"), ALLOWED)
+def test_allowed_and_rewritten(guard: SqlGuard, who: Principal, sql: str, expected: str) -> None:
+    assert guard.rewrite(who, sql).sql == expected
 
 
 @pytest.mark.parametrize(("who", "sql", "code"), REFUSED)
