@@ -1,10 +1,10 @@
 """The audit log as the Delta table ``audit.events``: chained appends and verification.
 
 Appends are serialized by one lock per table in this process and, across processes, by
-Delta's optimistic concurrency: an append is an insert-only MERGE on ``seq`` (a blind
-append would never conflict, so two writers could fork the chain). A writer whose cached
-head is stale inserts nothing (its ``seq`` already exists) or loses the commit race; either
-way it re-reads the head, re-chains and retries. ``writer.append`` cannot do this: it is a
+Delta's optimistic concurrency: an append is an insert-only MERGE that matches any stored
+row after the writer's head (a blind append would never conflict, so two writers could fork
+the chain). A writer whose cached head is stale inserts nothing or loses the commit race;
+either way it re-reads the head, re-chains and retries. ``writer.append`` cannot do this: it is a
 blind append (see docs/adr/0004).
 
 :func:`verify` recomputes the chain in Spark without collecting the log: each row's hash is
@@ -114,7 +114,9 @@ class DeltaAuditLog:
         (
             DeltaTable.forName(self.spark, self.spec.name)
             .alias("t")
-            .merge(source.alias("s"), f"t.seq = s.seq AND t.seq > {int(after)}")
+            # Any stored row after our head matches every source row, so a stale head
+            # inserts nothing (all or nothing; `t.seq = s.seq` would insert a partial batch).
+            .merge(source.alias("s"), f"t.seq > {int(after)}")
             .whenNotMatchedInsert(values=cols)  # type: ignore[arg-type]
             .execute()
         )

@@ -111,6 +111,7 @@ def test_concurrent_writers_keep_one_chain(spark: SparkSession, unique: str) -> 
     b = DeltaAuditLog(spark, spec=spec, lock=threading.Lock())
     a.record(AuditEvent(Action.ADMIN, "admin"))  # a caches head 1
     b.record(AuditEvent(Action.ADMIN, "admin"))  # b appends 2: a's cached head is now stale
+    a.record(*_events(3, "a"))  # a stale batch must insert all or nothing, then re-chain
     errors: list[BaseException] = []
 
     def write(log: DeltaAuditLog, actor: str) -> None:
@@ -127,4 +128,4 @@ def test_concurrent_writers_keep_one_chain(spark: SparkSession, unique: str) -> 
         t.join()
     assert not errors
     report = require_intact(verify(spark, spec))
-    assert report.rows == 6
+    assert report.rows == 9
