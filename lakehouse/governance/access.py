@@ -24,8 +24,11 @@ from lakehouse.governance.audit import (
     patient_ref,
     record_or_refuse,
 )
+from lakehouse.governance.keys import pseudonym_key
+from lakehouse.governance.policy import load_policy
 from lakehouse.governance.sessions import Principal
 from lakehouse.governance.sql_guard import SqlGuard
+from lakehouse.settings import Settings
 
 
 class AccessService:
@@ -116,3 +119,12 @@ class AccessService:
             last = DeltaTable.forName(self.spark, name).history(1).select("version").first()
             out.append(f"{name}@{last['version'] if last else '?'}")
         return ",".join(out)
+
+
+def access_service(spark: SparkSession, cfg: Settings) -> AccessService:
+    """The configured access service: policy file, every TableSpec, ``audit.events``."""
+    from lakehouse.governance.audit_delta import audit_log
+    from lakehouse.tables.registry import all_specs
+
+    guard = SqlGuard(load_policy(cfg.security.policy_file), {s.name: s for s in all_specs()})
+    return AccessService(spark, guard, audit_log(spark, cfg), pseudonym_key(cfg))

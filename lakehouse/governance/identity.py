@@ -23,8 +23,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance.audit import Action, AuditEvent, AuditLog, record_or_refuse
+from lakehouse.governance.keys import session_key
 from lakehouse.governance.sessions import PRIVILEGED, ROLES, Principal, SessionSigner
-from lakehouse.settings import SecuritySettings
+from lakehouse.settings import SecuritySettings, Settings
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS accounts (
     username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL,
@@ -264,3 +265,10 @@ def _check_roles(admin: Principal, roles: tuple[str, ...]) -> None:
             ErrorCode.ACCESS_DENIED, role=admin.role, operation="grant",
             table="accounts", reason=reason,
         )  # fmt: skip
+
+
+def identity_service(cfg: Settings, audit: AuditLog) -> IdentityService:
+    """The configured identity service (accounts file, policy thresholds, session key)."""
+    assert cfg.security.accounts_db is not None
+    signer = SessionSigner(session_key(cfg), 60 * cfg.security.session_ttl_minutes)
+    return IdentityService(cfg.security.accounts_db, audit, cfg.security, signer)

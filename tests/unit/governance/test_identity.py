@@ -159,3 +159,18 @@ def test_sessions_expire_and_reject_forgery(clock: Clock) -> None:
     with pytest.raises(LakehouseError) as exc:
         signer.verify(token)
     assert exc.value.params["reason"] == "expired"
+
+
+def test_configured_service_uses_the_data_folder(tmp_path: Path) -> None:
+    from lakehouse.governance.identity import identity_service
+    from lakehouse.settings import Settings
+
+    cfg = Settings(data_dir=tmp_path, security={"lockout_threshold": 2})  # type: ignore[call-arg]
+    svc = identity_service(cfg, MemoryAuditLog())
+    svc.create_account(ADMIN, "dr_he", GOOD, ("clinician",))
+    for code in (ErrorCode.AUTH_FAILED, ErrorCode.ACCOUNT_LOCKED):
+        with pytest.raises(LakehouseError) as exc:
+            svc.login("dr_he", "Wrong-Password-9")
+        assert exc.value.code is code
+    assert (tmp_path / "governance" / "accounts.db").exists()
+    assert (tmp_path / "secrets" / "session.key").exists()
