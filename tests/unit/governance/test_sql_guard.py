@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.governance.policy import load_policy
+from lakehouse.governance.policy import Policy, load_policy
 from lakehouse.governance.sessions import Principal
 from lakehouse.governance.sql_guard import SqlGuard
 from tests.unit.governance.demo import CATALOG, demo_policy
@@ -210,3 +210,61 @@ def test_only_single_read_queries_ever_pass(tokens: list[str] | str) -> None:
     assert len(trees) == 1
     assert isinstance(trees[0], exp.Query)
     assert not any(isinstance(n, (exp.DML, exp.DDL, exp.Command)) for n in trees[0].walk())
+
+
+PHI_COLUMNS = {
+    c for spec in CATALOG.values() for c in spec.phi_columns if spec.name != "gold.demo_counts"
+}
+ALL_COLUMNS = sorted({c for spec in CATALOG.values() for c in spec.column_names})
+
+
+@st.composite
+def analyst_queries(draw: st.DrawFn) -> str:
+    """SELECTs over the demo tables: joins, subqueries, CTEs, aggregates, stars."""
+    safe = st.sampled_from([c for c in ALL_COLUMNS if c not in PHI_COLUMNS])
+    anything = st.sampled_from([*ALL_COLUMNS, "*"])
+    cols = draw(st.lists(st.one_of(safe, anything), min_size=1, max_size=3))
+    where = draw(st.one_of(safe, anything.filter(lambda c: c != "*")))
+    shape = draw(st.sampled_from(["plain", "join", "subquery", "cte", "agg", "in"]))
+    sel = ", ".join(cols)
+    if shape == "join":
+        return (
+            f"SELECT {sel.replace('*', 'p.*')} FROM silver.demo_patients p JOIN silver.demo_labs l "
+            f"ON p.institution_code = l.institution_code WHERE l.{where} IS NOT NULL"
+        )
+    if shape == "subquery":
+        return f"SELECT {sel} FROM (SELECT * FROM silver.demo_patients WHERE {where} > '') s"
+    if shape == "cte":
+        return f"WITH x AS (SELECT {sel} FROM silver.demo_labs) SELECT * FROM x"
+    if shape == "agg":
+        return f"SELECT {where}, count(*) FROM silver.demo_patients GROUP BY {where}"
+    if shape == "in":
+        return (
+            f"SELECT {sel} FROM silver.demo_patients WHERE {where} IN "
+            f"(SELECT {where} FROM silver.demo_labs)"
+        )
+    return f"SELECT {sel} FROM silver.demo_patients WHERE {where} = 'x'"
+
+
+@settings(max_examples=300, deadline=None)
+@given(analyst_queries())
+def test_an_analyst_query_never_touches_a_phi_column(sql: str) -> None:
+    guard = SqlGuard(load_policy_for_tests(), CATALOG)
+    try:
+        q = guard.rewrite(ANALYST, sql)
+    except LakehouseError as exc:
+        code = exc.code
+    else:
+        code = None
+    if code is not None:
+        assert code in {ErrorCode.ACCESS_DENIED, ErrorCode.SQL_UNPARSEABLE}
+        return
+    tree = sqlglot.parse_one(q.sql, read="spark")
+    named = {c.name for c in tree.find_all(exp.Column)} | set(tree.named_selects)
+    assert not (named & PHI_COLUMNS), q.sql
+
+
+def load_policy_for_tests() -> Policy:
+    import tempfile
+
+    return demo_policy(Path(tempfile.mkdtemp()))
