@@ -1,0 +1,74 @@
+"""ConText-style assertion: negated, possible, historical, family, hypothetical, present.
+
+A cue (``resources/context.json``) asserts its category over the entities in its scope:
+after it (forward), before it (backward) or both, within the sentence, up to a terminator.
+Pseudo cues ("known history of", "无明显诱因") are masked first so that the cue words inside
+them assert nothing. Where several categories apply, the first in the file's ``priority``
+wins; with no cue, a family-history section means family and a past-history section
+historical.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from models.nlp import rules
+from models.nlp.components import ASSERTED_LABELS, register_extensions
+
+_SECTION_DEFAULT = {"family_history": "family", "pmh": "historical"}
+
+
+def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
+    if pattern is None:
+        return text
+    return pattern.sub(lambda m: " " * len(m[0]), text)
+
+
+def _blocked(terminators: list[int], lo: int, hi: int) -> bool:
+    return any(lo <= t < hi for t in terminators)
+
+
+def assert_span(ent: Span, sent: Span, ctx: rules.ContextRules) -> tuple[str, tuple[str, ...]]:
+    """The assertion of ``ent`` in ``sent`` and every category whose cue reached it."""
+    text = _mask(sent.text, ctx.pseudo_pattern)
+    base = sent.start_char
+    s, e = ent.start_char - base, ent.end_char - base
+    # The entity's own characters are neither cues nor terminators.
+    text = text[:s] + " " * (e - s) + text[e:]
+    terms = (
+        [m.start() for m in ctx.terminator_pattern.finditer(text)] if ctx.terminator_pattern else []
+    )
+    found: set[str] = set()
+    for m in ctx.cue_pattern.finditer(text):
+        cue = ctx.cues[m[0].lower()]
+        forward = cue.direction in ("forward", "both") and m.end() <= s
+        backward = cue.direction in ("backward", "both") and m.start() >= e
+        if (forward and not _blocked(terms, m.end(), s)) or (
+            backward and not _blocked(terms, e, m.start())
+        ):
+            found.add(cue.category)
+    ordered = tuple(c for c in ctx.priority if c in found)
+    if ordered:
+        return ordered[0], ordered
+    default = _SECTION_DEFAULT.get(ent._.section or "")
+    return (default or "present"), ()
+
+
+@Language.factory("clinical_context", default_config={"lang": "zh"})
+def make_context(nlp: Language, name: str, lang: str) -> Any:
+    """Sets ``ent._.assertion`` and ``ent._.modifiers`` on clinical entities."""
+    register_extensions()
+    ctx = rules.context_rules(lang)
+
+    def context(doc: Doc) -> Doc:
+        for sent in doc.sents:
+            for ent in sent.ents:
+                if ent.label_ in ASSERTED_LABELS:
+                    ent._.assertion, ent._.modifiers = assert_span(ent, sent, ctx)
+        return doc
+
+    return context
