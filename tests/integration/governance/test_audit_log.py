@@ -95,12 +95,19 @@ def test_tampering_is_detected(
     assert exc.value.code is ErrorCode.AUDIT_CHAIN_BROKEN
 
 
-def test_cut_tail_is_detected_by_the_head_anchor(
-    spark: SparkSession, chained: tuple[str, Path], unique: str
+def test_cut_tail_or_rewritten_chain_is_detected_by_the_head_anchor(
+    spark: SparkSession, chained: tuple[str, Path], tmp_path: Path
 ) -> None:
-    clone = _tampered(spark, chained[0], unique, "DELETE FROM {t} WHERE seq = 6")
-    report = verify(spark, dataclasses.replace(AUDIT_EVENTS, name=clone), anchor=chained[1])
-    assert report.broken_seq == 6
+    """The anchor outside the table remembers the head: a table that ends before it (cut
+    tail) or holds another hash there (chain recomputed by an attacker) fails."""
+    spec = dataclasses.replace(AUDIT_EVENTS, name=chained[0])
+    seq, digest = chained[1].read_text().split()
+    ahead = tmp_path / "ahead"
+    ahead.write_text(f"{int(seq) + 1} {digest}\n")
+    assert verify(spark, spec, anchor=ahead).broken_seq == int(seq) + 1
+    other = tmp_path / "other"
+    other.write_text(f"{seq} {'0' * 64}\n")
+    assert verify(spark, spec, anchor=other).broken_seq == int(seq)
 
 
 def test_concurrent_writers_keep_one_chain(spark: SparkSession, unique: str) -> None:
