@@ -33,6 +33,8 @@ _WRITES = (
     exp.Create, exp.Drop, exp.Alter, exp.Set, exp.Use, exp.Cache, exp.Uncache,
     exp.TruncateTable, exp.Into, exp.Copy, exp.LoadData, exp.Transaction, exp.Commit, exp.Rollback,
 )  # fmt: skip
+#: In a principal's institutions: the principal is granted every institution's rows.
+ALL_SITES = "*"
 _FORBIDDEN_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect", "input_file_name"})
 
 
@@ -128,19 +130,37 @@ class SqlGuard:
         cols, grant = self.policy.columns, self.policy.grant(who)
         names = set(spec.column_names)
         parts: list[exp.Expr] = []
-        if "institution" in grant.scope and cols.institution in names:
-            parts.append(_in(cols.institution, who.institutions))
-        if "department" in grant.scope and not break_glass and cols.patient in names:
-            mine: exp.Expr = _col(cols.department).eq(exp.Literal.string(who.department or ""))
-            if cols.department not in names:
-                directory = self.policy.patient_directory
-                if directory is None or directory not in self.catalog:
-                    raise self._deny(who, spec.name, "no patient directory to scope rows by")
-                db, tbl = directory.split(".")
-                lookup = exp.select(_col(cols.patient)).from_(exp.table_(tbl, db=db, quoted=True))
-                mine = _col(cols.patient).isin(query=lookup.where(mine))
-            parts.append(exp.or_(mine, _in(cols.patient, who.care_team)))
+        all_sites = ALL_SITES in who.institutions  # a principal granted every institution
+        if "institution" in grant.scope and not all_sites:
+            if cols.institution in names:
+                parts.append(_in(cols.institution, who.institutions))
+            elif spec.phi_columns:  # patient rows that cannot be site-scoped: fail closed
+                raise self._deny(who, spec.name, "no institution column to scope rows by")
+        if "department" in grant.scope and not break_glass:
+            part = self._department_filter(who, spec)
+            if part is not None:
+                parts.append(part)
         return exp.and_(*parts) if parts else None
+
+    def _department_filter(self, who: Principal, spec: TableSpec) -> exp.Expr | None:
+        """Rows of the user's department or care team; PHI rows that cannot be scoped are
+        refused (fail closed); tables without PHI (aggregates, vocabularies) pass."""
+        cols, names = self.policy.columns, set(spec.column_names)
+        mine: exp.Expr = _col(cols.department).eq(exp.Literal.string(who.department or ""))
+        if cols.patient not in names:
+            if not spec.phi_columns:
+                return None
+            if cols.department not in names:
+                raise self._deny(who, spec.name, "no patient or department column to scope by")
+            return mine
+        if cols.department not in names:
+            directory = self.policy.patient_directory
+            if directory is None or directory not in self.catalog:
+                raise self._deny(who, spec.name, "no patient directory to scope rows by")
+            db, tbl = directory.split(".")
+            lookup = exp.select(_col(cols.patient)).from_(exp.table_(tbl, db=db, quoted=True))
+            mine = _col(cols.patient).isin(query=lookup.where(mine))
+        return exp.or_(mine, _in(cols.patient, who.care_team))
 
     def _patients(self, tree: exp.Expr) -> tuple[str, ...]:
         """Patient ids the query names as literals (``patient_id = 'P1'`` or ``IN (...)``)."""

@@ -268,3 +268,30 @@ def load_policy_for_tests() -> Policy:
     import tempfile
 
     return demo_policy(Path(tempfile.mkdtemp()))
+
+
+def test_scoping_fails_closed_and_all_sites_is_a_grant(tmp_path: Path) -> None:
+    import dataclasses
+
+    from pyspark.sql.types import StringType
+
+    from lakehouse.tables.spec import Phi, column
+
+    notes = dataclasses.replace(
+        CATALOG["silver.demo_labs"],
+        name="silver.demo_notes",
+        columns=(
+            column("note_id", StringType(), "Note id.", nullable=False),
+            column("text", StringType(), "Note text.", phi=Phi.FREE_TEXT),
+        ),
+        keys=("note_id",),
+    )
+    guard = SqlGuard(demo_policy(tmp_path), {**CATALOG, notes.name: notes})
+    with pytest.raises(LakehouseError) as exc:  # PHI rows that cannot be scoped: refused
+        guard.rewrite(DR_A, "SELECT text FROM silver.demo_notes")
+    assert exc.value.code is ErrorCode.ACCESS_DENIED
+    everywhere = dataclasses.replace(ANALYST, institutions=("*",))
+    assert (
+        "institution_code` IN"
+        not in guard.rewrite(everywhere, "SELECT sex FROM silver.demo_patients").sql
+    )
