@@ -18,11 +18,14 @@ from models.nlp import identifiers
 from models.nlp.resources import load_resource
 
 ID_RE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-MOBILE_RE = re.compile(r"(?<![\d+])(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)")
+MOBILE_RE = re.compile(r"(?<![\d+])(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?![\d])")
 LANDLINE_RE = re.compile(r"(?<![\d-])(?:\(0\d{2,3}\)|0\d{2,3}-?)[2-9]\d{6,7}(?![\d-])")
+_MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 DATE_RE = re.compile(
-    r"(?<!\d)(?:(?:19|20)\d{2}(?:-\d{1,2}-\d{1,2}|/\d{1,2}/\d{1,2}|\.\d{1,2}\.\d{1,2}"
-    r"|年\d{1,2}月\d{1,2}日)(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?)(?!\d)"
+    r"(?<!\d)(?:(?:(?:19|20)\d{2}(?:-\d{1,2}-\d{1,2}|/\d{1,2}/\d{1,2}|\.\d{1,2}\.\d{1,2}"
+    r"|年\d{1,2}月\d{1,2}日)|\d{1,2}/\d{1,2}/(?:19|20)\d{2}"
+    rf"|{_MONTHS} \d{{1,2}}, (?:19|20)\d{{2}}|\d{{1,2}} {_MONTHS} (?:19|20)\d{{2}})"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?)(?!\d)"
 )
 EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _HAN = "\u4e00-\u9fff"
@@ -112,7 +115,8 @@ class AddressRecognizer(_Base):
 
 
 class DateRecognizer(_Base):
-    """Dates with an optional time: 2026-02-24 21:27, 2026/2/24, 2026年2月24日."""
+    """Dates with an optional time: 2026-02-24 21:27, 2026/2/24, 2026年2月24日, 02/24/2026,
+    Feb 24, 2026, 24 February 2026."""
 
     ENTITY = "DATE"
 
@@ -146,7 +150,10 @@ class NameRecognizer(_Base):
 
     Chinese: a known surname (single or compound) and one or two given characters, ended
     by a non-Han character or, inside running text, by the jieba word boundary. Latin
-    script: one to three capitalised words.
+    script: one to three capitalised words, or a pinyin surname in capitals (``ZHANG Wei``).
+    Without a context word, a surname and one or two characters between a clause start and
+    a word such as 诉/因/于 (``name_running_text``) is a weaker hit, unless jieba's
+    dictionary knows the word as something other than a name.
     """
 
     ENTITY = "NAME"
@@ -158,8 +165,19 @@ class NameRecognizer(_Base):
         alt = "|".join(re.escape(w) for w in words)
         self._zh = re.compile(rf"(?:{alt})[ \t]*[:：]?[ \t]*([{_HAN}]{{2,8}})")
         self._en = re.compile(
-            rf"(?:{alt})[ \t]*[:：]?[ \t]*([A-Z][a-z]+(?:[ -][A-Z][a-z]+){{0,2}})"
+            rf"(?:{alt})[ \t]*[:：]?[ \t]*([A-Z][a-z]+(?:[ -][A-Z][a-z]+){{0,2}}"
+            r"|[A-Z]{2,}(?: [A-Z][a-z]+| [A-Z]{2,}){1,2}(?![A-Za-z]))"
         )
+        run = _phi()["name_running_text"]
+        sur = "|".join(re.escape(c) for c in sorted(surnames()[1], key=len, reverse=True))
+        single = "".join(sorted(surnames()[0]))
+        before = "".join(re.escape(c) for c in run["before"])
+        after = "|".join(re.escape(w) for w in run["after"])
+        self._running = re.compile(
+            rf"(?:(?<=[{before}])|^)((?:{sur}|[{single}])[{_HAN}]{{1,2}})(?={after})", re.M
+        )
+        self._not_names = tuple(run["not_names"])
+        self._tags: dict[str, str] | None = None
         self._single, self._compound = surnames()
         self._stop = frozenset(_phi()["name_not_given"])
         self._jieba: Any = None
@@ -189,7 +207,21 @@ class NameRecognizer(_Base):
             if name:
                 out.append((m.start(1), m.start(1) + len(name), 0.9))
         out += [(m.start(1), m.end(1), 0.8) for m in self._en.finditer(text)]
+        for m in self._running.finditer(text):
+            word = m[1]
+            if word.startswith(self._not_names) or any(c in self._stop for c in word[1:]):
+                continue
+            if self._unknown_or_name(word):
+                out.append((m.start(1), m.end(1), 0.5))
         return out
+
+    def _unknown_or_name(self, word: str) -> bool:
+        if self._tags is None:
+            import jieba.posseg
+
+            self._tags = dict(jieba.posseg.POSTokenizer(jieba.Tokenizer()).word_tag_tab)
+        tag = self._tags.get(word)
+        return tag is None or tag.startswith("nr")
 
 
 def recognizers(lang: str) -> list[EntityRecognizer]:

@@ -84,16 +84,18 @@ def id_card(key: bytes, value: str, shift_days: int) -> str:
 
 
 def phone(key: bytes, value: str) -> str:
+    """Same separators and length; the digits after the country or area code replaced."""
     digits = "".join(ch for ch in value if ch.isdigit())
     h = f"{digest(key, 'phone', value):020d}"
     prefix = str(_cfg()["mobile_prefix"])
-    mobile = re.search(r"1[3-9]\d{9}$", digits)
-    if mobile:
-        return value[: len(value) - 11] + prefix + h[: 11 - len(prefix)]
-    m = re.match(r"(\(?0\d{2,3}\)?-?)(\d+)$", value)
-    if m:
-        return m[1] + "0" + h[: len(m[2]) - 1]
-    return "0" * len(value)
+    if re.search(r"1[3-9]\d{9}$", digits) and len(digits) in (11, 13):
+        new = digits[:-11] + prefix + h[: 11 - len(prefix)]
+    else:
+        area = re.match(r"\(?(0\d{2,3})\)?-", value) or re.match(r"(0\d{2,3})", digits)
+        keep = len(area[1]) if area else 0
+        new = digits[:keep] + ("0" + h)[: len(digits) - keep]
+    it = iter(new)
+    return "".join(next(it) if ch.isdigit() else ch for ch in value)
 
 
 def is_surrogate_address(value: str) -> bool:
@@ -108,11 +110,37 @@ def address(key: bytes, value: str) -> str:
     return f"{keep}{street}{h % 300 + 1}号{(h >> 12) % 30 + 1}栋{(h >> 20) % 2000 + 101}室"
 
 
+def _shift_english(value: str, shift_days: int) -> str:
+    """02/24/2026, Feb 24, 2026 and 24 February 2026 (US order for the numeric form)."""
+    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})(.*)", value)
+    try:
+        if m:
+            d = datetime(int(m[3]), int(m[1]), int(m[2])) + timedelta(days=shift_days)
+            return f"{d.month:02d}/{d.day:02d}/{d.year}{m[4]}"
+        m = re.fullmatch(r"([A-Za-z]+)\.? (\d{1,2}), (\d{4})(.*)", value)
+        if m:
+            d = datetime.strptime(f"{m[1][:3]} {m[2]} {m[3]}", "%b %d %Y")
+            d += timedelta(days=shift_days)
+            month = f"{d:%b}" if len(m[1]) <= 4 else f"{d:%B}"
+            return f"{month} {d.day}, {d.year}{m[4]}"
+        m = re.fullmatch(r"(\d{1,2}) ([A-Za-z]+)\.? (\d{4})(.*)", value)
+        if m:
+            d = datetime.strptime(f"{m[2][:3]} {m[1]} {m[3]}", "%b %d %Y")
+            d += timedelta(days=shift_days)
+            month = f"{d:%b}" if len(m[2]) <= 4 else f"{d:%B}"
+            return f"{d.day} {month} {d.year}{m[4]}"
+    except ValueError:
+        return value
+    return value
+
+
 def shift_date(value: str, shift_days: int) -> str:
     """``value`` moved by ``shift_days``, written in the same format."""
     m = re.fullmatch(r"(\d{4})([-/.年])(\d{1,2})([-/.月])(\d{1,2})(日?)(.*)", value)
-    if not m or not DATE_RE.fullmatch(value):
+    if not DATE_RE.fullmatch(value):
         return value
+    if not m:
+        return _shift_english(value, shift_days)
     try:
         d = datetime(int(m[1]), int(m[3]), int(m[5])) + timedelta(days=shift_days)
     except ValueError:

@@ -50,6 +50,16 @@ assert VALID_ID == "11010519491231002X"
         ("zh", "住院号：ZY003167601", [("MRN", "ZY003167601")]),
         ("zh", "编号123456789012345678", []),  # 18 digits, no real birth date
         ("zh", "BP 135/85mmHg，HR 78次/分", []),
+        ("zh", "今日查房，王芳诉头痛。", [("NAME", "王芳")]),
+        ("zh", "方案：继续治疗，余同前。", []),
+        ("zh", "诊断：高血压，糖尿病。", []),
+        ("zh", "手机138-1234-5678", [("PHONE", "138-1234-5678")]),
+        ("en", "Patient: ZHANG Wei, male", [("NAME", "ZHANG Wei")]),
+        (
+            "en",
+            "Seen 03/05/2024, again March 5, 2024.",
+            [("DATE", "03/05/2024"), ("DATE", "March 5, 2024")],
+        ),
         (
             "en",
             "Patient: Michael Walker, ID card 11010519491231002X",
@@ -119,7 +129,9 @@ def phi_values(draw: st.DrawFn) -> str:
         seq = draw(st.from_regex(r"\d{3}", fullmatch=True))
         return "身份证号：" + _id(region + born.strftime("%Y%m%d") + seq)
     if kind == "mobile":
-        return "电话" + draw(st.from_regex(r"1[3-9]\d{9}", fullmatch=True))
+        number = draw(st.from_regex(r"1[3-9]\d{9}", fullmatch=True))
+        sep = draw(st.sampled_from(["", "-", " "]))
+        return "电话" + number[:3] + sep + number[3:7] + sep + number[7:]
     if kind == "name":
         return (
             "姓名："
@@ -134,7 +146,8 @@ def phi_values(draw: st.DrawFn) -> str:
                 max_value=__import__("datetime").date(2030, 12, 31),
             )
         )
-        return "记录时间：" + d.isoformat()
+        style = draw(st.sampled_from(["%Y-%m-%d", "%Y年%m月%d日", "%m/%d/%Y", "%B %d, %Y"]))
+        return "记录时间：" + d.strftime(style)
     if kind == "addr":
         return (
             "住址：广东省深圳市福田区"
