@@ -139,13 +139,56 @@ def evaluate(hospital: Path) -> dict[str, Any]:
     }
 
 
+def score_cases(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scores on hand-annotated cases ``{lang, text, entities: [[surface, label, assertion]]}``
+    (a surface marks its first occurrence in the text)."""
+    t = Tally()
+    for case in cases:
+        text, lang = case["text"], case["lang"]
+        gold = []
+        for surface, label, assertion in case["entities"]:
+            start = text.index(surface)
+            gold.append(
+                {
+                    "start": start,
+                    "end": start + len(surface),
+                    "kind": "entity",
+                    "label": label,
+                    "assertion": assertion,
+                    "concept": None,
+                }
+            )
+        doc = load_pipeline(lang)(text)
+        pred = {
+            (e.start_char, e.end_char, e.label_): e for e in doc.ents if e.label_ in ENTITY_LABELS
+        }
+        gents = {(g["start"], g["end"], g["label"]): g for g in gold}
+        t.entity[(lang, "ALL")].add(set(gents), set(pred))
+        for k in gents.keys() & pred.keys():
+            t.assertion[(lang, gents[k]["assertion"] == pred[k]._.assertion)] += 1
+        t.notes[lang] += 1
+    return {
+        lang: {
+            "cases": t.notes[lang],
+            "entities": t.entity[(lang, "ALL")].scores(),
+            "assertion_accuracy": _rate(t.assertion, lang),
+        }
+        for lang in sorted(t.notes)
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate a held-out hospital (or read one) and print the scores as JSON."""
     ap = argparse.ArgumentParser(prog="python -m models.nlp.evaluate")
     ap.add_argument("--hospital", type=Path, help="an existing synthetic hospital folder")
+    ap.add_argument("--challenge", type=Path, help="score a hand-annotated JSON case file instead")
     ap.add_argument("--patients", type=int, default=60)
     ap.add_argument("--seed", type=int, default=9001, help="held-out seed (never used for tuning)")
     args = ap.parse_args(argv)
+    if args.challenge:
+        cases = json.loads(args.challenge.read_text("utf-8"))["cases"]
+        print(json.dumps(score_cases(cases), ensure_ascii=False, indent=1))
+        return 0
     if args.hospital:
         report = evaluate(args.hospital)
     else:
