@@ -172,8 +172,7 @@ class ErrorCode(Enum):
     )
     WRITE_CONFLICT = ErrorDef(
         "LH-TBL-006",
-        "Concurrent write to {table} conflicted with this {operation} after {attempts} "
-        "attempts.",
+        "Concurrent write to {table} conflicted with this {operation} after {attempts} attempts.",
         409,
         EX_TEMPFAIL,
         retryable=True,
@@ -464,7 +463,7 @@ class LakehouseError(Exception):
         }
 
 
-class EnvironmentProblem(LakehouseError):
+class SetupError(LakehouseError):
     """Raised when the machine lacks something the lakehouse needs (Java, jars, storage)."""
 
 
@@ -494,7 +493,7 @@ class SecurityError(LakehouseError):
 
 _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "CFG": ConfigurationError,
-    "ENV": EnvironmentProblem,
+    "ENV": SetupError,
     "TBL": TableError,
     "JOB": JobError,
     "ING": IngestError,

@@ -45,6 +45,11 @@ class SparkSettings(BaseModel):
         description="Jar cache filled by `make jars` (Delta, Derby client, PostgreSQL JDBC). "
         "Relative paths are under LAKEHOUSE_HOME.",
     )
+    python: str | None = Field(
+        None,
+        description="Python interpreter of the executors' Python workers. Default: the "
+        "driver's own (the project's .venv); on a cluster, the path on the worker nodes.",
+    )
     extra_jars: list[str] = Field(
         default_factory=list, description="More jars (paths or URLs) for spark.jars."
     )

@@ -51,8 +51,9 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         "spark.driver.memory": s.driver_memory,
         "spark.driver.extraJavaOptions": " ".join(java_opts),
         "spark.driver.extraClassPath": ":".join(jdbc_drivers),
-        # Python workers run the interpreter of the driver (the project's .venv).
-        "spark.pyspark.python": sys.executable,
+        # Python workers run the driver's interpreter (the project's .venv) unless the
+        # cluster's executors have it elsewhere.
+        "spark.pyspark.python": s.python or sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         # pyspark 4.2.0: Arrow-optimised Python UDFs over a Parquet/Delta scan can hang
         # (SPARK-58241, fixed in 4.2.1; reproduced here). docs/adr/0001.
@@ -127,6 +128,10 @@ def build_spark(cfg: Settings) -> SparkSession:
     except Exception as exc:  # Py4J/JVM start-up failures surface as many types
         raise error(ErrorCode.SPARK_START_FAILED, reason=type(exc).__name__) from exc
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    # pyspark 4.2 takes the Python workers' interpreter from PYSPARK_PYTHON when a Python
+    # driver builds the context and ignores spark.pyspark.python: without this, workers
+    # start a bare `python3` lacking the project's packages (pyarrow for mapInArrow).
+    spark.sparkContext.pythonExec = conf["spark.pyspark.python"]
     if cfg.metastore.kind != "in-memory":
         # Touch the metastore now: a locked embedded Derby or an unreachable server is
         # reported here with its code, not later inside some job's first query.

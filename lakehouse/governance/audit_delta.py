@@ -166,26 +166,12 @@ def _bad_hashes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_pydict({"seq": pa.array(bad, pa.int64())})
 
 
-def _python_workers(spark: SparkSession) -> None:
-    """Start Python workers on ``spark.pyspark.python`` (the project's interpreter).
-
-    pyspark 4.2 ignores that setting when a Python driver builds the context and starts a
-    bare ``python3`` without pyarrow; the same workaround as jobs/ingest.py until
-    lakehouse/spark.py sets it (reported there).
-    """
-    sc = spark.sparkContext
-    want = sc.getConf().get("spark.pyspark.python")
-    if want and getattr(sc, "pythonExec", want) != want:
-        sc.pythonExec = want
-
-
 def verify(
     spark: SparkSession, spec: TableSpec = AUDIT_EVENTS, *, anchor: Path | None = None
 ) -> VerifyReport:
     """Recompute the chain of ``spec.name`` in Spark and report the first broken seq."""
     if not spark.catalog.tableExists(spec.name):
         raise error(ErrorCode.TABLE_NOT_FOUND, table=spec.name)
-    _python_workers(spark)
     log = spark.table(spec.name)
     cols = [F.unix_micros("ts").alias("ts") if c == "ts" else F.col(c) for c in spec.column_names]
     stats = log.agg(F.count("*").alias("n"), F.max("seq").alias("top")).first()

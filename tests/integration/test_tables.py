@@ -245,3 +245,19 @@ def test_a_second_process_reads_the_table_by_name(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr[-3000:]
     assert "ROWS [('a', '1'), ('b', '2')]" in done.stdout
+
+
+def test_python_workers_run_the_project_interpreter(spark: SparkSession) -> None:
+    """mapInArrow needs pyarrow in the workers: they must run .venv's Python, not python3."""
+
+    def where(batches):  # type: ignore[no-untyped-def]
+        import sys
+
+        import pyarrow as pa
+
+        for _ in batches:
+            yield pa.RecordBatch.from_pylist([{"exe": sys.executable}])
+
+    got = spark.range(1).mapInArrow(where, "exe string").first()
+    assert got is not None
+    assert got["exe"] == sys.executable
