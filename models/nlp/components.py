@@ -12,6 +12,8 @@ import bisect
 import re
 from typing import Any
 
+import numpy
+from spacy.attrs import SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
@@ -38,8 +40,17 @@ def register_extensions() -> None:
     for name, default in _EXTENSIONS.items():
         if not Span.has_extension(name):
             Span.set_extension(name, default=default)
-    if not Doc.has_extension("sections"):
-        Doc.set_extension("sections", default=None)
+    for name in ("sections", "sent_starts"):
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=None)
+
+
+def sentence_at(doc: Doc, char: int) -> tuple[int, int]:
+    """Character bounds of the sentence that holds ``char`` (no ``doc.sents`` walk)."""
+    starts: list[int] = doc._.sent_starts or [0]
+    i = bisect.bisect_right(starts, char) - 1
+    end = starts[i + 1] if i + 1 < len(starts) else len(doc.text)
+    return starts[max(i, 0)], end
 
 
 def section_at(doc: Doc, char: int) -> str | None:
@@ -55,13 +66,20 @@ def make_sentences(nlp: Language, name: str, lang: str) -> Any:
     pattern, names = rules.section_pattern(lang)
 
     def sentences(doc: Doc) -> Doc:
-        for i, tok in enumerate(doc):
-            if i == 0:
-                tok.is_sent_start = True
-                continue
-            prev = doc[i - 1].text
-            ends = prev.endswith(_SENT_END) and (lang == "zh" or bool(doc[i - 1].whitespace_))
-            tok.is_sent_start = "\n" in prev or "\n" in tok.text[:1] or ends
+        flags, starts = [], []
+        prev_text, prev_ws = "\n", ""
+        for tok in doc:
+            text = tok.text
+            ends = prev_text.endswith(_SENT_END) and (lang == "zh" or bool(prev_ws))
+            start = "\n" in prev_text or text[:1] == "\n" or ends
+            flags.append(1 if start else -1)
+            if start:
+                starts.append(tok.idx)
+            prev_text, prev_ws = text, tok.whitespace_
+        if flags:
+            values: Any = numpy.array(flags, dtype="int64").astype("uint64")
+            doc.from_array([SENT_START], values)
+        doc._.sent_starts = starts
         doc._.sections = [
             (m.start(), names[(m.group(1) or m.group(2)).lower()])
             for m in pattern.finditer(doc.text)
@@ -75,18 +93,19 @@ def _finding_spans(doc: Doc, lang: str) -> list[tuple[int, int, rules.Concept]]:
     """In a findings section, each sentence holding a finding keyword is a FINDING."""
     lex, pattern = rules.lexicon(lang), rules.finding_pattern(lang)
     out = []
-    for sent in doc.sents:
-        if section_at(doc, sent.start_char) != "findings":
+    starts: list[int] = doc._.sent_starts or []
+    for i, sent_start in enumerate(starts):
+        if section_at(doc, sent_start) != "findings":
             continue
-        m = pattern.search(sent.text)
+        text = doc.text[sent_start : starts[i + 1] if i + 1 < len(starts) else len(doc.text)]
+        m = pattern.search(text)
         if m is None:
             continue
-        text = sent.text
         head = rules.section_pattern(lang)[0].match(text)
         start = head.end() if head else 0
         start += len(text[start:]) - len(text[start:].lstrip())
         end = len(text.rstrip())
-        out.append((sent.start_char + start, sent.start_char + end, lex.findings[m[0].lower()]))
+        out.append((sent_start + start, sent_start + end, lex.findings[m[0].lower()]))
     return out
 
 
@@ -139,9 +158,9 @@ def make_entities(nlp: Language, name: str, lang: str) -> Any:
             span._.section = section_at(doc, s)
             spans.append(span)
         doc.ents = spans
-        for sent in doc.sents:
-            for ent in sent.ents:
-                _attributes(ent, doc, sent.end_char)
+        for ent in doc.ents:
+            if ent.label_ in ("DRUG", "LAB", "VITAL"):
+                _attributes(ent, doc, sentence_at(doc, ent.start_char)[1])
         return doc
 
     return entities

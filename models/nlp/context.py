@@ -17,7 +17,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from models.nlp import rules
-from models.nlp.components import ASSERTED_LABELS, register_extensions
+from models.nlp.components import ASSERTED_LABELS, register_extensions, sentence_at
 
 _SECTION_DEFAULT = {"family_history": "family", "pmh": "historical"}
 
@@ -32,10 +32,13 @@ def _blocked(terminators: list[int], lo: int, hi: int) -> bool:
     return any(lo <= t < hi for t in terminators)
 
 
-def assert_span(ent: Span, sent: Span, ctx: rules.ContextRules) -> tuple[str, tuple[str, ...]]:
-    """The assertion of ``ent`` in ``sent`` and every category whose cue reached it."""
-    text = _mask(sent.text, ctx.pseudo_pattern)
-    base = sent.start_char
+def assert_span(
+    ent: Span, bounds: tuple[int, int], ctx: rules.ContextRules
+) -> tuple[str, tuple[str, ...]]:
+    """The assertion of ``ent`` in its sentence (character ``bounds``) and every category
+    whose cue reached it."""
+    base = bounds[0]
+    text = _mask(ent.doc.text[base : bounds[1]], ctx.pseudo_pattern)
     s, e = ent.start_char - base, ent.end_char - base
     # The entity's own characters are neither cues nor terminators.
     text = text[:s] + " " * (e - s) + text[e:]
@@ -65,10 +68,10 @@ def make_context(nlp: Language, name: str, lang: str) -> Any:
     ctx = rules.context_rules(lang)
 
     def context(doc: Doc) -> Doc:
-        for sent in doc.sents:
-            for ent in sent.ents:
-                if ent.label_ in ASSERTED_LABELS:
-                    ent._.assertion, ent._.modifiers = assert_span(ent, sent, ctx)
+        for ent in doc.ents:
+            if ent.label_ in ASSERTED_LABELS:
+                bounds = sentence_at(doc, ent.start_char)
+                ent._.assertion, ent._.modifiers = assert_span(ent, bounds, ctx)
         return doc
 
     return context
