@@ -10,7 +10,8 @@ Splitting: a file is cut before and after each MLLP start byte, before each MLLP
 and before every segment that starts a message or an envelope (MSH, FHS, BHS, BTS, FTS);
 an envelope piece is then cut after its own segment, so segments that follow an envelope
 without an MSH become a record of their own (quarantined: no MSH). Records are messages and
-such orphans; envelopes and frame bytes are structure, checked per file:
+such orphans; envelopes and frame bytes are structure, checked per file with array
+functions (``transform``, ``filter``, ``aggregate``: no shuffle, no sort):
 
 - LH-ING-005 no MSH; LH-ING-006 bad field separator / encoding characters;
 - LH-ING-007 truncated: MSH ends before MSH-12, or an MLLP frame is never closed;
@@ -21,7 +22,7 @@ such orphans; envelopes and frame bytes are structure, checked per file:
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode
@@ -62,7 +63,7 @@ MESSAGE_COLUMNS = (
 
 
 def _pieces(text: Column) -> Column:
-    """The file's text cut into messages, envelope segments, frame bytes and orphans."""
+    """The text cut into messages, envelope segments, frame bytes and orphans."""
     chunks = F.split(text, _SPLIT)
 
     def cut(c: Column) -> Column:
@@ -84,74 +85,80 @@ def _kind(piece: Column) -> Column:
     )
 
 
-def _structure(pieces: DataFrame) -> DataFrame:
-    """Per piece: inside an unclosed MLLP frame?, and the file's envelope problem if any."""
-    key = "file_sha256"
-    w = Window.partitionBy(key).orderBy("pos")
-    upto = w.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    before = w.rowsBetween(Window.unboundedPreceding, -1)
-    whole = Window.partitionBy(key)
-    kind = F.col("kind")
-    df = (
-        pieces.withColumn("frame_no", F.sum((kind == "frame_start").cast("int")).over(upto))
-        .withColumn(
-            "frame_mark",
-            F.last(F.when(kind.isin("frame_start", "frame_end"), kind), True).over(upto),
+def _framed_pieces(text: Column) -> Column:
+    """Every piece with its kind and whether it sits in an MLLP frame that never closes.
+
+    The text is first cut before each frame start byte, so a frame is a chunk that starts
+    with 0x0B; it is open when no 0x1C follows in it. All array functions: no shuffle.
+    """
+
+    def per_frame(chunk: Column) -> Column:
+        is_open = chunk.startswith("\x0b") & (F.instr(chunk, "\x1c") == 0)
+        return F.transform(
+            _pieces(chunk),
+            lambda p: F.struct(p.alias("piece"), _kind(p).alias("kind"), is_open.alias("open")),
         )
-        .withColumn("batch_no", F.sum((kind == "BHS").cast("int")).over(upto))
-        .withColumn(
-            "prev_batch_mark", F.last(F.when(kind.isin("BHS", "BTS"), kind), True).over(before)
-        )
+
+    return F.flatten(F.transform(F.split(text, r"(?=\x0b)"), per_frame))
+
+
+def _envelope_problem(pieces: Column) -> Column:
+    """The file's envelope problem (two FHS, FHS not first, nested BHS, BTS count), or null."""
+    kinds = F.transform(pieces, lambda x: x["kind"])
+    structural = F.filter(kinds, lambda k: ~k.isin("blank", "frame_start", "frame_end"))
+    fhs = F.size(F.filter(kinds, lambda k: k == "FHS"))
+    init = F.struct(
+        F.lit(False).alias("open"),
+        F.lit(False).alias("nested"),
+        F.lit(0).alias("msgs"),
+        F.lit(False).alias("count_bad"),
     )
-    frame = Window.partitionBy(key, "frame_no")
-    batch = Window.partitionBy(key, "batch_no")
-    declared = F.regexp_extract(F.col("piece"), r"^BTS.(\d{1,9})", 1)
-    msgs_in_batch = F.sum((kind == "MSH").cast("int")).over(batch)
-    first_pos = F.min(F.when(~kind.isin("blank", "frame_start", "frame_end"), F.col("pos")))
-    problem = (
-        F.when(F.sum((kind == "FHS").cast("int")).over(whole) > 1, "more than one FHS")
-        .when(
-            F.min(F.when(kind == "FHS", F.col("pos"))).over(whole) != first_pos.over(whole),
-            "FHS is not the first segment",
+
+    def step(acc: Column, x: Column) -> Column:
+        k = x["kind"]
+        declared = F.regexp_extract(x["piece"], r"^BTS.(\d{1,9})", 1)
+        bad_count = (k == "BTS") & (declared != "") & (declared.cast("int") != acc["msgs"])
+        return F.struct(
+            F.when(k == "BHS", True).when(k == "BTS", False).otherwise(acc["open"]).alias("open"),
+            (acc["nested"] | ((k == "BHS") & acc["open"])).alias("nested"),
+            F.when(k == "BHS", 0)
+            .when(k == "MSH", acc["msgs"] + 1)
+            .otherwise(acc["msgs"])
+            .alias("msgs"),
+            (acc["count_bad"] | bad_count).alias("count_bad"),
         )
-        .when(
-            F.max(((kind == "BHS") & (F.col("prev_batch_mark") == "BHS")).cast("int")).over(whole)
-            == 1,
-            "BHS inside an open batch",
-        )
-        .when(
-            F.max(
-                ((kind == "BTS") & (declared != "") & (declared.cast("int") != msgs_in_batch)).cast(
-                    "int"
-                )
-            ).over(whole)
-            == 1,
-            "BTS message count differs from the batch",
-        )
+
+    state = F.aggregate(pieces, init, step)
+    return (
+        F.when(fhs > 1, "more than one FHS")
+        .when((fhs == 1) & (F.get(structural, 0) != "FHS"), "FHS is not the first segment")
+        .when(state["nested"], "BHS inside an open batch")
+        .when(state["count_bad"], "BTS message count differs from the batch")
     )
-    # Two window passes: the BTS check needs msgs_in_batch, itself a window value.
-    return df.withColumn(
-        "frame_open",
-        (F.col("frame_mark") == "frame_start")
-        & (F.max((kind == "frame_end").cast("int")).over(frame) == 0),
-    ).withColumn("envelope_problem", problem)
 
 
 def split_messages(files: DataFrame) -> DataFrame:
     """One row per record (message or orphan segments) with its bytes and position."""
     text = F.decode(strip_utf8_bom(F.col("content")), LATIN1)
-    pieces = files.select(*LINEAGE, F.posexplode(_pieces(text)).alias("pos", "piece"))
-    pieces = pieces.withColumn("kind", _kind(F.col("piece")))
-    records = _structure(pieces).where(F.col("kind").isin("MSH", "orphan"))
-    order = Window.partitionBy("file_sha256").orderBy("pos")
+    framed = files.select(*LINEAGE, _framed_pieces(text).alias("pieces"))
+    framed = framed.select(
+        *LINEAGE,
+        _envelope_problem(F.col("pieces")).alias("envelope_problem"),
+        F.filter("pieces", lambda x: x["kind"].isin("MSH", "orphan")).alias("records"),
+    )
+    records = framed.select(
+        *LINEAGE,
+        "envelope_problem",
+        F.posexplode("records").alias("record_index", "r"),
+    )
     return records.select(
         *LINEAGE,
-        (F.row_number().over(order) - 1).cast("long").alias("record_index"),
-        F.col("piece"),
-        F.col("kind"),
-        F.col("frame_open"),
+        F.col("record_index").cast("long").alias("record_index"),
+        F.col("r.piece").alias("piece"),
+        F.col("r.kind").alias("kind"),
+        F.col("r.open").alias("frame_open"),
         F.col("envelope_problem"),
-        F.encode(F.col("piece"), LATIN1).alias("raw_bytes"),
+        F.encode(F.col("r.piece"), LATIN1).alias("raw_bytes"),
     )
 
 
@@ -179,10 +186,10 @@ def parse_messages(files: DataFrame) -> DataFrame:
     gb_text = decode_gb18030(bytes_)
     df = df.select(
         "*",
-        F.when(ascii_, "US-ASCII")
+        F.when((kind == "utf8") & utf8, "UTF-8")  # the common case first: one validation
         .when(kind == "latin1", LATIN1)
+        .when((kind == "gb18030") & ascii_, "US-ASCII")
         .when((kind == "gb18030") & ~utf8 & gb_text.isNotNull(), "GB18030")
-        .when((kind == "utf8") & utf8, "UTF-8")
         .alias("encoding"),
     )
     text = (

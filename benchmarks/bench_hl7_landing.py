@@ -1,0 +1,151 @@
+"""HL7 v2 ORU landing + MSH field extraction: Spark (local[2]) vs python-hl7 in 2 processes.
+
+``python -m benchmarks bench_hl7_landing`` or
+``python benchmarks/bench_hl7_landing.py --messages 200000``.
+
+The same ORU^R01 messages (FHS/BHS batch files, CR separators) are split and their MSH
+fields extracted by :func:`lakehouse.sources.hl7v2.parse_messages` (Spark functions only,
+evaluated into a no-op sink; the warm run of three is reported) and by ``python-hl7``
+(``hl7.split_file`` + ``hl7.parse`` + the same fields) in a pool of two processes. Then the
+whole landing (``jobs.ingest.run``: hashing, manifest, Delta MERGE) is timed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def oru(i: int) -> str:
+    return "\r".join(
+        [
+            f"MSH|^~\\&|LIS|H0001|EMR|H0001|20240102030405||ORU^R01^ORU_R01|C{i:09d}|P|2.5"
+            "|||||||UNICODE UTF-8",
+            f"PID|1||{i:08d}^^^H0001^MR||TEST^PATIENT{i % 97}||19800101|F",
+            f"OBR|1|{i}|{i}|GLU^Glucose|||20240102030000",
+            f"OBX|1|NM|2345-7^Glucose^LN||{4 + i % 7}.{i % 10}|mmol/L|3.9-6.1|N|||F",
+            f"OBX|2|NM|2823-3^Potassium^LN||{3 + i % 3}.{i % 10}|mmol/L|3.5-5.5|N|||F",
+        ]
+    )
+
+
+def write_files(root: Path, messages: int, per_file: int) -> list[Path]:
+    folder = root / "lis" / "H0001"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for start in range(0, messages, per_file):
+        n = min(per_file, messages - start)
+        body = "\r".join(oru(start + k) for k in range(n))
+        text = f"FHS|^~\\&|LIS\rBHS|^~\\&|LIS\r{body}\rBTS|{n}\rFTS|1\r"
+        path = folder / f"ORU_{start // per_file:05d}.hl7"
+        path.write_bytes(text.encode())
+        paths.append(path)
+    return paths
+
+
+def _python_hl7_file(path: str) -> int:
+    import hl7
+
+    text = Path(path).read_bytes().decode()  # not read_text: it turns CR into LF
+    lines = [s for s in text.split("\r") if s and not s.startswith(("FHS", "BHS", "BTS", "FTS"))]
+    n = 0
+    for msg_text in hl7.split_file("\r".join(lines)):
+        msg = hl7.parse(msg_text)
+        msh = msg.segment("MSH")
+        fields = (msh[3], msh[4], msh[7], msh[9], msh[10], msh[12], msh[18])
+        n += bool(fields)
+    return n
+
+
+def python_hl7(paths: list[Path]) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        n = sum(pool.map(_python_hl7_file, [str(p) for p in paths]))
+    return n, time.perf_counter() - t0
+
+
+def spark_parse(spark: Any, folder: Path, root_uri: str) -> tuple[int, float]:
+    from pyspark.sql import functions as F
+
+    from lakehouse.sources.files import institution_of
+    from lakehouse.sources.hl7v2 import parse_messages
+
+    t0 = time.perf_counter()
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(str(folder))
+        .select(
+            F.col("path").alias("file_path"),
+            F.sha2("content", 256).alias("file_sha256"),
+            F.lit("lis").alias("source_system"),
+            institution_of(F.col("path"), root_uri, "lis").alias("institution_code"),
+            F.col("length").alias("size_bytes"),
+            "content",
+        )
+    )
+    records = parse_messages(files)
+    landed = records.where("error_name is null")
+    landed.write.format("noop").mode("overwrite").save()
+    seconds = time.perf_counter() - t0
+    return int(landed.count()), seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_hl7_landing", description=__doc__)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--per-file", type=int, default=1_000)
+    parser.add_argument("--no-landing", action="store_true", help="skip the Delta landing run")
+    args = parser.parse_args(argv)
+
+    from lakehouse.settings import Settings
+    from lakehouse.spark import build_spark
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_hl7_"))
+    try:
+        landing = tmp / "landing"
+        paths = write_files(landing, args.messages, args.per_file)
+        cfg = Settings(  # type: ignore[call-arg]
+            data_dir=tmp / "data",
+            spark={"master": "local[2]", "shuffle_partitions": 2, "ui_enabled": False},
+            ingest={"landing_root": landing, "sources": ["lis"]},
+        )
+        spark = build_spark(cfg)
+        root_uri = "file:" + str(landing)
+        runs = [spark_parse(spark, landing / "lis", root_uri) for _ in range(3)]
+        n_spark, s_spark = runs[-1]
+        n_py, s_py = python_hl7(paths)
+        assert n_spark == n_py == args.messages, (n_spark, n_py)
+        spark_rate, py_rate = n_spark / s_spark, n_py / s_py
+        print(f"messages: {args.messages} in {len(paths)} batch files")
+        print(
+            f"spark split+extract (cold, warm): {runs[0][1]:.1f}s, {s_spark:.1f}s "
+            f"-> {spark_rate:,.0f} msg/s warm"
+        )
+        print(f"python-hl7, 2 processes:         {s_py:.1f}s -> {py_rate:,.0f} msg/s")
+        print(f"ratio spark/python-hl7: {spark_rate / py_rate:.1f}x (target >= 20x)")
+        if not args.no_landing:
+            from jobs import ingest
+
+            t0 = time.perf_counter()
+            report = ingest.run(spark, cfg, source="lis").source("lis")
+            seconds = time.perf_counter() - t0
+            print(
+                f"full landing (hash, manifest, Delta MERGE): {report.records_landed} "
+                f"messages in {seconds:.1f}s -> {report.records_landed / seconds:,.0f} msg/s; "
+                f"ratio to python-hl7 parsing: {report.records_landed / seconds / py_rate:.1f}x"
+            )
+        spark.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
