@@ -73,3 +73,19 @@ def test_hand_written_challenge_set() -> None:
     for lang in ("zh", "en"):
         assert scores[lang]["entities"]["f1"] >= 0.89, scores
         assert scores[lang]["assertion_accuracy"] >= 0.95, scores
+
+
+@pytest.mark.slow
+def test_targets_on_a_larger_held_out_hospital(tmp_path: Path) -> None:
+    """The figures of docs/nlp.md: 300 patients of seed 9002."""
+    from lakehouse.synthetic import HospitalConfig, generate
+
+    out = tmp_path / "hospital"
+    generate(out, HospitalConfig(patients=300, sites=3, seed=9002))
+    report = evaluate(out)
+    for lang in ("zh", "en"):
+        assert report["entities"][lang]["micro"]["f1"] >= TARGETS["entity_f1"]
+        assert report["entities"][lang]["assertion_accuracy"] >= TARGETS["assertion_accuracy"]
+    for scores in report["phi"]["per_type"].values():
+        assert scores["recall"] >= TARGETS["phi_recall"]
+        assert scores["precision"] >= TARGETS["phi_precision"]
