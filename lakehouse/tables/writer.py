@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -351,9 +353,8 @@ def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
             .execute()
         )
 
-    before = _version(spark, spec.name)
-    _with_retries(merge, spec.name, "merge")
-    return _last_commit(spark, spec.name, before)
+    token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
+    return _commit_report(spark, spec.name, token)
 
 
 def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
@@ -364,13 +365,16 @@ def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
         )
     ensure_table(spark, spec)
     rows = conform(df, spec)
-    before = _version(spark, spec.name)
-    _with_retries(
-        lambda: rows.write.format("delta").mode("append").saveAsTable(spec.name),
-        spec.name,
-        "append",
-    )
-    return _last_commit(spark, spec.name, before)
+
+    def write() -> str:
+        token = _new_token()  # a writer option: per write, safe across threads
+        rows.write.format("delta").mode("append").option("userMetadata", token).saveAsTable(
+            spec.name
+        )
+        return token
+
+    token = _with_retries(write, spec.name, "append")
+    return _commit_report(spark, spec.name, token)
 
 
 def _with_retries(action: Callable[[], T], table: str, operation: str) -> T:
@@ -395,23 +399,52 @@ def _with_retries(action: Callable[[], T], table: str, operation: str) -> T:
     raise AssertionError("unreachable")
 
 
-def _version(spark: SparkSession, table: str) -> int:
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# MERGE takes its commit metadata from the session conf, which threads sharing a session
+# share too: merges of one process set it and commit one at a time.
+_MERGE_TAG_LOCK = threading.Lock()
 
 
-def _last_commit(spark: SparkSession, table: str, before: int) -> WriteReport:
-    """Counts of the commit made after version ``before`` (none: nothing changed)."""
+def _new_token() -> str:
+    return f"lakehouse-write-{uuid.uuid4()}"
+
+
+def _tagged_merge(spark: SparkSession, merge: Callable[[], object]) -> Callable[[], str]:
+    """Wrap ``merge`` so its Delta commit carries a unique token in ``userMetadata``.
+
+    The token finds this write's own commit in the table history afterwards, even when
+    other writers committed in between (reading "the latest commit" would not).
+    """
+
+    def run() -> str:
+        token = _new_token()
+        with _MERGE_TAG_LOCK:
+            previous = spark.conf.get(_USER_METADATA, None)
+            spark.conf.set(_USER_METADATA, token)
+            try:
+                merge()
+            finally:
+                if previous is None:
+                    spark.conf.unset(_USER_METADATA)
+                else:
+                    spark.conf.set(_USER_METADATA, previous)
+        return token
+
+    return run
+
+
+def _commit_report(spark: SparkSession, table: str, token: str) -> WriteReport:
+    """Counts of the commit tagged ``token``; zeros when the write committed nothing."""
+    history = DeltaTable.forName(spark, table).history(100)
     row = (
-        DeltaTable.forName(spark, table)
-        .history(1)
+        history.where(F.col("userMetadata") == token)
         .select("version", "operation", "operationMetrics")
         .first()
     )
-    assert row is not None
-    if int(row["version"]) == before:
-        return WriteReport(table=table, version=before, source_rows=0, inserted=0, updated=0)
+    if row is None:
+        latest = history.select(F.max("version").alias("v")).first()
+        version = int(latest["v"]) if latest is not None and latest["v"] is not None else 0
+        return WriteReport(table=table, version=version, source_rows=0, inserted=0, updated=0)
     m = row["operationMetrics"] or {}
 
     def n(name: str) -> int:
