@@ -319,6 +319,21 @@ class ErrorCode(Enum):
         "hospital (a folder with a manifest.json).",
     )
 
+    # --- clinical NLP (LH-NLP) ---
+    NLP_LANGUAGE_UNSUPPORTED = ErrorDef(
+        "LH-NLP-001",
+        "No NLP pipeline for language {name}; supported: {names}.",
+        400,
+        EX_USAGE,
+    )
+    NLP_RESOURCE_INVALID = ErrorDef(
+        "LH-NLP-002",
+        "NLP rule file {name} is unknown or invalid: {reason}.",
+        500,
+        EX_SOFTWARE,
+        remedy="Every file in models/nlp/resources needs a string `version` field.",
+    )
+
     # --- security and governance (LH-SEC) ---
     AUTH_FAILED = ErrorDef(
         "LH-SEC-001",
@@ -376,8 +391,7 @@ class ErrorCode(Enum):
     )
     AUDIT_WRITE_FAILED = ErrorDef(
         "LH-SEC-009",
-        "The audit event could not be recorded in {table} ({reason}); the operation was "
-        "refused.",
+        "The audit event could not be recorded in {table} ({reason}); the operation was refused.",
         503,
         EX_UNAVAILABLE,
         retryable=True,
@@ -487,6 +501,10 @@ class IngestError(LakehouseError):
     """Raised when ingestion is asked for an unknown source or cannot read its landing folder."""
 
 
+class NlpError(LakehouseError):
+    """Raised when an NLP pipeline is asked for an unsupported language or a bad rule file."""
+
+
 class SecurityError(LakehouseError):
     """Raised when authentication, authorization, the SQL guard or the audit log refuses."""
 
@@ -498,6 +516,7 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "JOB": JobError,
     "ING": IngestError,
     "SEC": SecurityError,
+    "NLP": NlpError,
 }
 
 

@@ -7,6 +7,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from lakehouse.errors import ErrorCode, error
+
 RESOURCE_NAMES = ("sections", "lexicon", "context", "phi")
 
 
@@ -14,11 +16,11 @@ RESOURCE_NAMES = ("sections", "lexicon", "context", "phi")
 def load_resource(name: str) -> dict[str, Any]:
     """One resource file as a dict; every file carries a ``version`` field."""
     if name not in RESOURCE_NAMES:
-        raise ValueError(f"unknown NLP resource {name!r}")
+        raise error(ErrorCode.NLP_RESOURCE_INVALID, name=name, reason="not a known resource")
     text = resources.files("models.nlp").joinpath("resources", f"{name}.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     if not isinstance(data.get("version"), str):
-        raise ValueError(f"NLP resource {name!r} has no version")
+        raise error(ErrorCode.NLP_RESOURCE_INVALID, name=name, reason="no version field")
     return data
 
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from lakehouse.errors import ErrorCode, error
 from models.nlp.resources import load_resource
 
 LANGS = ("zh", "en")
@@ -35,7 +36,7 @@ class Cue:
 
 def check_lang(lang: str) -> str:
     if lang not in LANGS:
-        raise ValueError(f"unsupported language {lang!r}; expected one of {LANGS}")
+        raise error(ErrorCode.NLP_LANGUAGE_UNSUPPORTED, name=lang, names=", ".join(LANGS))
     return lang
 
 

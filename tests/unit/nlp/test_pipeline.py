@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lakehouse.errors import ErrorCode, LakehouseError
 from models.nlp import load_pipeline
 from models.nlp.resources import RESOURCE_NAMES, load_resource, versions
 
@@ -138,8 +139,12 @@ def test_pipeline_is_cached_and_versioned() -> None:
     assert load_pipeline("zh") is load_pipeline("zh")
     assert load_pipeline("en").meta["resources"] == versions()
     assert all(load_resource(n)["version"] for n in RESOURCE_NAMES)
-    with pytest.raises(ValueError, match="unsupported language"):
+    with pytest.raises(LakehouseError) as info:
         load_pipeline("fr")
+    assert info.value.code is ErrorCode.NLP_LANGUAGE_UNSUPPORTED
+    with pytest.raises(LakehouseError) as info:
+        load_resource("nope")
+    assert info.value.code is ErrorCode.NLP_RESOURCE_INVALID
 
 
 def test_entity_offsets_align_with_tokens() -> None:
