@@ -24,7 +24,8 @@ NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 def artifacts(pom: Path) -> list[tuple[str, str, str]]:
     root = ET.parse(pom).getroot()  # noqa: S314
     props_el = root.find("m:properties", NS)
-    props = {el.tag.split("}")[1]: (el.text or "") for el in (list(props_el) if props_el is not None else [])}
+    children = list(props_el) if props_el is not None else []
+    props = {el.tag.split("}")[1]: (el.text or "") for el in children}
 
     def expand(text: str) -> str:
         return re.sub(r"\$\{([^}]+)\}", lambda m: props[m.group(1)], text)

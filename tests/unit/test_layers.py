@@ -12,7 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_import_contracts_are_kept() -> None:
     lint = Path(sys.executable).parent / "lint-imports"
     result = subprocess.run(
-        [str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [str(lint), "--no-cache"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:]
