@@ -262,7 +262,9 @@ def _python_workers(spark: SparkSession) -> None:
     pyspark 4.2 reads only the PYSPARK_PYTHON environment variable when a Python driver
     creates its context; the ``spark.pyspark.python`` setting lakehouse/spark.py passes to the
     builder is ignored there, so workers would start a bare ``python3`` without the project's
-    packages (pyarrow, pydicom, defusedxml). Reported for lakehouse/spark.py.
+    packages (pyarrow, pydicom, defusedxml). lakehouse/spark.py now exports PYSPARK_PYTHON
+    before the context starts (commit 973c850); this stays as a guard for sessions built
+    elsewhere (notebooks, spark-submit with a different default interpreter).
     """
     sc = spark.sparkContext
     want = sc.getConf().get("spark.pyspark.python")
