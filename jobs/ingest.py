@@ -117,7 +117,6 @@ def run(spark: SparkSession, cfg: Settings, *, source: str | None = None) -> Ing
     for name in names:
         if name not in FORMATS:
             raise error(ErrorCode.UNKNOWN_SOURCE, name=name, names=", ".join(FORMATS))
-    _python_workers(spark)
     with job_run(spark, cfg, "ingest") as rec, charsets_enabled(spark):
         report = IngestReport(rec.run_id)
         ensure_table(spark, LANDING_FILES)
@@ -254,22 +253,6 @@ def _count(rows: DataFrame, report: SourceReport) -> None:
     report.records_quarantined = int(totals["records_quarantined"] or 0)
     report.records_seen = report.records_landed + report.records_quarantined
     report.bytes_read = int(totals["bytes"] or 0)
-
-
-def _python_workers(spark: SparkSession) -> None:
-    """Run Python workers (mapInArrow parsers) on the interpreter ``spark.pyspark.python`` names.
-
-    pyspark 4.2 reads only the PYSPARK_PYTHON environment variable when a Python driver
-    creates its context; the ``spark.pyspark.python`` setting lakehouse/spark.py passes to the
-    builder is ignored there, so workers would start a bare ``python3`` without the project's
-    packages (pyarrow, pydicom, defusedxml). lakehouse/spark.py now exports PYSPARK_PYTHON
-    before the context starts (commit 973c850); this stays as a guard for sessions built
-    elsewhere (notebooks, spark-submit with a different default interpreter).
-    """
-    sc = spark.sparkContext
-    want = sc.getConf().get("spark.pyspark.python")
-    if want and getattr(sc, "pythonExec", want) != want:
-        sc.pythonExec = want
 
 
 def _uri(spark: SparkSession, cfg: Settings) -> str:
