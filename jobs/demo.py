@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
-from lakehouse.errors import ErrorCode, LakehouseError, error
-from lakehouse.logging import configure_logging
+from lakehouse.entrypoint import run_entrypoint
+from lakehouse.errors import ErrorCode, error
 from lakehouse.runs import job_run
-from lakehouse.settings import Settings, load_settings
+from lakehouse.settings import Settings
 from lakehouse.tables.registry import all_specs
 from lakehouse.tables.writer import ensure_table
 
@@ -128,17 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs.demo", description=__doc__)
     parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_settings()
-        configure_logging(cfg.log_level)
-        from lakehouse.spark import build_spark
+    from lakehouse.spark import build_spark
 
-        spark = build_spark(cfg)
-        print(describe(run(spark, cfg, stages=args.stage), cfg))
-    except LakehouseError as exc:
-        print(f"error {exc}", file=sys.stderr)
-        return exc.code.exit_status
-    return 0
+    return run_entrypoint(lambda cfg: describe(run(build_spark(cfg), cfg, stages=args.stage), cfg))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,10 +25,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.errors import ErrorCode, LakehouseError, error
-from lakehouse.logging import configure_logging
+from lakehouse.entrypoint import run_entrypoint
+from lakehouse.errors import ErrorCode, error
 from lakehouse.runs import job_run
-from lakehouse.settings import Settings, load_settings
+from lakehouse.settings import Settings
 from lakehouse.sources import cda, csv_rows, dicom, fhir, hl7v2, notes
 from lakehouse.sources.encoding import charsets_enabled
 from lakehouse.sources.files import (
@@ -282,17 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs.ingest", description=__doc__)
     parser.add_argument("--source", help=f"land only this source ({', '.join(FORMATS)})")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_settings()
-        configure_logging(cfg.log_level)
-        from lakehouse.spark import build_spark
+    from lakehouse.spark import build_spark
 
-        spark = build_spark(cfg)
-        print(describe(run(spark, cfg, source=args.source)))
-    except LakehouseError as exc:
-        print(f"error {exc}", file=sys.stderr)
-        return exc.code.exit_status
-    return 0
+    return run_entrypoint(lambda cfg: describe(run(build_spark(cfg), cfg, source=args.source)))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakehouse.errors import LakehouseError
-from lakehouse.logging import configure_logging
-from lakehouse.settings import Settings, load_settings
+from lakehouse.entrypoint import run_entrypoint
+from lakehouse.settings import Settings
 from lakehouse.synthetic import DirtRates, HospitalConfig, HospitalReport, generate
 
 logger = logging.getLogger(__name__)
@@ -54,14 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobs.synth``."""
     parser = argparse.ArgumentParser(prog="jobs.synth", description=__doc__)
     parser.parse_args(argv)
-    try:
-        cfg = load_settings()
-        configure_logging(cfg.log_level)
-        print(build(cfg).out)
-    except LakehouseError as exc:
-        print(f"error {exc}", file=sys.stderr)
-        return exc.code.exit_status
-    return 0
+    return run_entrypoint(lambda cfg: build(cfg).out)
 
 
 if __name__ == "__main__":
