@@ -174,7 +174,13 @@ def _land_source(
         batch.manifest_rows = _manifest_rows(files, records, run_id)
         _count(batch.manifest_rows, report)
         if report.records_landed:
-            upsert(spark, fmt.table, _stamped(landed_rows(records, fmt.columns), run_id))
+            # Insert-only: a replayed record keeps the lineage of the run that landed it.
+            upsert(
+                spark,
+                fmt.table,
+                _stamped(landed_rows(records, fmt.columns), run_id),
+                insert_only=True,
+            )
         if report.records_quarantined:
             batch.quarantine = _stamped(quarantine_rows(records), run_id)
     report.duration_s = time.perf_counter() - t0
@@ -186,7 +192,7 @@ def _finish(spark: SparkSession, batches: list[_Batch], *, run_id: str) -> None:
     """After every bronze MERGE: quarantine, then the manifest, then the reports."""
     quarantine = [b.quarantine for b in batches if b.quarantine is not None]
     if quarantine:
-        upsert(spark, QUARANTINE, reduce(DataFrame.unionByName, quarantine))
+        upsert(spark, QUARANTINE, reduce(DataFrame.unionByName, quarantine), insert_only=True)
     manifest = [b.manifest_rows for b in batches if b.manifest_rows is not None]
     if manifest:
         upsert(spark, LANDING_FILES, reduce(DataFrame.unionByName, manifest))

@@ -302,12 +302,12 @@ def _content_hash(spec: TableSpec) -> Column:
 
 
 def latest_per_key(df: DataFrame, spec: TableSpec) -> DataFrame:
-    """One row per key: the highest ``sequence_by`` value, ties broken by content hash.
-
-    Deterministic for the same input, so a rerun picks the same row.
+    """One row per key: the highest ``sequence_by`` value (if any), ties broken by content
+    hash. Deterministic for the same input, so a rerun picks the same row.
     """
-    assert spec.sequence_by is not None
-    order = [F.col(spec.sequence_by).desc_nulls_last(), _content_hash(spec).desc()]
+    order = [_content_hash(spec).desc()]
+    if spec.sequence_by:
+        order.insert(0, F.col(spec.sequence_by).desc_nulls_last())
     w = Window.partitionBy(*spec.keys).orderBy(*order)
     return df.withColumn("__rank", F.row_number().over(w)).where("__rank = 1").drop("__rank")
 
@@ -324,13 +324,23 @@ def _check_unique(df: DataFrame, spec: TableSpec) -> DataFrame:
     return hashed.dropDuplicates([*spec.keys]).drop("__content")
 
 
-def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
-    """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first)."""
+def upsert(
+    spark: SparkSession, spec: TableSpec, df: DataFrame, *, insert_only: bool = False
+) -> WriteReport:
+    """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first).
+
+    ``insert_only``: keys already stored are left untouched (first landing wins, so
+    replayed raw records keep the lineage of the run that landed them) and Delta skips
+    rewriting matched files. Within the input, one row per key is kept deterministically.
+    """
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
     ensure_table(spark, spec)
     source = conform(df, spec)
-    source = latest_per_key(source, spec) if spec.sequence_by else _check_unique(source, spec)
+    if insert_only or spec.sequence_by:
+        source = latest_per_key(source, spec)
+    else:
+        source = _check_unique(source, spec)
 
     value_cols = [c for c in spec.column_names if c not in spec.keys]
     on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
@@ -344,14 +354,10 @@ def upsert(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
     assignments: dict[str, str | Column] = {_quote(c): f"s.{_quote(c)}" for c in spec.column_names}
 
     def merge() -> None:
-        (
-            DeltaTable.forName(spark, spec.name)
-            .alias("t")
-            .merge(source.alias("s"), on)
-            .whenMatchedUpdate(condition=update_when, set=assignments)
-            .whenNotMatchedInsert(values=assignments)
-            .execute()
-        )
+        builder = DeltaTable.forName(spark, spec.name).alias("t").merge(source.alias("s"), on)
+        if not insert_only:
+            builder = builder.whenMatchedUpdate(condition=update_when, set=assignments)
+        builder.whenNotMatchedInsert(values=assignments).execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
     return _commit_report(spark, spec.name, token)

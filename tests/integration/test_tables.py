@@ -278,3 +278,28 @@ def test_concurrent_upserts_each_report_their_own_commit(spark: SparkSession, un
     assert [r.inserted for r in reports] == [3, 5]
     assert reports[0].version != reports[1].version
     assert spark.table(spec.name).count() == 8
+
+
+def test_insert_only_keeps_what_landed_first(spark: SparkSession, unique: str) -> None:
+    raw = TableSpec(
+        name=f"bronze.raw_{unique}",
+        columns=(PID, column("run", StringType(), "Run that landed the row.")),
+        comment="Raw records keyed by source position.",
+        keys=("patient_id",),
+    )
+    first = upsert(
+        spark, raw, spark.createDataFrame([("p1", "r1"), ("p2", "r1")], raw.schema),
+        insert_only=True,
+    )  # fmt: skip
+    assert first.inserted == 2
+    # A replay (other run id) plus one new key, and a key twice within the batch.
+    again = upsert(
+        spark,
+        raw,
+        spark.createDataFrame([("p1", "r2"), ("p3", "r2"), ("p3", "r3")], raw.schema),
+        insert_only=True,
+    )
+    assert (again.inserted, again.updated) == (1, 0)
+    got = {r["patient_id"]: r["run"] for r in spark.table(raw.name).collect()}
+    assert got["p1"] == "r1"
+    assert set(got) == {"p1", "p2", "p3"}

@@ -38,10 +38,10 @@ def test_killed_before_manifest_then_rerun_lands_once(
         landing.write("lis", "H001", f"f{k}.hl7", hl7_file(f"{unique}-{k}", 4, 1))
     real_upsert = ingest.upsert
 
-    def dying_upsert(spark: Any, spec: Any, df: Any) -> Any:
+    def dying_upsert(spark: Any, spec: Any, df: Any, **options: Any) -> Any:
         if spec is LANDING_FILES:
             raise RuntimeError("simulated kill after the bronze and quarantine commits")
-        return real_upsert(spark, spec, df)
+        return real_upsert(spark, spec, df, **options)
 
     monkeypatch.setattr(ingest, "upsert", dying_upsert)
     with pytest.raises(RuntimeError):
@@ -51,9 +51,14 @@ def test_killed_before_manifest_then_rerun_lands_once(
     assert landing.rows("ops.landing_files").count() == 0  # ...the manifest did not
 
     monkeypatch.setattr(ingest, "upsert", real_upsert)
-    rerun = ingest.run(landing.spark, landing.cfg, source="lis").source("lis")
+    rerun_report = ingest.run(landing.spark, landing.cfg, source="lis")
+    rerun = rerun_report.source("lis")
     assert (rerun.files_landed, rerun.records_landed, rerun.records_quarantined) == (3, 12, 3)
     assert msgs.count() == 12
+    # Insert-only landing: replayed records keep the lineage of the run that landed them.
+    run_ids = {r["ingest_run_id"] for r in msgs.select("ingest_run_id").distinct().collect()}
+    assert len(run_ids) == 1
+    assert rerun_report.run_id not in run_ids
     assert msgs.select("file_sha256", "record_index").distinct().count() == 12
     assert landing.rows("bronze.quarantine").count() == 3
     assert landing.rows("ops.landing_files").where("status = 'landed'").count() == 3
