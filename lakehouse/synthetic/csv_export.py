@@ -166,24 +166,16 @@ class CsvSite:
                         _dt(lab.collected_at),
                     ]
                 )
-                self.truth.add(
-                    "labs",
-                    lab_id=lab.lab_id,
+                self.truth.add_lab(
+                    lab,
                     encounter_id=e.encounter_id,
                     person_id=p.person.person_id,
                     institution_code=self.site.code,
                     source_system="csv",
-                    code=lab.code,
-                    loinc=spec["loinc"],
-                    value=lab.value,
-                    unit=lab.unit,
-                    flag=lab.flag,
-                    collected_at=lab.collected_at,
                     reported_value=value,
                     reported_unit=unit,
                     file=lab_file,
                     record_id=rid,
-                    comment=lab.comment,
                 )
             for m in e.meds:
                 drug = catalog.drugs()[m.drug]

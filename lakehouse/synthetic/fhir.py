@@ -234,24 +234,16 @@ class FhirSite:
                 {"coding": [_coding(f"{TERMINOLOGY}/v3-ObservationInterpretation", lab.flag)]}
             ]
         self._add(obs)
-        self.truth.add(
-            "labs",
-            lab_id=lab.lab_id,
+        self.truth.add_lab(
+            lab,
             encounter_id=lab.lab_id.rsplit("-", 1)[0],
             person_id=p.person.person_id,
             institution_code=self.site.code,
             source_system="fhir",
-            code=lab.code,
-            loinc=spec["loinc"],
-            value=lab.value,
-            unit=lab.unit,
-            flag=lab.flag,
-            collected_at=lab.collected_at,
             reported_value=value,
             reported_unit=unit,
             file=file,
             record_id=oid,
-            comment=lab.comment,
         )
 
     def flush(self, chunk: int, dirt: Dirt) -> None:

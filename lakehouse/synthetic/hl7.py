@@ -279,22 +279,14 @@ class Lis:
             for row in rows:
                 lab = row["lab"]
                 assert isinstance(lab, LabResult)
-                self.truth.add(
-                    "labs",
-                    lab_id=lab.lab_id,
+                self.truth.add_lab(
+                    lab,
                     encounter_id=lab.lab_id.rsplit("-", 1)[0],
                     person_id=row["person_id"],
                     institution_code=self.site.code,
                     source_system="lis",
-                    code=lab.code,
-                    loinc=catalog.labs()[lab.code]["loinc"],
-                    value=lab.value,
-                    unit=lab.unit,
-                    flag=lab.flag,
-                    collected_at=lab.collected_at,
                     reported_value=row["reported_value"],
                     reported_unit=row["reported_unit"],
                     file=rel,
                     record_id=row["record_id"],
-                    comment=lab.comment,
                 )

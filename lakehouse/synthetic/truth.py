@@ -8,10 +8,15 @@ so memory stays bounded whatever the population size. Later stages are tested ag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lakehouse.synthetic import catalog
+
+if TYPE_CHECKING:
+    from lakehouse.synthetic.model import LabResult
 
 S, INT, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 D, T = pa.date32(), pa.timestamp("s")
@@ -218,6 +223,40 @@ class TruthWriter:
     def add(self, entity: str, **row: Any) -> None:
         self._rows[entity].append(row)
         self.counts[entity] += 1
+
+    def add_lab(
+        self,
+        lab: LabResult,
+        *,
+        encounter_id: str,
+        person_id: Any,
+        institution_code: str,
+        source_system: str,
+        reported_value: Any,
+        reported_unit: Any,
+        file: str,
+        record_id: Any,
+    ) -> None:
+        """The truth row of one delivered lab result (the same for every source format)."""
+        self.add(
+            "labs",
+            lab_id=lab.lab_id,
+            encounter_id=encounter_id,
+            person_id=person_id,
+            institution_code=institution_code,
+            source_system=source_system,
+            code=lab.code,
+            loinc=catalog.labs()[lab.code]["loinc"],
+            value=lab.value,
+            unit=lab.unit,
+            flag=lab.flag,
+            collected_at=lab.collected_at,
+            reported_value=reported_value,
+            reported_unit=reported_unit,
+            file=file,
+            record_id=record_id,
+            comment=lab.comment,
+        )
 
     def next_id(self, entity: str, prefix: str) -> str:
         """A sequential id for ``entity`` (deterministic: rows come in a fixed order)."""
