@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import lakehouse_env
+
 LAKEHOUSE = Path(sys.executable).parent / "lakehouse"
 
 
 @pytest.mark.timeout(900)
 def test_demo_foundation_then_sql_in_a_new_process(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(
-        LAKEHOUSE_HOME=str(REPO),
-        LAKEHOUSE_DATA_DIR=str(tmp_path / "data"),
-        LAKEHOUSE_SPARK__MASTER="local[2]",
-        LAKEHOUSE_SPARK__UI_ENABLED="false",
-        LAKEHOUSE_SPARK__DRIVER_MEMORY="1g",
-    )
+    env = lakehouse_env(tmp_path / "data", SPARK__MASTER="local[2]")
 
     def lakehouse(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

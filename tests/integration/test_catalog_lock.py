@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.errors import ErrorCode
 from lakehouse.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import lakehouse_env
 
 
 @pytest.mark.timeout(600)
@@ -21,14 +19,7 @@ def test_doctor_reports_the_catalog_held_by_another_process(
     spark: SparkSession, settings: Settings
 ) -> None:
     spark.catalog.listDatabases()  # this test run's session holds the Derby database
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(
-        LAKEHOUSE_HOME=str(REPO),
-        LAKEHOUSE_DATA_DIR=str(settings.data_dir),
-        LAKEHOUSE_SPARK__MASTER="local[1]",
-        LAKEHOUSE_SPARK__UI_ENABLED="false",
-        LAKEHOUSE_SPARK__DRIVER_MEMORY="1g",
-    )
+    env = lakehouse_env(settings.data_dir)
     done = subprocess.run(
         [str(Path(sys.executable).parent / "lakehouse"), "doctor"],
         env=env,

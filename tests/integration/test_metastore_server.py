@@ -6,7 +6,6 @@ brief asks for, on the same settings object, with real Spark processes.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from lakehouse.metastore import derby_server
 from lakehouse.settings import Settings
+from tests.support.processes import lakehouse_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,15 +62,8 @@ def test_two_processes_share_the_catalog_at_once(tmp_path: Path) -> None:
     )
     server = derby_server(cfg)
     process = server.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(
-        LAKEHOUSE_HOME=str(REPO),
-        LAKEHOUSE_DATA_DIR=str(cfg.data_dir),
-        LAKEHOUSE_METASTORE__KIND="derby-server",
-        LAKEHOUSE_METASTORE__DERBY_PORT=str(port),
-        LAKEHOUSE_SPARK__MASTER="local[1]",
-        LAKEHOUSE_SPARK__UI_ENABLED="false",
-        LAKEHOUSE_SPARK__DRIVER_MEMORY="1g",
+    env = lakehouse_env(
+        cfg.data_dir, METASTORE__KIND="derby-server", METASTORE__DERBY_PORT=str(port)
     )
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER], env=env, stdin=subprocess.PIPE,

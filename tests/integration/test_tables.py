@@ -8,7 +8,6 @@ the table by name through the persistent catalog.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,8 +23,7 @@ from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.writer import PHI_PROPERTY, append, ensure_table, upsert
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import lakehouse_env
 
 PID = column("patient_id", StringType(), "Patient id at the source.", nullable=False)
 SEQ = column("updated_at", TimestampType(), "When the source last changed the row.")
@@ -204,15 +202,7 @@ def test_python_udf_over_a_delta_scan_completes(spark: SparkSession, unique: str
 @pytest.mark.timeout(600)
 def test_a_second_process_reads_the_table_by_name(tmp_path: Path) -> None:
     """One process writes through the embedded catalog and exits; the next reads by name."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(
-        LAKEHOUSE_HOME=str(REPO),
-        LAKEHOUSE_DATA_DIR=str(tmp_path / "data"),
-        LAKEHOUSE_SPARK__MASTER="local[1]",
-        LAKEHOUSE_SPARK__SHUFFLE_PARTITIONS="1",
-        LAKEHOUSE_SPARK__UI_ENABLED="false",
-        LAKEHOUSE_SPARK__DRIVER_MEMORY="1g",
-    )
+    env = lakehouse_env(tmp_path / "data", SPARK__SHUFFLE_PARTITIONS="1")
     prelude = textwrap.dedent(
         """
         from pyspark.sql.types import StringType
