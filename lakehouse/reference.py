@@ -39,6 +39,8 @@ def render_data_dictionary(specs: list[TableSpec] | None = None) -> str:
             layout.append(f"keys: {', '.join(spec.keys)}")
         if spec.sequence_by:
             layout.append(f"newest by: {spec.sequence_by}")
+        if spec.person_key:
+            layout.append(f"patient: {spec.person_key}")
         if spec.partition_by:
             layout.append(f"partitioned by: {', '.join(spec.partition_by)}")
         if spec.cluster_by:

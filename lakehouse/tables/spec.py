@@ -69,6 +69,8 @@ class TableSpec:
     cluster_by: tuple[str, ...] = ()
     change_data_feed: bool = True
     append_only: bool = False
+    #: Column identifying the patient a row belongs to (row policies, de-identified views).
+    person_key: str | None = None
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class TableSpec:
                 bad(f"cluster_by column {col} is not in the schema")
         if self.sequence_by and self.sequence_by not in names:
             bad(f"sequence_by column {self.sequence_by} is not in the schema")
+        if self.person_key and self.person_key not in names:
+            bad(f"person_key column {self.person_key} is not in the schema")
         if self.partition_by and self.cluster_by:
             bad("Delta tables are either partitioned or clustered, not both")
         if self.append_only and self.keys:
