@@ -1,0 +1,1 @@
+"""Silver transforms: bronze records -> the conformed, coded clinical model."""
