@@ -424,6 +424,60 @@ class ErrorCode(Enum):
         EX_USAGE,
     )
 
+    # --- silver (LH-SLV) ---
+    # LH-SLV-020..039: FHIR R4 and member CSV exports (lakehouse/silver/fhir.py, csv_member.py)
+    SILVER_FHIR_NO_ID = ErrorDef(
+        "LH-SLV-020",
+        "FHIR {name} resource {count} of {file} has no id: it cannot be keyed in silver.",
+        422,
+        EX_DATAERR,
+        remedy="The sending site must give every resource a logical id (FHIR R4 Resource.id).",
+    )
+    SILVER_FHIR_NO_PATIENT = ErrorDef(
+        "LH-SLV-021",
+        "FHIR {name} resource {count} of {file} names no patient: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="subject must be a Patient reference (Patient/<id>, urn:uuid:<id> or "
+        "Patient?identifier=<system>|<value>).",
+    )
+    SILVER_FHIR_MISSING_ELEMENT = ErrorDef(
+        "LH-SLV-022",
+        "FHIR {name} resource {count} of {file} lacks {column}, which its silver table needs.",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_FHIR_NO_TEXT = ErrorDef(
+        "LH-SLV-023",
+        "FHIR DocumentReference {count} of {file} carries no text/plain attachment data; "
+        "no silver.note row was made.",
+        422,
+        EX_DATAERR,
+        remedy="Binary documents (PDF, images) belong in the document store; only inline "
+        "text/plain content becomes a note.",
+    )
+    SILVER_FHIR_SHAPE = ErrorDef(
+        "LH-SLV-024",
+        "FHIR {name} resource {count} of {file} does not have the R4 shape silver reads.",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_CSV_UNKNOWN_EXPORT = ErrorDef(
+        "LH-SLV-030",
+        "CSV row {count} of {file}: the file name matches no configured member export table.",
+        422,
+        EX_DATAERR,
+        remedy="Add the file-name prefix to lakehouse/resources/silver_csv_exports.yaml.",
+    )
+    SILVER_CSV_MISSING_FIELD = ErrorDef(
+        "LH-SLV-031",
+        "CSV {name} row {count} of {file} has no {column}, which its silver table needs.",
+        422,
+        EX_DATAERR,
+        remedy="A header the configuration does not know counts as missing: add it as a "
+        "synonym in lakehouse/resources/silver_csv_exports.yaml.",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id
