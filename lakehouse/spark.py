@@ -29,8 +29,11 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
     cached = find_jars(cfg)
     jars = [str(p) for p in cached] + list(s.extra_jars)
     # JDBC drivers must be on the driver's own class path: the Hive metastore client
-    # (DataNucleus) loads them through the system class loader, which spark.jars misses.
-    jdbc_drivers = [str(p) for p in cached if p.name.startswith(("derbyclient", "postgresql"))]
+    # (DataNucleus) loads them through the system class loader, which spark.jars misses;
+    # source extraction (lakehouse.sources.jdbc) finds them there too.
+    jdbc_drivers = [
+        str(p) for p in cached if p.name.startswith(("derbyclient", "postgresql", "sqlite-jdbc"))
+    ]
     log4j = resources.files("lakehouse") / "resources" / "log4j2.properties"
     java_opts = [
         f"-Dlog4j.configurationFile=file:{log4j}",
