@@ -4,14 +4,23 @@ Tables: departments, staff, patients, visits (outpatient, emergency, inpatient w
 admission and discharge), transfers, diagnoses (ICD-10), orders, prescriptions and charges.
 Every table has ``updated_at``; late corrections leave the corrected value in the row with
 an ``updated_at`` after ``created_at``, and the first, wrong value in the truth's defects.
+
+With ``corrections="later"`` (``HospitalConfig(his_corrections="later")``) the rows keep
+their first, wrong values instead, and :func:`apply_late_corrections` delivers the
+corrections afterwards (``updated_at`` = the time given), as a live HIS would: the way to
+test incremental extraction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import Engine, Table, and_, create_engine, event
 
 from lakehouse.synthetic import catalog
 from lakehouse.synthetic.dirt import DefectCode, Dirt
@@ -54,9 +63,12 @@ def his_engine(url: str) -> Engine:
 class HisWriter:
     """Creates the HIS schema and inserts one chunk of patients at a time."""
 
-    def __init__(self, url: str, site: Site, staff: dict[str, list[Staff]]) -> None:
+    def __init__(
+        self, url: str, site: Site, staff: dict[str, list[Staff]], *, corrections: str = "final"
+    ) -> None:
         self.engine = his_engine(url)
         self.site = site
+        self.corrections = corrections
         METADATA.drop_all(self.engine)
         METADATA.create_all(self.engine)
         stamp = datetime(2024, 1, 1)
@@ -151,7 +163,7 @@ class HisWriter:
                     updated_at=t.at,
                 )
             for d in e.diagnoses:
-                updated = e.start
+                updated, icd10 = e.start, d.icd10
                 if d.icd10 in _WRONG_ICD and dirt.roll("late_correction"):
                     updated = e.start + timedelta(days=dirt.rng.randrange(1, 20), hours=3)
                     dirt.record(
@@ -163,11 +175,13 @@ class HisWriter:
                         f"diagnoses.icd10 first {_WRONG_ICD[d.icd10]}, "
                         f"corrected {updated:%Y-%m-%d %H:%M}",
                     )
+                    if self.corrections == "later":  # the first value; corrected later
+                        updated, icd10 = e.start, _WRONG_ICD[d.icd10]
                 self._add(
                     DIAGNOSES,
                     diag_id=d.dx_id,
                     visit_no=e.visit_no,
-                    icd10=d.icd10,
+                    icd10=icd10,
                     diag_name=d.name,
                     diag_type="主要" if d.primary else "其他",
                     diag_time=e.start,
@@ -277,3 +291,52 @@ class HisWriter:
     def close(self) -> None:
         self.flush()
         self.engine.dispose()
+
+
+def late_corrections(out: Path) -> dict[str, str]:
+    """The HIS's late corrections of a synthetic hospital: diag_id -> corrected ICD-10."""
+    defects = pq.read_table(out / "truth" / "defects.parquet")
+    mask = pc.and_(
+        pc.equal(defects["source"], "his"), pc.equal(defects["defect_code"], "LATE_CORRECTION")
+    )
+    ids = set(defects.filter(mask)["record_id"].to_pylist())
+    truth = pq.read_table(out / "truth" / "diagnoses.parquet", columns=["dx_id", "icd10"])
+    return {
+        dx: icd
+        for dx, icd in zip(truth["dx_id"].to_pylist(), truth["icd10"].to_pylist(), strict=True)
+        if dx in ids
+    }
+
+
+def apply_late_corrections(
+    out: Path,
+    *,
+    at: datetime,
+    his_url: str | None = None,
+    ids: Iterable[str] | None = None,
+) -> int:
+    """Deliver the late corrections of a hospital built with ``his_corrections="later"``.
+
+    Sets each corrected diagnosis (all, or those in ``ids``) to its true ICD-10 code with
+    ``updated_at = at`` (a wall time, as the HIS stores it), in the HIS at ``his_url``
+    (default: ``OUT/his/his.sqlite``). Rows already corrected are left alone. Returns the
+    number of rows changed.
+    """
+    fixes = late_corrections(out)
+    if ids is not None:
+        wanted = set(ids)
+        fixes = {k: v for k, v in fixes.items() if k in wanted}
+    engine = his_engine(his_url or f"sqlite:///{(out / 'his' / 'his.sqlite').resolve()}")
+    changed = 0
+    try:
+        with engine.begin() as conn:
+            for diag_id, icd10 in sorted(fixes.items()):
+                result = conn.execute(
+                    DIAGNOSES.update()
+                    .where(and_(DIAGNOSES.c.diag_id == diag_id, DIAGNOSES.c.icd10 != icd10))
+                    .values(icd10=icd10, updated_at=at)
+                )
+                changed += result.rowcount
+    finally:
+        engine.dispose()
+    return changed

@@ -19,7 +19,7 @@ import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
@@ -55,12 +55,16 @@ class HospitalConfig:
     chunk_size: int = 100
     dirt: DirtRates = field(default_factory=DirtRates)
     his_url: str | None = None  # default: sqlite:///OUT/his/his.sqlite
+    #: "final": the HIS holds corrected rows (updated_at > created_at); "later": it holds
+    #: the first, wrong values, and his.apply_late_corrections delivers the corrections.
+    his_corrections: Literal["final", "later"] = "final"
 
     def validate(self) -> None:
         checks = [
             ("patients", self.patients >= 1, "must be at least 1"),
             ("sites", 1 <= self.sites <= MAX_SITES, f"must be between 1 and {MAX_SITES}"),
             ("chunk_size", self.chunk_size >= 1, "must be at least 1"),
+            ("his_corrections", self.his_corrections in ("final", "later"), "final or later"),
         ]
         for name, ok, reason in checks:
             if not ok:
@@ -195,7 +199,7 @@ def generate(out: Path, config: HospitalConfig, *, overwrite: bool = False) -> H
     truth = TruthWriter(out / "truth")
     landing = Landing(out, truth)
     his_url = config.his_url or f"sqlite:///{(out / 'his' / 'his.sqlite').resolve()}"
-    his = HisWriter(his_url, main, staff)
+    his = HisWriter(his_url, main, staff, corrections=config.his_corrections)
     lis, emr = Lis(main, landing, truth), Emr(main, landing, truth)
     notes, pacs = Notes(main, landing, truth, config.seed), Pacs(main, landing, truth, config.seed)
     fhir = [FhirSite(s, landing, truth) for s in sites if s.kind == "fhir"]
@@ -281,6 +285,8 @@ def _manifest(
             "reference_date": REFERENCE_DATE.isoformat(),
             "dirt": config.dirt.as_dict(),
             "his": "sqlite" if config.his_url is None else config.his_url.split(":", 1)[0],
+            # Only when not the default, so default output keeps its bytes.
+            **({"his_corrections": "later"} if config.his_corrections == "later" else {}),
         },
         "sites": [
             {"institution_code": s.code, "name": s.name, "kind": s.kind, "oid": s.oid}
