@@ -302,6 +302,55 @@ class ErrorCode(Enum):
         EX_DATAERR,
     )
 
+    # --- database extraction over JDBC (LH-JDB) ---
+    JDBC_UNREACHABLE = ErrorDef(
+        "LH-JDB-001",
+        "The {name} source database cannot be reached: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Check that the database is up and reachable from the Spark driver and "
+        "executors, and the his.jdbc_url, user and password settings (never logged).",
+    )
+    JDBC_URL_INVALID = ErrorDef(
+        "LH-JDB-002",
+        "Setting {setting} is not a usable JDBC URL: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="A JDBC URL starts jdbc:<dialect>: (jdbc:postgresql://host:5432/db, "
+        "jdbc:sqlite:/path/his.sqlite); for other dialects set his.driver and add the jar.",
+    )
+    JDBC_TABLE_MISSING = ErrorDef(
+        "LH-JDB-003",
+        "Source table {table} does not exist in the {name} database (or is not readable).",
+        404,
+        EX_NOINPUT,
+        remedy="Fix his.tables, or grant the extraction user SELECT on the table.",
+    )
+    JDBC_COLUMNS_MISSING = ErrorDef(
+        "LH-JDB-004",
+        "Source table {table} lacks columns {columns} (watermark column {column}).",
+        422,
+        EX_DATAERR,
+        remedy="Every extracted table needs its key, the watermark column "
+        "(his.watermark_column) and the columns of its bronze spec.",
+    )
+    JDBC_TABLE_UNKNOWN = ErrorDef(
+        "LH-JDB-005",
+        "Source table {table} has no bronze table spec; known tables: {names}.",
+        400,
+        EX_USAGE,
+        remedy="Remove it from his.tables, or add its TableSpec in lakehouse/tables/bronze/his.py.",
+    )
+    JDBC_VALUE_UNREADABLE = ErrorDef(
+        "LH-JDB-006",
+        "Source table {table}: {count} values of column {column} cannot be read as {expected}.",
+        422,
+        EX_DATAERR,
+        remedy="The table is skipped (its watermark stays); fix the source values or the "
+        "column's type in the bronze spec.",
+    )
+
     # --- synthetic hospital (LH-SYN) ---
     SYNTH_PARAMETER_INVALID = ErrorDef(
         "LH-SYN-001",
@@ -332,6 +381,108 @@ class ErrorCode(Enum):
         500,
         EX_SOFTWARE,
         remedy="Every file in models/nlp/resources needs a string `version` field.",
+    )
+
+    # --- terminology (LH-VOC) ---
+    VOCAB_FILE_INVALID = ErrorDef(
+        "LH-VOC-001",
+        "Vocabulary file {file} cannot be loaded: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Check the file is the format the loader names (header, delimiter) and not "
+        "empty; nothing of it was loaded.",
+    )
+    VOCAB_FILE_HEADER = ErrorDef(
+        "LH-VOC-002",
+        "Vocabulary file {file} has the columns {found}; the loader needs {expected}.",
+        422,
+        EX_DATAERR,
+        remedy="Export the file with the header the loader names (docs/terminology.md); "
+        "nothing of it was loaded.",
+    )
+    VOCAB_FILE_ENCODING = ErrorDef(
+        "LH-VOC-003",
+        "Vocabulary file {file} is not {expected} text ({count} rows hold undecodable bytes).",
+        422,
+        EX_DATAERR,
+        remedy="Pass the file's encoding (e.g. --encoding gb18030) or convert it to UTF-8; "
+        "nothing of it was loaded.",
+    )
+    VOCAB_DUPLICATE_CODES = ErrorDef(
+        "LH-VOC-004",
+        "Vocabulary file {file} lists {count} codes more than once with different content.",
+        422,
+        EX_DATAERR,
+        remedy="Keep one row per code (per source code and target for maps); nothing of "
+        "the file was loaded.",
+    )
+    VOCAB_BAD_ROWS = ErrorDef(
+        "LH-VOC-005",
+        "Vocabulary file {file} has {count} invalid rows: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Fix or remove the rows named; nothing of the file was loaded.",
+    )
+    VOCAB_CONCEPT_ID_COLLISION = ErrorDef(
+        "LH-VOC-006",
+        "{count} derived local concept ids of {names} collide with other codes.",
+        409,
+        EX_DATAERR,
+        remedy="Load the vocabulary from an Athena bundle (real concept ids) or report the "
+        "collision: the derivation must change in a new ADR.",
+    )
+    VOCAB_EDITION_CONFLICT = ErrorDef(
+        "LH-VOC-007",
+        "Edition {version} of {name} is already loaded from a different file.",
+        409,
+        EX_DATAERR,
+        remedy="Give the changed file a new edition name; a loaded edition never changes.",
+    )
+    VOCAB_EDITION_OUT_OF_ORDER = ErrorDef(
+        "LH-VOC-008",
+        "Edition {version} of {name} is valid from {found}, not after the newest loaded "
+        "edition ({expected}).",
+        409,
+        EX_DATAERR,
+        remedy="Editions load in order of their validity; pass a later --valid-from.",
+    )
+    VOCAB_UNKNOWN = ErrorDef(
+        "LH-VOC-009",
+        "Vocabulary {name} is not known: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Use one of ICD10, ICD10CM, ICD9CM3, LOINC, ATC, UCUM, GB2261 or "
+        "LOCAL:<institution>:<LAB|DX|DRUG>.",
+    )
+    VOCAB_TARGET_MISSING = ErrorDef(
+        "LH-VOC-010",
+        "{count} rows of {file} map to codes that {names} does not hold.",
+        422,
+        EX_DATAERR,
+        remedy="Load the target vocabulary first, or correct the target codes; nothing of "
+        "the file was loaded.",
+    )
+    REVIEW_ITEM_NOT_FOUND = ErrorDef(
+        "LH-VOC-011",
+        "The review queue has no open item {key}.",
+        404,
+        EX_USAGE,
+        remedy="`lakehouse vocab review` lists the open items and their keys.",
+    )
+    UNIT_CONVERSION_INVALID = ErrorDef(
+        "LH-VOC-012",
+        "Unit conversion table {file} is invalid: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="One canonical UCUM unit per analyte, one row per analyte and source unit, "
+        "a non-zero factor.",
+    )
+    CONCEPT_NOT_FOUND = ErrorDef(
+        "LH-VOC-013",
+        "Concept {key} is not in vocab.concept.",
+        404,
+        EX_USAGE,
+        remedy="Accept a candidate listed by `lakehouse vocab review`, or load its vocabulary.",
     )
 
     # --- security and governance (LH-SEC) ---
@@ -424,7 +575,103 @@ class ErrorCode(Enum):
         EX_USAGE,
     )
 
+    # --- de-identification (LH-DID) ---
+    DEID_K_ANONYMITY_BELOW = ErrorDef(
+        "LH-DID-001",
+        "{count} de-identified view(s) below k={required} over their quasi-identifiers: {names}.",
+        422,
+        EX_DATAERR,
+        remedy="See dq.k_anonymity for each view's k and the records in small classes; "
+        "generalize further in the de-identification policy (wider age bands, shorter "
+        "prefixes) or drop a quasi-identifier, then `lakehouse deid refresh` and check again.",
+    )
+    DEID_UNKNOWN_TABLE = ErrorDef(
+        "LH-DID-002",
+        "{name} is not a table of the de-identified layers ({names}).",
+        400,
+        EX_USAGE,
+        remedy="Name a silver or gold table as <layer>.<table>, or its view as "
+        "deid.<layer>_<table>.",
+    )
+    DEID_NOT_MATERIALIZABLE = ErrorDef(
+        "LH-DID-003",
+        "De-identified view of {table} cannot be materialized: {reason}.",
+        409,
+        EX_DATAERR,
+        remedy="Materialization MERGEs on the source's keys, which must survive "
+        "de-identification (kept or tokenized); run `lakehouse deid refresh` first.",
+    )
+
     # --- silver (LH-SLV) ---
+    # LH-SLV-001..019: HL7 v2 (LIS) and CDA R2 (EMR) (lakehouse/silver/hl7.py, cda.py)
+    SILVER_HL7_NO_PATIENT_ID = ErrorDef(
+        "LH-SLV-001",
+        "HL7 v2 message {count} of {file} ({name}) has no patient identifier in PID-3 or "
+        "PID-2: no silver rows were made of it.",
+        422,
+        EX_DATAERR,
+        remedy="The sender must fill PID-3 (the MR identifier); the message stays in bronze.",
+    )
+    SILVER_HL7_OBX_NO_CODE = ErrorDef(
+        "LH-SLV-002",
+        "HL7 v2 message {count} of {file}: OBX {reason} has no observation identifier "
+        "(OBX-3.1); that result was not made (the message's other rows were).",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_HL7_BAD_TIME = ErrorDef(
+        "LH-SLV-003",
+        "HL7 v2 message {count} of {file}: {column} is not an HL7 date/time, so its versions "
+        "cannot be ordered; no silver rows were made of it.",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_HL7_NOT_MAPPED = ErrorDef(
+        "LH-SLV-004",
+        "HL7 v2 message {count} of {file} ({name}) has no PID segment: nothing in it maps to "
+        "silver; counted and skipped (not an error for ACK, MFN or query messages).",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_CDA_UNREADABLE = ErrorDef(
+        "LH-SLV-010",
+        "CDA record {count} of {file} could not be read in silver: {reason}.",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_CDA_NOTHING_MAPPED = ErrorDef(
+        "LH-SLV-011",
+        "CDA record {count} of {file} (root element {name}) is not a ClinicalDocument and "
+        "carries no coded entry silver maps; counted and skipped.",
+        422,
+        EX_DATAERR,
+    )
+    SILVER_CDA_ENTRY_SKIPPED = ErrorDef(
+        "LH-SLV-012",
+        "CDA record {count} of {file}: entry {name} was not mapped ({reason}).",
+        422,
+        EX_DATAERR,
+    )
+    # LH-SLV-040..059: the silver job (jobs/silver.py)
+    SILVER_UNKNOWN_TABLE = ErrorDef(
+        "LH-SLV-040",
+        "The silver transform of {name} produced rows for {table}, which is not a silver "
+        "table spec.",
+        500,
+        EX_SOFTWARE,
+    )
+    SILVER_UNKNOWN_BRONZE = ErrorDef(
+        "LH-SLV-041",
+        "Unknown bronze table {name}; silver reads: {names}.",
+        400,
+        EX_USAGE,
+    )
+    SILVER_HIS_NO_PATIENT = ErrorDef(
+        "LH-SLV-042",
+        "HIS {table} row has no {column}: it cannot be keyed in silver.",
+        422,
+        EX_DATAERR,
+    )
     # LH-SLV-020..039: FHIR R4 and member CSV exports (lakehouse/silver/fhir.py, csv_member.py)
     SILVER_FHIR_NO_ID = ErrorDef(
         "LH-SLV-020",
@@ -476,6 +723,52 @@ class ErrorCode(Enum):
         EX_DATAERR,
         remedy="A header the configuration does not know counts as missing: add it as a "
         "synonym in lakehouse/resources/silver_csv_exports.yaml.",
+    )
+
+    # --- master patient index (LH-EMP) ---
+    EMPI_MODEL_INVALID = ErrorDef(
+        "LH-EMP-001",
+        "The record linkage model {path} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Point LAKEHOUSE_EMPI__MODEL_PATH at a model written by `lakehouse empi train` "
+        "(or unset it to use the shipped one).",
+    )
+    EMPI_NO_INPUT = ErrorDef(
+        "LH-EMP-002",
+        "Table {table} does not exist: there is nothing to link yet.",
+        404,
+        EX_NOINPUT,
+        remedy="Run the silver job first (`lakehouse silver run`).",
+    )
+    EMPI_REVIEW_UNKNOWN_PAIR = ErrorDef(
+        "LH-EMP-003",
+        "Review pair {key} is not in silver.person_review.",
+        404,
+        EX_DATAERR,
+        remedy="`lakehouse empi review` lists the pending pairs and their ids.",
+    )
+    EMPI_REVIEW_BAD_DECISION = ErrorDef(
+        "LH-EMP-004",
+        "Review decision {found} is not one of {expected}.",
+        422,
+        EX_USAGE,
+    )
+    EMPI_TRAINING_FAILED = ErrorDef(
+        "LH-EMP-005",
+        "Training the record linkage model failed ({reason}); the model in use is unchanged.",
+        500,
+        EX_SOFTWARE,
+        remedy="Training needs enough records with overlapping identifiers; check the count "
+        "of silver.patient rows and the training backend.",
+    )
+    EMPI_CLUSTERS_NOT_CONVERGED = ErrorDef(
+        "LH-EMP-006",
+        "Person clustering did not converge in {count} iterations; nothing was written.",
+        500,
+        EX_SOFTWARE,
+        remedy="Lower the match threshold's reach (a chain of links this long is suspect) "
+        "or raise the iteration limit in lakehouse/empi/clusters.py.",
     )
 
     @property
@@ -559,6 +852,10 @@ class NlpError(LakehouseError):
     """Raised when an NLP pipeline is asked for an unsupported language or a bad rule file."""
 
 
+class TerminologyError(LakehouseError):
+    """Raised when a vocabulary file, an edition, a unit table or a review decision is wrong."""
+
+
 class SecurityError(LakehouseError):
     """Raised when authentication, authorization, the SQL guard or the audit log refuses."""
 
@@ -569,8 +866,10 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "TBL": TableError,
     "JOB": JobError,
     "ING": IngestError,
+    "JDB": IngestError,
     "SEC": SecurityError,
     "NLP": NlpError,
+    "VOC": TerminologyError,
 }
 
 

@@ -94,17 +94,58 @@ def demo(
 @app.command()
 def ingest(
     source: Annotated[
-        str | None, typer.Option("--source", help="Land only this source (lis, emr, ...).")
+        str | None, typer.Option("--source", help="Land only this source (lis, emr, his, ...).")
+    ] = None,
+    reconcile: Annotated[
+        bool | None,
+        typer.Option(
+            "--reconcile/--no-reconcile",
+            help="After the HIS extraction, write tombstones for rows deleted at the source "
+            "(default: the his.reconcile_deletes setting).",
+        ),
     ] = None,
 ) -> None:
-    """Land new landing files of every source (or one) into bronze, exactly once."""
+    """Land new landing files of every source (or one) into bronze, exactly once; extract
+    the HIS database by watermark."""
     from jobs import ingest as ingest_job
     from lakehouse.spark import build_spark
 
     def go() -> None:
         cfg = _settings()
         spark = build_spark(cfg)
-        typer.echo(ingest_job.describe(ingest_job.run(spark, cfg, source=source)))
+        report = ingest_job.run(spark, cfg, source=source, reconcile=reconcile)
+        typer.echo(ingest_job.describe(report))
+
+    _guard(go)
+
+
+@app.command()
+def silver(
+    full: Annotated[bool, typer.Option("--full", help="Reprocess every bronze row.")] = False,
+    bronze: Annotated[
+        list[str] | None,
+        typer.Option("--bronze", help="Process only this bronze table (repeatable)."),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="After the run, score silver against a synthetic hospital's truth folder.",
+        ),
+    ] = None,
+) -> None:
+    """Turn bronze changes into the conformed, coded silver tables (incremental MERGE)."""
+    from jobs import silver as silver_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        typer.echo(silver_job.describe(silver_job.run(spark, cfg, full=full, bronze=bronze)))
+        if truth is not None:
+            from lakehouse.silver.evaluate import describe, evaluate
+
+            typer.echo(describe(evaluate(spark, truth)))
 
     _guard(go)
 
@@ -226,6 +267,161 @@ def audit_verify() -> None:
         cfg = _settings()
         report = require_intact(verify(build_spark(cfg), anchor=anchor_path(cfg)))
         typer.echo(f"{report.table}: {report.rows} events, hash chain intact")
+
+    _guard(go)
+
+
+deid_app = typer.Typer(
+    help="De-identified views deid.<layer>_<table> for analysts and model training.",
+    no_args_is_help=True,
+)
+app.add_typer(deid_app, name="deid")
+
+
+@deid_app.command("refresh")
+def deid_refresh() -> None:
+    """Key new persons (governance.person_keys) and create or replace every deid view."""
+    from jobs import deid as deid_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        typer.echo(deid_job.describe_refresh(deid_job.refresh(build_spark(cfg), cfg)))
+
+    _guard(go)
+
+
+@deid_app.command("check")
+def deid_check(
+    tables: Annotated[
+        list[str] | None, typer.Argument(help="Source tables or views (default: every view).")
+    ] = None,
+) -> None:
+    """k-anonymity of the views into dq.k_anonymity; exit non-zero below deid.k_threshold."""
+    from jobs import deid as deid_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        try:
+            report = deid_job.check(spark, cfg, tables=tables or None)
+        except LakehouseError as exc:  # below k: show every view's figures, then fail
+            if isinstance(getattr(exc, "report", None), deid_job.CheckReport):
+                typer.echo(deid_job.describe_check(exc.report))  # type: ignore[attr-defined]
+            raise
+        typer.echo(deid_job.describe_check(report))
+
+    _guard(go)
+
+
+@deid_app.command("materialize")
+def deid_materialize(
+    table: Annotated[str, typer.Argument(help="Source table or its view.")],
+) -> None:
+    """MERGE one view into features.deid_<layer>_<table>; log versions in ops.deid_snapshots."""
+    from jobs import deid as deid_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        typer.echo(deid_job.describe_snapshot(deid_job.materialize(build_spark(cfg), cfg, table)))
+
+    _guard(go)
+
+
+vocab_app = typer.Typer(
+    help="The terminology service: load vocabularies, review and accept unmapped codes.",
+    no_args_is_help=True,
+)
+app.add_typer(vocab_app, name="vocab")
+
+
+@vocab_app.command("load")
+def vocab_load(
+    path: Annotated[Path | None, typer.Argument(help="File or folder (not for demo).")] = None,
+    kind: Annotated[
+        str, typer.Option(help="demo, icd10cm, athena, codes, loinc, local-map or units.")
+    ] = "demo",
+    edition: Annotated[str | None, typer.Option(help="Edition name of the file.")] = None,
+    valid_from: Annotated[
+        str, typer.Option(help="First day the edition is valid (YYYY-MM-DD).")
+    ] = "1970-01-01",
+    vocabulary: Annotated[
+        str | None, typer.Option(help="Vocabulary id of a code list (--kind codes).")
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the file.")] = "utf-8",
+) -> None:
+    """Load the demo vocabulary, or one vocabulary file, as an edition (idempotent)."""
+    from datetime import date
+
+    from jobs import terminology as terminology_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        report = terminology_job.run(
+            build_spark(cfg),
+            cfg,
+            kind=kind,
+            path=path,
+            edition=edition,
+            valid_from=date.fromisoformat(valid_from),
+            vocabulary=vocabulary,
+            encoding=encoding,
+        )
+        typer.echo(terminology_job.describe(report))
+
+    _guard(go)
+
+
+@vocab_app.command("review")
+def vocab_review(
+    limit: Annotated[int, typer.Option(help="Items to show at most.")] = 50,
+) -> None:
+    """List open review-queue items (unmapped codes) with their best candidates."""
+    from lakehouse.spark import build_spark
+    from lakehouse.terminology import open_items
+
+    def go() -> None:
+        spark = build_spark(_settings())
+        for r in open_items(spark, limit=limit).collect():
+            typer.echo(
+                f"{r['institution_code']} {r['source_vocabulary_id']} {r['source_code']} "
+                f"({r['occurrences']} seen)"
+            )
+            for c in r["candidates"] or []:
+                typer.echo(
+                    f"    {c['concept_id']} {c['concept_code']} {c['concept_name']} "
+                    f"{c['score']:.3f} {c['method']}"
+                )
+
+    _guard(go)
+
+
+@vocab_app.command("accept")
+def vocab_accept(
+    institution: Annotated[str, typer.Argument(help="Institution code of the item.")],
+    vocabulary: Annotated[str, typer.Argument(help="Vocabulary id, e.g. LOCAL:A0002:LAB.")],
+    code: Annotated[str, typer.Argument(help="The unmapped code.")],
+    concept_id: Annotated[int, typer.Argument(help="Concept to map it to.")],
+    by: Annotated[str, typer.Option("--by", help="Reviewer's user name.")],
+) -> None:
+    """Accept a mapping: writes source_to_concept_map and closes the item."""
+    from lakehouse.spark import build_spark
+    from lakehouse.terminology import accept
+
+    def go() -> None:
+        spark = build_spark(_settings())
+        accept(
+            spark,
+            institution=institution,
+            vocabulary=vocabulary,
+            code=code,
+            concept_id=concept_id,
+            decided_by=by,
+        )
+        typer.echo(f"accepted: {institution} {vocabulary} {code} -> {concept_id}")
 
     _guard(go)
 

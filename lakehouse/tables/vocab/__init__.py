@@ -1,0 +1,1 @@
+"""The terminology service's tables (layer ``vocab``): OMOP-shaped, versioned by edition."""

@@ -1,0 +1,65 @@
+"""The demo vocabulary: small self-written subsets for the synthetic hospital's codes.
+
+Every file is under ``lakehouse/terminology/data/`` and was written for this project (no
+licensed text copied): the ICD-10 national clinical edition, ICD-9-CM-3, LOINC and ATC
+codes the synthetic hospital uses with our own names and Chinese synonyms, GB/T 2261.1
+sex, the UCUM units, each site's local code map (main hospital H0001: 99LIS lab codes and
+HIS drug codes; FHIR members A0001/A0003/A0005: local lab codes; CSV members
+A0002/A0004/A0006: ZD-/JY/YP codes) and the unit conversions. Loading is idempotent: the
+second run finds every edition loaded and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+
+from lakehouse.terminology import loaders
+from lakehouse.terminology.store import FIRST_DAY, LoadReport
+from lakehouse.terminology.vocabularies import ATC, DATA, GB2261, ICD9CM3, ICD10, UCUM
+
+DEMO_EDITION = "lakehouse-demo-2026.1"
+
+CODE_LISTS = (
+    (ICD10, "icd10_demo.csv"),
+    (ICD9CM3, "icd9cm3_demo.csv"),
+    (ATC, "atc_demo.csv"),
+    (GB2261, "gb2261_sex.csv"),
+    (UCUM, "ucum_demo.csv"),
+)
+
+
+@dataclass
+class DemoLoad:
+    """What :func:`load_demo` did."""
+
+    reports: list[LoadReport] = field(default_factory=list)
+    unit_conversions: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out = {"editions_loaded": sum(not r.skipped for r in self.reports),
+               "editions_unchanged": sum(r.skipped for r in self.reports),
+               "unit_conversions_written": self.unit_conversions}  # fmt: skip
+        for r in self.reports:
+            for k, v in r.counts.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+
+def load_demo(spark: SparkSession, *, edition: str = DEMO_EDITION) -> DemoLoad:
+    """Load every demo vocabulary, the local code maps and the unit conversions."""
+    out = DemoLoad()
+    for vocab, name in CODE_LISTS:
+        out.reports.append(
+            loaders.load_code_list(
+                spark, DATA / name, vocabulary_id=vocab, edition=edition, valid_from=FIRST_DAY
+            )
+        )
+    out.reports.append(loaders.load_loinc(spark, DATA / "loinc_demo.csv", edition=edition))
+    out.reports.append(
+        loaders.load_local_map(spark, DATA / "local_code_map_demo.csv", edition=edition)
+    )
+    w = loaders.load_unit_conversions(spark, DATA / "unit_conversion.csv", edition=edition)
+    out.unit_conversions = w.inserted + w.updated
+    return out
