@@ -178,6 +178,34 @@ class SecuritySettings(BaseModel):
     oidc_roles_claim: str = Field("roles", description="Claim holding the user's roles.")
 
 
+class DeidSettings(BaseModel):
+    """De-identified views for analysts and model training (lakehouse/governance/deid)."""
+
+    policy_file: Path | None = Field(
+        None,
+        description="What each PHI tag becomes in the views (YAML). Default: "
+        "lakehouse/governance/policies/deid.yaml.",
+    )
+    shift_max_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="Largest per-person date shift, in days: each person's shift is a fixed "
+        "value in [-N, -1] or [1, N] derived from the keyed hash of the person id.",
+    )
+    k_threshold: int = Field(
+        5,
+        ge=2,
+        description="Smallest equivalence class over a view's quasi-identifiers that "
+        "`lakehouse deid check` accepts (k-anonymity).",
+    )
+    token_secret: SecretStr | None = Field(
+        None,
+        description="Key of person tokens and date shifts. Default: generated on first use "
+        "into <secrets_dir>/deid-token.key (mode 0600); never put it in the repository.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -215,6 +243,7 @@ class Settings(BaseSettings):
     synth: SynthSettings = Field(default_factory=SynthSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
+    deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -24,6 +24,7 @@ from lakehouse.governance.audit import (
     patient_ref,
     record_or_refuse,
 )
+from lakehouse.governance.deid.views import SOURCE_PROPERTY
 from lakehouse.governance.keys import pseudonym_key
 from lakehouse.governance.policy import load_policy
 from lakehouse.governance.sessions import Principal
@@ -114,17 +115,28 @@ class AccessService:
             raise exc
 
     def _versions(self, tables: tuple[str, ...]) -> str:
-        out = []
-        for name in tables:
-            last = DeltaTable.forName(self.spark, name).history(1).select("version").first()
-            out.append(f"{name}@{last['version'] if last else '?'}")
-        return ",".join(out)
+        return ",".join(f"{name}@{self._version(name)}" for name in tables)
+
+    def _version(self, name: str) -> str:
+        """A Delta table's latest version; for a de-identified view, its source's."""
+        if self.spark.catalog.getTable(name).tableType == "VIEW":
+            rows = self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()
+            source = {r[0]: r[1] for r in rows}.get(SOURCE_PROPERTY)
+            return f"view({source}@{self._version(source)})" if source else "view"
+        last = DeltaTable.forName(self.spark, name).history(1).select("version").first()
+        return str(last["version"]) if last else "?"
 
 
 def access_service(spark: SparkSession, cfg: Settings) -> AccessService:
-    """The configured access service: policy file, every TableSpec, ``audit.events``."""
+    """The configured access service: policy file, every TableSpec and de-identified view,
+    ``audit.events``."""
     from lakehouse.governance.audit_delta import audit_log
+    from lakehouse.governance.deid.catalog import deid_catalog
+    from lakehouse.governance.deid.policy import load_deid_policy
     from lakehouse.tables.registry import all_specs
 
-    guard = SqlGuard(load_policy(cfg.security.policy_file), {s.name: s for s in all_specs()})
+    specs = all_specs()
+    catalog = {s.name: s for s in specs}
+    catalog.update(deid_catalog(specs, load_deid_policy(cfg.deid.policy_file)))
+    guard = SqlGuard(load_policy(cfg.security.policy_file), catalog)
     return AccessService(spark, guard, audit_log(spark, cfg), pseudonym_key(cfg))

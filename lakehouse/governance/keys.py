@@ -51,3 +51,16 @@ def pseudonym_key(cfg: Settings) -> bytes:
     """Key of the audit log's patient pseudonyms (docs/adr/0005)."""
     assert cfg.security.secrets_dir is not None
     return secret_key(cfg.security.secrets_dir, "audit-pseudonym")
+
+
+def deid_key(cfg: Settings) -> bytes:
+    """Key of the de-identified views' person tokens and date shifts (docs/security.md).
+
+    ``deid.token_secret`` or the generated ``<secrets_dir>/deid-token.key``. It is used only
+    where ``governance.person_keys`` rows are derived, never in a view's SQL text.
+    """
+    secret = cfg.deid.token_secret
+    if secret is not None:
+        return secret.get_secret_value().encode()
+    assert cfg.security.secrets_dir is not None
+    return secret_key(cfg.security.secrets_dir, "deid-token")

@@ -21,7 +21,12 @@ from pyspark.sql.types import DataType, StructField, StructType
 
 from lakehouse.errors import ErrorCode, error
 
-LAYERS = ("landing", "bronze", "silver", "gold", "ops", "dq", "audit", "vocab", "features")
+#: ``deid``: de-identified views (and their specs) for analysts; ``governance``: restricted
+#: tables of the governance code itself (per-person de-identification secrets), read by no role.
+LAYERS = (
+    "landing", "bronze", "silver", "gold", "ops", "dq", "audit", "vocab", "features",
+    "deid", "governance",
+)  # fmt: skip
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 

@@ -1,0 +1,1 @@
+"""Data-quality layer: results of checks over the lakehouse's tables."""
