@@ -206,6 +206,47 @@ class DeidSettings(BaseModel):
     )
 
 
+class EmpiSettings(BaseModel):
+    """Master patient index (lakehouse/empi, jobs/empi.py): model, thresholds, blocking."""
+
+    model_path: Path | None = Field(
+        None,
+        description="Splink model (JSON: comparisons, m/u probabilities, prior) the linkage "
+        "scores with. Default: the versioned model shipped in lakehouse/empi/models/.",
+    )
+    match_threshold: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Match probability at or above which two records are linked "
+        "automatically (same person).",
+    )
+    review_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Match probability at or above which (and below match_threshold) a pair "
+        "goes to the review queue silver.person_review.",
+    )
+    max_block_size: int = Field(
+        1000,
+        ge=2,
+        description="Blocking keys shared by more records than this (a hospital's dummy "
+        "phone, a placeholder ID number) form no candidate pairs.",
+    )
+    training_backend: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="Engine of `lakehouse empi train` (Splink EM): duckdb on a bounded "
+        "sample, or spark (Splink's Spark backend; the comparisons use only built-in Spark "
+        "SQL functions, so Splink's similarity jar is not needed).",
+    )
+    training_sample: int = Field(
+        200_000,
+        ge=100,
+        description="Largest number of records `lakehouse empi train` takes to DuckDB.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -244,6 +285,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
+    empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
