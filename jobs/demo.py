@@ -75,10 +75,19 @@ def synth(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return synth_job.run(spark, cfg)
 
 
+def silver(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Turn the bronze changes into the conformed silver tables (jobs.silver)."""
+    from jobs import silver as silver_job
+
+    counts = silver_job.run(spark, cfg).counts()
+    return {k: v for k, v in counts.items() if k in ("rows_read", "rejects") or "written" in k}
+
+
 STAGES: list[Stage] = [
     Stage("foundation", "catalog schemas and every table spec", foundation),
     Stage("synth", "synthetic multi-site hospital: sources, dirt, truth", synth),
     Stage("ingest", "land every source's files into bronze (jobs.ingest)", ingest),
+    Stage("silver", "conformed, coded clinical model from every source (jobs.silver)", silver),
 ]
 
 

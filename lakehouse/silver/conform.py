@@ -108,3 +108,33 @@ def id_card_validity(c: Column) -> Column:
         .when(well_formed & (F.substring(text, 18, 1) == expected), "valid")
         .otherwise("invalid")
     )
+
+
+_PROVINCE = (
+    r"(北京市|天津市|上海市|重庆市|[^省市]{2,3}省|[^区]{2,8}?自治区"
+    r"|香港特别行政区|澳门特别行政区)"
+)
+_CITY = r"([^市州盟]{1,10}?(?:市|自治州|州|地区|盟))"
+_COUNTY = r"([^区县旗]{1,10}?(?:区|县|旗|市))"
+
+
+def address_parts(c: Column) -> tuple[Column, Column, Column]:
+    """Province, city and county of a Chinese address written as one string.
+
+    ``江西省南昌市东湖区解放路62号`` -> (江西省, 南昌市, 东湖区); a municipality is its own
+    city (``上海市浦东新区...`` -> (上海市, 上海市, 浦东新区)). Parts not found are null.
+    """
+    text = F.regexp_replace(F.trim(c), r"\s+", "")
+    province = F.regexp_extract(text, rf"^{_PROVINCE}", 1)
+    after_p = F.substring(text, F.length(province) + 1, F.lit(1000))
+    municipality = province.isin("北京市", "天津市", "上海市", "重庆市")
+    city = F.when(municipality, province).otherwise(F.regexp_extract(after_p, rf"^{_CITY}", 1))
+    after_c = F.when(municipality, after_p).otherwise(
+        F.substring(after_p, F.length(city) + 1, F.lit(1000))
+    )
+    county = F.regexp_extract(after_c, rf"^{_COUNTY}", 1)
+    return (
+        F.when(province != "", province),
+        F.when(city != "", city),
+        F.when(county != "", county),
+    )

@@ -86,6 +86,7 @@ def render(
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = study.performed_at.strftime("%Y%m%d")
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = study.performed_at.strftime("%H%M%S")
     ds.AccessionNumber = f"{e.visit_no}{study.modality}"
+    ds.AdmissionID = e.visit_no  # (0038,0010): the visit the study was ordered in
     ds.Modality = study.modality
     ds.Manufacturer = "SYNTHETIC"
     ds.InstitutionName = site.name

@@ -76,6 +76,9 @@ class TableSpec:
     append_only: bool = False
     #: Column identifying the patient a row belongs to (row policies, de-identified views).
     person_key: str | None = None
+    #: Columns that record the writing run (run id, processed time), not the content: a
+    #: MERGE does not rewrite a row whose other columns are unchanged (idempotent reruns).
+    volatile: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -102,6 +105,9 @@ class TableSpec:
             for col in cols:
                 if col not in names:
                     bad(f"{group} column {col} is not in the schema")
+        for col in self.volatile:
+            if col not in names or col in self.keys:
+                bad(f"volatile column {col} must be a non-key column of the schema")
         for col in self.cluster_by:
             if col not in names:
                 bad(f"cluster_by column {col} is not in the schema")

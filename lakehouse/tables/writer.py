@@ -342,7 +342,7 @@ def upsert(
     else:
         source = _check_unique(source, spec)
 
-    value_cols = [c for c in spec.column_names if c not in spec.keys]
+    value_cols = [c for c in spec.column_names if c not in spec.keys and c not in spec.volatile]
     on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
     differs = " OR ".join(
         f"NOT ({_comparable(spec, c, 't')} <=> {_comparable(spec, c, 's')})" for c in value_cols
@@ -358,6 +358,44 @@ def upsert(
         if not insert_only:
             builder = builder.whenMatchedUpdate(condition=update_when, set=assignments)
         builder.whenNotMatchedInsert(values=assignments).execute()
+
+    token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
+    return _commit_report(spark, spec.name, token)
+
+
+def fill(
+    spark: SparkSession, spec: TableSpec, df: DataFrame, columns: tuple[str, ...]
+) -> WriteReport:
+    """Set ``columns`` of stored rows from ``df`` (matched on the keys) where they are null.
+
+    For values learnt after a row was written (a note's patient, found through its
+    encounter once the encounter arrived). Inserts nothing; ``df`` holds the keys and
+    ``columns``, one row per key.
+    """
+    if not spec.keys:
+        raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="fill needs keys")
+    bad = [c for c in columns if c not in spec.column_names or c in spec.keys]
+    if bad:
+        raise error(
+            ErrorCode.INPUT_SCHEMA_MISMATCH,
+            table=spec.name,
+            reason="fill columns must be non-key columns of the spec",
+            columns=", ".join(bad),
+        )
+    source = df.select(
+        *[F.col(k).cast(spec.column(k).dataType).alias(k) for k in spec.keys],
+        *[F.col(c).cast(spec.column(c).dataType).alias(c) for c in columns],
+    ).dropDuplicates(list(spec.keys))
+    on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
+    when = " OR ".join(f"(t.{_quote(c)} IS NULL AND s.{_quote(c)} IS NOT NULL)" for c in columns)
+    assignments: dict[str, str | Column] = {
+        _quote(c): f"coalesce(t.{_quote(c)}, s.{_quote(c)})" for c in columns
+    }
+
+    def merge() -> None:
+        DeltaTable.forName(spark, spec.name).alias("t").merge(
+            source.alias("s"), on
+        ).whenMatchedUpdate(condition=when, set=assignments).execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
     return _commit_report(spark, spec.name, token)

@@ -11,6 +11,7 @@ from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StringType, 
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     coded_columns,
     encounter_column,
     lineage_columns,
@@ -44,6 +45,7 @@ DIAGNOSIS = TableSpec(
     ),
     keys=record_keys("diagnosis_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -97,6 +99,7 @@ LAB_RESULT = TableSpec(
     ),
     keys=record_keys("result_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -125,6 +128,7 @@ MEDICATION_ORDER = TableSpec(
     ),
     keys=record_keys("medication_order_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -146,6 +150,7 @@ PROCEDURE = TableSpec(
     ),
     keys=record_keys("procedure_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -168,6 +173,7 @@ VITAL_SIGN = TableSpec(
     ),
     keys=record_keys("vital_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )

@@ -21,6 +21,8 @@ from lakehouse.tables.spec import Phi, column
 #: Layout of every silver table: tenants and sources are the common filters, patients the
 #: common join (liquid clustering, so the layout holds at billions of rows and can change).
 SILVER_CLUSTERING = ("institution_code", "source_system")
+#: Columns that say which run wrote a row, not what it says: a rerun does not rewrite them.
+SILVER_VOLATILE = ("silver_run_id", "processed_at")
 
 
 def record_keys(record_id: str) -> tuple[str, str, str]:
@@ -128,6 +130,12 @@ def coded_columns(prefix: str, what: str) -> tuple[StructField, ...]:
             "LOCAL:<institution>:<kind>...).",
         ),
         column(f"{p}source_name", StringType(), f"{what} name as the source sent it."),
+        column(
+            f"{p}source_concept_id",
+            LongType(),
+            f"The source {what.lower()} code's own concept in vocab.concept (local concepts "
+            "included), whether or not it is standard; null when the code is unknown.",
+        ),
         column(
             f"{p}concept_id",
             LongType(),

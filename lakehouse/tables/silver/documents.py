@@ -6,6 +6,7 @@ from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, S
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     encounter_column,
     lineage_columns,
     patient_columns,
@@ -61,6 +62,7 @@ CLINICAL_DOCUMENT = TableSpec(
     ),
     keys=record_keys("document_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -89,6 +91,7 @@ NOTE = TableSpec(
     ),
     keys=record_keys("note_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )

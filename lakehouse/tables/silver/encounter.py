@@ -6,6 +6,7 @@ from pyspark.sql.types import StringType, TimestampType
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     encounter_column,
     lineage_columns,
     patient_columns,
@@ -64,6 +65,7 @@ ENCOUNTER = TableSpec(
     ),
     keys=record_keys("encounter_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -85,6 +87,7 @@ ENCOUNTER_TRANSFER = TableSpec(
     ),
     keys=record_keys("transfer_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )

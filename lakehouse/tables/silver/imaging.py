@@ -6,6 +6,7 @@ from pyspark.sql.types import ArrayType, IntegerType, StringType
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     encounter_column,
     lineage_columns,
     patient_columns,
@@ -45,6 +46,7 @@ IMAGING_STUDY = TableSpec(
     ),
     keys=record_keys("study_instance_uid"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )
@@ -74,6 +76,7 @@ IMAGING_SERIES = TableSpec(
     ),
     keys=record_keys("series_instance_uid"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )

@@ -6,6 +6,7 @@ from pyspark.sql.types import StringType
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     lineage_columns,
     record_keys,
     source_columns,
@@ -31,6 +32,7 @@ ORG = TableSpec(
     ),
     keys=record_keys("org_code"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
 )
 
@@ -47,6 +49,7 @@ DEPT = TableSpec(
     ),
     keys=record_keys("dept_code"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
 )
 
@@ -63,5 +66,6 @@ PROVIDER = TableSpec(
     ),
     keys=record_keys("provider_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
 )

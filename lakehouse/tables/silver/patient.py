@@ -6,6 +6,7 @@ from pyspark.sql.types import DateType, MapType, StringType
 
 from lakehouse.tables.silver.common import (
     SILVER_CLUSTERING,
+    SILVER_VOLATILE,
     lineage_columns,
     patient_columns,
     record_keys,
@@ -127,6 +128,7 @@ PATIENT = TableSpec(
     ),
     keys=record_keys("patient_id"),
     sequence_by="source_updated_at",
+    volatile=SILVER_VOLATILE,
     cluster_by=SILVER_CLUSTERING,
     person_key="patient_key",
 )

@@ -1,0 +1,106 @@
+"""Standard codes, units and value domains, applied by the silver job to every source's rows.
+
+Transforms write codes, units and sex as the source sent them; this module adds what the
+terminology service knows (``lakehouse.terminology``): the standard concept of every coded
+column (``map_codes``), lab values in the analyte's canonical UCUM unit
+(``normalize_units``), GB/T 2261.1 sex codes, and the GB 11643 check of ID card numbers.
+Codes no vocabulary maps are queued for review (``record_unmapped``), never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.silver.conform import id_card_validity
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A coded column group of a silver table: its prefix and the event time it is valid on."""
+
+    prefix: str
+    on: str
+
+
+CODED: dict[str, Coded] = {
+    "silver.diagnosis": Coded("", "diagnosed_at"),
+    "silver.procedure": Coded("", "performed_at"),
+    "silver.vital_sign": Coded("", "measured_at"),
+    "silver.lab_result": Coded("test_", "collected_at"),
+    "silver.medication_order": Coded("drug_", "ordered_at"),
+}
+
+
+def standardize(spark: SparkSession, table: str, df: DataFrame) -> DataFrame:
+    """``df`` (rows for ``table``) with the standard columns the job owns filled in."""
+    from lakehouse import terminology
+
+    if table == "silver.patient":
+        return df.withColumn("sex_code", terminology.sex_gb2261(F.col("sex_source"))).withColumn(
+            "id_card_valid",
+            F.when(F.col("id_card_no").isNull(), F.lit(None)).otherwise(
+                id_card_validity(F.col("id_card_no"))
+            ),
+        )
+    coded = CODED.get(table)
+    if coded is None:
+        return df
+    p = coded.prefix
+    df = _drop_owned(df, p)
+    df = terminology.map_codes(
+        spark,
+        df,
+        code=F.col(f"{p}source_code"),
+        vocabulary=F.col(f"{p}source_vocabulary"),
+        on_date=F.to_date(F.col(coded.on)),
+        prefix=p,
+    )
+    if table == "silver.lab_result":
+        df = df.drop("value_std", "unit_std", "unit_status")
+        loinc = F.when(F.col("test_standard_vocabulary") == "LOINC", F.col("test_standard_code"))
+        df = terminology.normalize_units(
+            spark,
+            df,
+            analyte=loinc,
+            value=F.col("value_as_number"),
+            unit=F.col("unit_source"),
+            prefix="",
+        )
+    return df
+
+
+def _drop_owned(df: DataFrame, prefix: str) -> DataFrame:
+    owned = (
+        "concept_id",
+        "source_concept_id",
+        "standard_code",
+        "standard_vocabulary",
+        "standard_name",
+        "map_status",
+    )
+    return df.drop(*[f"{prefix}{c}" for c in owned])
+
+
+def queue_unmapped(spark: SparkSession, table: str, df: DataFrame) -> None:
+    """Put the unmapped codes of standardized ``df`` in the terminology review queue."""
+    coded = CODED.get(table)
+    if coded is None:
+        return
+    from lakehouse import terminology
+
+    p = coded.prefix
+    unmapped = df.where(F.col(f"{p}map_status") == "unmapped").where(
+        F.col(f"{p}source_code").isNotNull()
+    )
+    terminology.record_unmapped(
+        spark,
+        unmapped,
+        institution=F.col("institution_code"),
+        vocabulary=F.col(f"{p}source_vocabulary"),
+        code=F.col(f"{p}source_code"),
+        name=F.col(f"{p}source_name"),
+        seen_at=F.coalesce(F.col(coded.on), F.col("source_updated_at")),
+    )
