@@ -88,7 +88,7 @@ class _Reader:
     def __init__(self, table: ExportTable, cfg: ExportConfig) -> None:
         self.table, self.cfg = table, cfg
 
-    def __call__(self, name: str) -> Column:
+    def read(self, name: str) -> Column:
         """The field's value: the first synonym header present, trimmed, blank -> null."""
         headers = self.table.fields.get(name, [])
         if not headers:
@@ -96,6 +96,16 @@ class _Reader:
         return F.coalesce(
             *[blank_to_null(F.try_element_at(F.col("values"), F.lit(h))) for h in headers]
         )
+
+    def with_fields(self, df: DataFrame) -> DataFrame:
+        """``df`` with one ``_f_<field>`` column per configured field (read once)."""
+        return df.select("*", *[self.read(n).alias(f"_f_{n}") for n in self.table.fields])
+
+    def __call__(self, name: str) -> Column:
+        """The field's column (after :meth:`with_fields`); null when not configured."""
+        if name not in self.table.fields:
+            return F.lit(None).cast("string")
+        return F.col(f"_f_{name}")
 
     def domain(self, domain: str, c: Column) -> Column:
         mapping = self.cfg.values.get(domain, {})
@@ -276,8 +286,8 @@ def _visit_patients(rows: DataFrame, cfg: ExportConfig) -> DataFrame:
         rows.where(F.col("export") == "visits")
         .select(
             F.col("institution_code").alias("v_institution"),
-            f("encounter_id").alias("v_encounter_id"),
-            f("patient_id").alias("v_patient_id"),
+            f.read("encounter_id").alias("v_encounter_id"),
+            f.read("patient_id").alias("v_patient_id"),
         )
         .where(F.col("v_encounter_id").isNotNull() & F.col("v_patient_id").isNotNull())
         .dropDuplicates(["v_institution", "v_encounter_id"])
@@ -309,7 +319,7 @@ def transform_csv(bronze: DataFrame, *, config: ExportConfig | None = None) -> S
         if name not in _BUILDERS:
             continue
         f = _Reader(table, cfg)
-        df = rows.where(F.col("export") == name)
+        df = f.with_fields(rows.where(F.col("export") == name))
         missing: Column = F.lit(None).cast("string")
         for field in reversed(table.required):
             missing = F.when(f(field).isNull(), F.lit(field)).otherwise(missing)

@@ -291,7 +291,9 @@ def _quantity_text(q: Column) -> Column:
 
 
 def _unit(q: Column) -> Column:
-    return F.coalesce(blank_to_null(q.getField("code")), blank_to_null(q.getField("unit")))
+    """The unit as sent: the Quantity's ``unit`` (what HL7 and CSV sources send too), else
+    its coded form (``code``, UCUM when ``system`` is UCUM)."""
+    return F.coalesce(blank_to_null(q.getField("unit")), blank_to_null(q.getField("code")))
 
 
 # --- per-type row builders ----------------------------------------------------------
@@ -793,7 +795,7 @@ def _rejects(bad: DataFrame, rtype: str) -> DataFrame:
         ErrorCode.SILVER_FHIR_NO_TEXT: {},
     }
     if rtype in PATIENT_SCOPED:
-        subject = F.col("r").getField("subject")
+        subject = F.get_json_object(F.col("raw_json"), "$.subject")
         cases[ErrorCode.SILVER_FHIR_NO_PATIENT] = {
             "reason": F.when(subject.isNull(), "no subject").otherwise(
                 "subject is not a Patient reference"
