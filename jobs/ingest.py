@@ -1,6 +1,6 @@
 """Bronze landing: every source's new landing files into Delta, exactly once, nothing lost.
 
-``python -m jobs.ingest [--source NAME]`` / ``lakehouse ingest [--source NAME]``.
+``python -m jobs.ingest [--source NAME] [--reconcile]`` / ``lakehouse ingest [--source NAME]``.
 
 Per source: list the folder (metadata only), take the files the manifest ``ops.landing_files``
 does not hold, hash them in Spark, skip content landed before (duplicates), split the rest
@@ -9,6 +9,10 @@ index). Then, once for all sources: ``bronze.quarantine`` (MERGE), the manifest 
 the run's reports in ``ops.ingest_runs`` (append). A run killed before the manifest commit
 leaves its files unrecorded; the next run takes them again and its MERGEs find every record
 already there, so the tables hold exactly the records of one clean run.
+
+The source ``his`` is the HIS database, extracted over JDBC by watermark with a
+late-correction lookback (:mod:`jobs.ingest_his`). A HIS failure does not stop the file
+sources: they land and the reports are written, then the run fails with the HIS's code.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs import ingest_his
 from lakehouse.entrypoint import run_entrypoint
 from lakehouse.errors import ErrorCode, error
 from lakehouse.runs import job_run
@@ -70,6 +75,9 @@ FORMATS: dict[str, SourceFormat] = {
     "fhir": SourceFormat(FHIR_RESOURCES, fhir.parse_resources, fhir.RESOURCE_COLUMNS),
     "csv": SourceFormat(CSV_ROWS, csv_rows.parse_rows, csv_rows.ROW_COLUMNS),
 }
+#: Sources that are databases, extracted by watermark (not landing folders).
+DATABASES = ("his",)
+SOURCES = (*FORMATS, *DATABASES)
 
 
 @dataclass
@@ -85,6 +93,7 @@ class SourceReport:
     records_seen: int = 0
     records_landed: int = 0
     records_quarantined: int = 0
+    records_unchanged: int = 0
     bytes_read: int = 0
     duration_s: float = 0.0
 
@@ -95,6 +104,7 @@ class IngestReport:
 
     run_id: str
     sources: list[SourceReport] = field(default_factory=list)
+    his: ingest_his.HisExtract | None = None
 
     def source(self, name: str) -> SourceReport:
         return next(s for s in self.sources if s.source_system == name)
@@ -107,15 +117,27 @@ class IngestReport:
                 if isinstance(value, int):
                     out[f"{s.source_system}.{key}"] = value
                     out[key] = out.get(key, 0) + value
+        if self.his is not None:
+            out.update(self.his.counts())
         return out
 
 
-def run(spark: SparkSession, cfg: Settings, *, source: str | None = None) -> IngestReport:
-    """Land the new files of ``source`` (default: every source in settings)."""
+def run(
+    spark: SparkSession,
+    cfg: Settings,
+    *,
+    source: str | None = None,
+    reconcile: bool | None = None,
+) -> IngestReport:
+    """Land the new files of ``source`` (default: every source in settings).
+
+    ``reconcile`` (default ``his.reconcile_deletes``): after the HIS extraction, scan its
+    tables' keys and write tombstones for deleted rows.
+    """
     names = [source] if source else list(cfg.ingest.sources)
     for name in names:
-        if name not in FORMATS:
-            raise error(ErrorCode.UNKNOWN_SOURCE, name=name, names=", ".join(FORMATS))
+        if name not in SOURCES:
+            raise error(ErrorCode.UNKNOWN_SOURCE, name=name, names=", ".join(SOURCES))
     with job_run(spark, cfg, "ingest") as rec, charsets_enabled(spark):
         report = IngestReport(rec.run_id)
         ensure_table(spark, LANDING_FILES)
@@ -123,7 +145,10 @@ def run(spark: SparkSession, cfg: Settings, *, source: str | None = None) -> Ing
         batches: list[_Batch] = []
         try:
             for name in names:
-                batch = _land_source(spark, cfg, name, manifest, run_id=rec.run_id)
+                if name == "his":
+                    batch = _extract_his(spark, cfg, report, run_id=rec.run_id, reconcile=reconcile)
+                else:
+                    batch = _land_source(spark, cfg, name, manifest, run_id=rec.run_id)
                 report.sources.append(batch.report)
                 batches.append(batch)
             _finish(spark, batches, run_id=rec.run_id)
@@ -132,7 +157,32 @@ def run(spark: SparkSession, cfg: Settings, *, source: str | None = None) -> Ing
                 batch.release()
         for key, value in report.counts().items():
             rec.count(key, value)
+        if report.his is not None and report.his.failure is not None:
+            # The other sources landed; the run still fails, with the HIS's own code.
+            raise report.his.failure
     return report
+
+
+def _extract_his(
+    spark: SparkSession,
+    cfg: Settings,
+    report: IngestReport,
+    *,
+    run_id: str,
+    reconcile: bool | None,
+) -> _Batch:
+    """The HIS database (jobs.ingest_his): its report in ops.ingest_runs terms."""
+    t0 = time.perf_counter()
+    batch = _Batch(SourceReport("his"), datetime.now(UTC))
+    his = ingest_his.extract(spark, cfg, run_id=run_id, reconcile=reconcile)
+    report.his = his
+    r = batch.report
+    r.records_seen = his.rows_read + sum(t.tombstones for t in his.tables)
+    r.records_landed = his.rows_new
+    r.records_unchanged = r.records_seen - r.records_landed
+    r.duration_s = time.perf_counter() - t0
+    logger.info("ingest his: %s", asdict(r))
+    return batch
 
 
 @dataclass
@@ -279,17 +329,34 @@ def describe(report: IngestReport) -> str:
             f"seen={s.records_seen} landed={s.records_landed} "
             f"quarantined={s.records_quarantined} | {s.duration_s:.1f}s"
         )
+    if report.his is not None:
+        for t in report.his.tables:
+            lines.append(
+                f"    his.{t.table:<13} read={t.rows_read} new versions={t.rows_new} "
+                f"tombstones={t.tombstones} watermark={t.high_watermark or '-'}"
+                + (f" FAILED {t.error_code}" if t.error_code else "")
+            )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobs.ingest [--source NAME]``."""
     parser = argparse.ArgumentParser(prog="jobs.ingest", description=__doc__)
-    parser.add_argument("--source", help=f"land only this source ({', '.join(FORMATS)})")
+    parser.add_argument("--source", help=f"land only this source ({', '.join(SOURCES)})")
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        default=None,
+        help="after the HIS extraction, write tombstones for rows deleted at the source",
+    )
     args = parser.parse_args(argv)
     from lakehouse.spark import build_spark
 
-    return run_entrypoint(lambda cfg: describe(run(build_spark(cfg), cfg, source=args.source)))
+    return run_entrypoint(
+        lambda cfg: describe(
+            run(build_spark(cfg), cfg, source=args.source, reconcile=args.reconcile)
+        )
+    )
 
 
 if __name__ == "__main__":

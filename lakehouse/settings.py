@@ -95,8 +95,9 @@ class IngestSettings(BaseModel):
         "Default: <data_dir>/synthetic/landing (the demo's synthetic hospital).",
     )
     sources: list[str] = Field(
-        default_factory=lambda: ["lis", "emr", "notes", "pacs", "fhir", "csv"],
-        description="Source systems landed by a run without --source, in this order.",
+        default_factory=lambda: ["lis", "emr", "notes", "pacs", "fhir", "csv", "his"],
+        description="Source systems landed by a run without --source, in this order (his: "
+        "the HIS database over JDBC, see the his settings).",
     )
     max_files_per_run: int = Field(
         100_000,
@@ -108,6 +109,47 @@ class IngestSettings(BaseModel):
         7,
         ge=0,
         description="Late-correction lookback of watermark (JDBC) extraction, in days.",
+    )
+
+
+class HisSettings(BaseModel):
+    """The main hospital's HIS database, extracted into bronze over JDBC (``--source his``)."""
+
+    jdbc_url: SecretStr | None = Field(
+        None,
+        description="JDBC URL of the HIS database (may hold credentials: never logged). "
+        "Default: jdbc:sqlite:<data_dir>/synthetic/his/his.sqlite (the demo's synthetic HIS).",
+    )
+    user: str | None = Field(None, description="Database user (when not in the URL).")
+    password: SecretStr | None = Field(None, description="Database password.")
+    driver: str | None = Field(
+        None,
+        description="JDBC driver class. Default: chosen from the URL's dialect (sqlite, "
+        "postgresql); set it for other databases and add their jar to spark.extra_jars.",
+    )
+    institution_code: str = Field("H0001", description="Institution whose HIS this is.")
+    tables: list[str] = Field(
+        default_factory=lambda: [
+            *("departments", "staff", "patients", "visits", "transfers", "diagnoses"),
+            *("orders", "prescriptions", "charges"),
+        ],
+        description="HIS tables extracted, each into bronze.his_<table>.",
+    )
+    watermark_column: str = Field(
+        "updated_at", description="Column every extracted table stamps on each change."
+    )
+    partitions: int = Field(
+        4, ge=1, description="Parallel JDBC reads per table (ranges of the watermark column)."
+    )
+    fetch_size: int = Field(1000, ge=1, description="Rows fetched per JDBC round trip.")
+    reconcile_deletes: bool = Field(
+        False,
+        description="Scan every table's keys after extraction and write op='D' tombstones "
+        "for rows gone from the source (also `lakehouse ingest --reconcile`).",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Further JDBC driver properties (e.g. connectTimeout, sslmode).",
     )
 
 
@@ -284,6 +326,7 @@ class Settings(BaseSettings):
     synth: SynthSettings = Field(default_factory=SynthSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
+    his: HisSettings = Field(default_factory=HisSettings)  # type: ignore[arg-type]
     deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
 
@@ -326,6 +369,13 @@ class Settings(BaseSettings):
         """Root of the landing folders (resolved by the validator, never None)."""
         assert self.ingest.landing_root is not None
         return self.ingest.landing_root
+
+    @property
+    def his_jdbc_url(self) -> str:
+        """JDBC URL of the HIS (default: the synthetic hospital's SQLite file). Secret."""
+        if self.his.jdbc_url is not None:
+            return self.his.jdbc_url.get_secret_value()
+        return f"jdbc:sqlite:{self.data_dir / 'synthetic' / 'his' / 'his.sqlite'}"
 
     @property
     def logs_dir(self) -> Path:

@@ -38,7 +38,8 @@ INGEST_RUNS = TableSpec(
     name="ops.ingest_runs",
     comment="One report row per ingestion run and source: files and records seen, landed, "
     "quarantined, duplicates skipped, bytes and duration. records_seen = records_landed + "
-    "records_quarantined.",
+    "records_quarantined + records_unchanged (database sources: rows re-read by the "
+    "watermark lookback that bronze already holds).",
     columns=(
         column("run_id", StringType(), "Run id (as in ops.job_runs).", nullable=False),
         column("source_system", StringType(), "Source system landed.", nullable=False),
@@ -52,6 +53,11 @@ INGEST_RUNS = TableSpec(
         column("records_seen", LongType(), "Records split from the new files."),
         column("records_landed", LongType(), "Records written to the bronze table."),
         column("records_quarantined", LongType(), "Records written to bronze.quarantine."),
+        column(
+            "records_unchanged",
+            LongType(),
+            "Records read again and already in bronze (database sources: the lookback).",
+        ),
         column("bytes_read", LongType(), "Bytes of the new files read."),
     ),
     append_only=True,
