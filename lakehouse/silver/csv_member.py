@@ -248,7 +248,7 @@ def _medications(df: DataFrame, f: _Reader) -> DataFrame:
         f("dose_unit").alias("dose_unit"),
         f("route").alias("route"),
         f("frequency").alias("frequency"),
-        F.floor(parse_number(f("days"))).cast("int").alias("days_supply"),
+        F.floor(parse_number(f("days"))).try_cast("int").alias("days_supply"),
         f("prescriber_id").alias("prescriber_id"),
         parse_timestamp(ordered).alias("ordered_at"),
         ordered.alias("ordered_at_source"),

@@ -630,7 +630,7 @@ def _medications(df: DataFrame) -> DataFrame:
         _unit(dose).alias("dose_unit"),
         _cc_text(dosage.getField("route")).alias("route"),
         frequency.alias("frequency"),
-        days.cast("int").alias("days_supply"),
+        days.try_cast("int").alias("days_supply"),
         r.getField("status").alias("status"),
         reference_id(r.getField("requester"), "Practitioner").alias("prescriber_id"),
         parse_timestamp(authored).alias("ordered_at"),
@@ -714,7 +714,9 @@ def _text_attachment(r: Column) -> Column:
 def _notes(df: DataFrame) -> DataFrame:
     r = F.col("r")
     att = _text_attachment(r)
-    text = F.decode(F.unbase64(att.getField("data")), "UTF-8")
+    # decode() fails the whole job on bytes that are not UTF-8 (Spark 4): invalid sequences
+    # become U+FFFD instead; the bronze raw_json keeps the original.
+    text = F.make_valid_utf8(F.try_to_binary(att.getField("data"), F.lit("base64")).cast("string"))
     first_line = F.regexp_extract(text, r"^\s*([^\r\n]+)", 1)
     lang = F.lower(F.substring(att.getField("language"), 1, 2))
     when = F.coalesce(

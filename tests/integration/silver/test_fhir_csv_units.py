@@ -308,6 +308,19 @@ RESOURCES: list[dict[str, Any] | str] = [
         "subject": SUBJ,
         "content": [{"attachment": {"contentType": "application/pdf", "data": "JVBERi0="}}],
     },
+    {
+        "resourceType": "DocumentReference",
+        "id": "d-latin1",
+        "subject": SUBJ,
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(b"caf\xe9").decode(),
+                }
+            }
+        ],
+    },
     {"resourceType": "AllergyIntolerance", "id": "a1", "patient": SUBJ},
     # the R4 shape broken: subject as a string, not a Reference
     '{"resourceType":"Procedure","id":"pr-bad","subject":"Patient/p1","code":{"text":"x"}}',
@@ -488,6 +501,8 @@ def test_procedure_org_provider_note(fhir: Any) -> None:
     note = fhir[0]["silver.note"]["d1"]
     assert note.note_text == "病程记录\n患者无不适。"
     assert note.char_count == 11
+    # bytes that are not UTF-8 do not fail the run: they become U+FFFD
+    assert fhir[0]["silver.note"]["d-latin1"].note_text == "caf\ufffd"
     assert (note.note_type, note.note_title, note.language, note.author_name) == (
         "Progress note",
         "病程记录",
@@ -595,6 +610,7 @@ CSV_ROWS: list[tuple[str, dict[str, str]]] = [
             "天数": "30",
         },
     ),
+    ("medications_1.csv", {"处方流水号": "M2", "就诊流水号": "V1", "天数": "99999999999"}),
     ("charges_1.csv", {"收费流水号": "F1"}),
 ]
 
@@ -662,6 +678,8 @@ def test_csv_header_synonyms_and_value_domains(csv: Any, settings: Any) -> None:
         "qd",
         30,
     )
+    # a day count no INT holds is null, not a failed run
+    assert tables["silver.medication_order"]["M2"].days_supply is None
 
 
 def test_csv_rejects(csv: Any) -> None:
@@ -670,8 +688,8 @@ def test_csv_rejects(csv: Any) -> None:
         (1, ErrorCode.SILVER_CSV_MISSING_FIELD.id): (
             "CSV visits row 1 of visits_1.csv has no encounter_id, which its silver table needs."
         ),
-        (7, ErrorCode.SILVER_CSV_UNKNOWN_EXPORT.id): (
-            "CSV row 7 of charges_1.csv: the file name matches no configured member export table."
+        (8, ErrorCode.SILVER_CSV_UNKNOWN_EXPORT.id): (
+            "CSV row 8 of charges_1.csv: the file name matches no configured member export table."
         ),
     }
 
