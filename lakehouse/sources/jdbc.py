@@ -293,9 +293,11 @@ def typed_rows(raw: DataFrame, columns: Sequence[StructField]) -> DataFrame:
     out: list[Column] = []
     failed: list[Column] = []
     for c in columns:
-        value = F.col(c.name).cast(c.dataType)
+        converted = _fetch_type(c) == "STRING" and c.dataType != _STRING
+        # try_cast: under ANSI mode (Spark 4's default) a bad value would fail the query.
+        value = F.col(c.name).try_cast(c.dataType) if converted else F.col(c.name)
         out.append(value.alias(c.name))
-        if _fetch_type(c) == "STRING" and c.dataType != _STRING:
+        if converted:
             failed.append(F.when(F.col(c.name).isNotNull() & value.isNull(), F.lit(c.name)))
     flags = (
         F.filter(F.array(*failed), lambda x: x.isNotNull())

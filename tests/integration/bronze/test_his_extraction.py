@@ -372,3 +372,29 @@ def test_postgresql_extraction_matches_sqlite_and_catches_corrections(
         r["diag_id"]: r["icd10"] for r in latest.where(F.col("diag_id").isin(list(fixes))).collect()
     }
     assert got == fixes
+
+
+def test_unreadable_values_are_flagged_and_nulls_hash_apart_from_empty_text(spark: Any) -> None:
+    from pyspark.sql.types import StructField
+
+    from lakehouse.sources import jdbc
+
+    cols = [c for c in HIS_TABLES["visits"].source_columns if c.name in ("visit_no", "bed_no")]
+    cols.append(next(c for c in HIS_TABLES["visits"].source_columns if c.name == "visit_time"))
+    raw = spark.createDataFrame(
+        [("V1", None, "2026-06-01 08:00:00.000000"), ("V2", "", "not a time"), ("V3", "", None)],
+        "visit_no string, bed_no string, visit_time string",
+    )
+    typed = jdbc.typed_rows(raw, cols).withColumn(
+        "wall", F.date_format("visit_time", "yyyy-MM-dd HH:mm:ss")
+    )
+    rows = {r["visit_no"]: r for r in typed.collect()}
+    assert rows["V1"]["wall"] == "2026-06-01 08:00:00"  # wall time kept (session zone)
+    assert rows["V2"][jdbc.UNREADABLE] == ["visit_time"]
+    assert rows["V1"][jdbc.UNREADABLE] == []
+    assert rows["V3"][jdbc.UNREADABLE] == []
+    same = [StructField("bed_no", cols[1].dataType)]
+    hashes = spark.createDataFrame([(None,), ("",)], "bed_no string").select(
+        jdbc.row_sha256(same).alias("h")
+    )
+    assert hashes.distinct().count() == 2  # null and '' are different content
