@@ -1,9 +1,9 @@
 """FHIR R4 resources (``bronze.fhir_resources``) -> the conformed silver tables.
 
 Spark-native: each mapped resource type is read with ``from_json`` and an explicit,
-lenient schema of only the elements silver uses (numbers are read as text, so a decimal
-keeps the digits it was sent with and a string where a number belongs is not a parse
-failure). No Python UDF.
+lenient schema of only the elements silver uses (:mod:`lakehouse.silver.fhir_elements`);
+numbers are read as text, so a decimal keeps the digits it was sent with and a string
+where a number belongs is not a parse failure. No Python UDF.
 
 | resourceType | silver table | record id |
 |---|---|---|
@@ -29,7 +29,7 @@ mapping: ``docs/silver.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -38,237 +38,40 @@ from lakehouse.errors import ErrorCode
 from lakehouse.silver.base import SilverOutput, blank_to_null, patient_key
 from lakehouse.silver.conform import id_card_validity, parse_date, parse_number, parse_timestamp
 from lakehouse.silver.conform import phone_digits as _phone
+from lakehouse.silver.fhir_elements import (
+    DAYS_PER_UNIT,
+    DRUG_SYSTEMS,
+    DX_SYSTEMS,
+    ENCOUNTER_CLASS,
+    ENCOUNTER_STATUS,
+    ERROR,
+    ID_CARD_SYSTEM,
+    LAB_SYSTEMS,
+    LOINC,
+    MAPPED_TYPES,
+    PATIENT_SCOPED,
+    PROC_SYSTEMS,
+    RESULT_STATUS,
+    SCHEMAS,
+    UCUM,
+    cc_code,
+    cc_text,
+    first_of,
+    local_vocabulary,
+    lookup,
+    patient_ref,
+    person_name,
+    pick_coding,
+    quantity_text,
+    reference_id,
+    unit_of,
+)
 from lakehouse.silver.member import file_name, lineage, reject_cases, sex_code
 
-# --- lenient R4 schemas: only the elements silver maps -------------------------------
-_CODING = "struct<system:string,code:string,display:string>"
-_CC = f"struct<coding:array<{_CODING}>,text:string>"
-_REF = "struct<reference:string,display:string,identifier:struct<system:string,value:string>>"
-_PERIOD = "struct<start:string,end:string>"
-_QTY = "struct<value:string,comparator:string,unit:string,system:string,code:string>"
-_META = "struct<lastUpdated:string>"
-_IDENT = f"struct<system:string,value:string,type:{_CC}>"
-_NAME = "struct<use:string,text:string,family:string,given:array<string>,prefix:array<string>>"
-
-SCHEMAS = {
-    "Patient": f"struct<id:string,meta:{_META},identifier:array<{_IDENT}>,"
-    f"name:array<{_NAME}>,gender:string,birthDate:string,"
-    "telecom:array<struct<system:string,value:string,use:string>>,"
-    "address:array<struct<use:string,text:string,line:array<string>,city:string,"
-    "district:string,state:string,postalCode:string,country:string>>>",
-    "Encounter": f"struct<id:string,meta:{_META},status:string,class:{_CODING},"
-    f"serviceType:{_CC},subject:{_REF},period:{_PERIOD},"
-    f"participant:array<struct<type:array<{_CC}>,individual:{_REF}>>,"
-    f"location:array<struct<location:{_REF}>>>",
-    "Condition": f"struct<id:string,meta:{_META},clinicalStatus:{_CC},"
-    f"verificationStatus:{_CC},category:array<{_CC}>,code:{_CC},subject:{_REF},"
-    f"encounter:{_REF},onsetDateTime:string,onsetPeriod:{_PERIOD},recordedDate:string>",
-    "Observation": f"struct<id:string,meta:{_META},status:string,category:array<{_CC}>,"
-    f"code:{_CC},subject:{_REF},encounter:{_REF},basedOn:array<{_REF}>,"
-    f"effectiveDateTime:string,effectiveInstant:string,effectivePeriod:{_PERIOD},"
-    f"issued:string,valueQuantity:{_QTY},valueString:string,valueCodeableConcept:{_CC},"
-    f"valueInteger:string,valueBoolean:string,interpretation:array<{_CC}>,"
-    f"referenceRange:array<struct<low:{_QTY},high:{_QTY},text:string>>,"
-    "note:array<struct<text:string>>,"
-    f"component:array<struct<code:{_CC},valueQuantity:{_QTY},valueString:string>>>",
-    "MedicationRequest": f"struct<id:string,meta:{_META},status:string,"
-    f"medicationCodeableConcept:{_CC},medicationReference:{_REF},subject:{_REF},"
-    f"encounter:{_REF},authoredOn:string,requester:{_REF},"
-    f"dosageInstruction:array<struct<text:string,route:{_CC},"
-    f"timing:struct<code:{_CC},repeat:struct<frequency:string,period:string,"
-    f"periodUnit:string>>,doseAndRate:array<struct<doseQuantity:{_QTY}>>>>,"
-    f"dispenseRequest:struct<expectedSupplyDuration:{_QTY}>>",
-    "Procedure": f"struct<id:string,meta:{_META},status:string,code:{_CC},subject:{_REF},"
-    f"encounter:{_REF},performedDateTime:string,performedPeriod:{_PERIOD},"
-    f"performer:array<struct<actor:{_REF}>>,recorder:{_REF}>",
-    "Organization": f"struct<id:string,meta:{_META},identifier:array<{_IDENT}>,"
-    f"name:string,type:array<{_CC}>>",
-    "Practitioner": f"struct<id:string,meta:{_META},name:array<{_NAME}>,"
-    f"qualification:array<struct<code:{_CC}>>>",
-    "DocumentReference": f"struct<id:string,meta:{_META},status:string,docStatus:string,"
-    f"type:{_CC},subject:{_REF},date:string,author:array<{_REF}>,description:string,"
-    "content:array<struct<attachment:struct<contentType:string,language:string,"
-    "data:string,title:string>>>,"
-    f"context:struct<encounter:array<{_REF}>,period:{_PERIOD}>>",
-}
-#: Resource types this transform maps, and the silver table each goes to.
-MAPPED_TYPES = {
-    "Patient": "silver.patient",
-    "Encounter": "silver.encounter",
-    "Condition": "silver.diagnosis",
-    "Observation": "silver.lab_result / silver.vital_sign",
-    "MedicationRequest": "silver.medication_order",
-    "Procedure": "silver.procedure",
-    "Organization": "silver.org",
-    "Practitioner": "silver.provider",
-    "DocumentReference": "silver.note",
-}
-#: Types whose rows belong to a patient: no resolvable subject -> LH-SLV-021.
-PATIENT_SCOPED = (
-    "Encounter",
-    "Condition",
-    "Observation",
-    "MedicationRequest",
-    "Procedure",
-    "DocumentReference",
-)
-
-# --- code systems: (system URI, vocabulary id), in order of preference ---------------
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-ID_CARD_SYSTEM = "urn:oid:2.16.156.10011.1.3"
-DX_SYSTEMS = (
-    ("http://hl7.org/fhir/sid/icd-10", "ICD10"),
-    ("http://hl7.org/fhir/sid/icd-10-cn", "ICD10"),
-    ("urn:oid:2.16.156.10011.2.3.3.11", "ICD10"),
-    ("http://hl7.org/fhir/sid/icd-10-cm", "ICD10CM"),
-    ("urn:oid:2.16.840.1.113883.6.90", "ICD10CM"),
-    ("http://snomed.info/sct", "SNOMED"),
-)
-LAB_SYSTEMS = ((LOINC, "LOINC"), ("urn:oid:2.16.840.1.113883.6.1", "LOINC"))
-DRUG_SYSTEMS = (
-    ("http://www.whocc.no/atc", "ATC"),
-    ("urn:oid:2.16.840.1.113883.6.73", "ATC"),
-    ("http://www.nlm.nih.gov/research/umls/rxnorm", "RXNORM"),
-)
-PROC_SYSTEMS = (
-    ("http://hl7.org/fhir/sid/icd-9-cm", "ICD9CM3"),
-    ("urn:oid:2.16.156.10011.2.3.3.12", "ICD9CM3"),
-    ("http://snomed.info/sct", "SNOMED"),
-    ("http://www.ama-assn.org/go/cpt", "CPT4"),
-)
-_ENCOUNTER_CLASS = {
-    "AMB": "outpatient",
-    "VR": "outpatient",
-    "HH": "outpatient",
-    "FLD": "outpatient",
-    "EMER": "emergency",
-    "IMP": "inpatient",
-    "ACUTE": "inpatient",
-    "NONAC": "inpatient",
-    "SS": "inpatient",
-    "OBSENC": "inpatient",
-    "PRENC": "inpatient",
-}
-_ENCOUNTER_STATUS = {
-    "arrived": "in-progress",
-    "triaged": "in-progress",
-    "onleave": "in-progress",
-    "entered-in-error": "cancelled",
-}
-_RESULT_STATUS = {
-    "final": "F",
-    "corrected": "C",
-    "amended": "C",
-    "preliminary": "P",
-    "registered": "I",
-    "cancelled": "X",
-    "entered-in-error": "W",
-}
-_DAYS_PER_UNIT = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7}
-ERROR = "entered-in-error"
+__all__ = ["MAPPED_TYPES", "observation_kind", "transform_fhir"]
 
 
-def _map(mapping: dict[str, str], key: Column) -> Column:
-    return F.try_element_at(F.create_map(*[F.lit(x) for kv in mapping.items() for x in kv]), key)
-
-
-def reference_id(ref: Column, rtype: str) -> Column:
-    """The target id of a Reference to ``rtype``; null when it names another type.
-
-    ``Patient/<id>`` (also absolute and ``/_history/<v>`` forms) -> ``<id>``;
-    ``urn:uuid:<id>`` (bundles: Synthea's fullUrl is ``urn:uuid:`` + the resource id) ->
-    ``<id>``; ``Patient?identifier=<system>|<value>`` (conditional, as in bulk exports) ->
-    ``<value>``; a logical reference (``identifier`` only) -> its value.
-    """
-    text = F.trim(ref.getField("reference"))
-    literal = F.regexp_extract(text, rf"^(?:.*/)?{rtype}/([^/?#]+)(?:/_history/.*)?$", 1)
-    uuid = F.regexp_extract(text, r"^urn:uuid:(.+)$", 1)
-    conditional = F.regexp_extract(text, rf"^{rtype}\?identifier=(?:[^|]*\|)?(.+)$", 1)
-    return F.coalesce(
-        F.when(literal != "", literal),
-        F.when(uuid != "", uuid),
-        F.when(conditional != "", conditional),
-        F.when(text.isNull(), blank_to_null(ref.getField("identifier").getField("value"))),
-    )
-
-
-def pick_coding(
-    cc: Column, prefs: Sequence[tuple[str, str]], local: Column
-) -> tuple[Column, Column, Column]:
-    """(code, vocabulary, name) of a CodeableConcept: the first coding of the first preferred
-    system in ``prefs`` order; else its first coding with vocabulary ``local``; the name is
-    the coding's display, else the concept's text."""
-    codings = F.coalesce(cc.getField("coding"), F.array())
-
-    def of_system(system: str) -> Column:
-        return _first(F.filter(codings, lambda c: c.getField("system") == system))
-
-    options = [
-        F.struct(
-            of_system(system).getField("code").alias("code"),
-            of_system(system).getField("display").alias("display"),
-            F.lit(vocab).alias("vocab"),
-        )
-        for system, vocab in prefs
-    ]
-    first = _first(codings)
-    fallback = F.struct(
-        first.getField("code").alias("code"),
-        first.getField("display").alias("display"),
-        local.alias("vocab"),
-    )
-    chosen = F.coalesce(
-        *[F.when(o.getField("code").isNotNull(), o) for o in options],
-        F.when(first.getField("code").isNotNull(), fallback),
-    )
-    return (
-        chosen.getField("code"),
-        chosen.getField("vocab"),
-        F.coalesce(blank_to_null(chosen.getField("display")), blank_to_null(cc.getField("text"))),
-    )
-
-
-def _cc_text(cc: Column) -> Column:
-    """Text of a CodeableConcept: text, else the first coding's display, else its code."""
-    first = _first(cc.getField("coding"))
-    return F.coalesce(
-        blank_to_null(cc.getField("text")),
-        blank_to_null(first.getField("display")),
-        blank_to_null(first.getField("code")),
-    )
-
-
-def _cc_code(cc: Column) -> Column:
-    return _first(cc.getField("coding")).getField("code")
-
-
-def _local(kind: str) -> Column:
-    return F.concat(F.lit("LOCAL:"), F.col("institution_code"), F.lit(f":{kind}"))
-
-
-def _first(arr: Column) -> Column:
-    return F.try_element_at(arr, F.lit(1))
-
-
-def _person_name(name: Column) -> Column:
-    """HumanName -> text: ``text``, else family + given (no space when the family name is
-    Chinese, ``given family`` otherwise)."""
-    given = F.array_join(F.coalesce(name.getField("given"), F.array()), " ")
-    family = blank_to_null(name.getField("family"))
-    chinese = family.rlike(r"[\x{4e00}-\x{9fff}]")
-    composed = F.when(chinese, F.concat_ws("", family, F.array_join(name.getField("given"), "")))
-    return F.coalesce(
-        blank_to_null(name.getField("text")),
-        composed,
-        blank_to_null(F.concat_ws(" ", blank_to_null(given), family)),
-    )
-
-
-def _patient_ref(r: Column) -> Column:
-    return reference_id(r.getField("subject"), "Patient")
-
-
+# --- row helpers ----------------------------------------------------------------------
 def _common(patient: Column | None = None) -> list[Column]:
     """Source, patient and lineage columns of a patient-scoped row."""
     cols = [F.col("institution_code"), F.col("source_system")]
@@ -286,30 +89,20 @@ def _updated(r: Column) -> Column:
     )
 
 
-def _quantity_text(q: Column) -> Column:
-    return F.concat(F.coalesce(q.getField("comparator"), F.lit("")), q.getField("value"))
-
-
-def _unit(q: Column) -> Column:
-    """The unit as sent: the Quantity's ``unit`` (what HL7 and CSV sources send too), else
-    its coded form (``code``, UCUM when ``system`` is UCUM)."""
-    return F.coalesce(blank_to_null(q.getField("unit")), blank_to_null(q.getField("code")))
-
-
 # --- per-type row builders ----------------------------------------------------------
 def _patients(df: DataFrame) -> DataFrame:
     r = F.col("r")
     idents = F.filter(
         F.coalesce(r.getField("identifier"), F.array()),
         lambda i: (
-            F.coalesce(i.getField("system"), _cc_code(i.getField("type"))).isNotNull()
+            F.coalesce(i.getField("system"), cc_code(i.getField("type"))).isNotNull()
             & blank_to_null(i.getField("value")).isNotNull()
         ),
     )
     keyed = F.transform(
         idents,
         lambda i: F.struct(
-            F.coalesce(i.getField("system"), _cc_code(i.getField("type"))).alias("k"),
+            F.coalesce(i.getField("system"), cc_code(i.getField("type"))).alias("k"),
             F.trim(i.getField("value")).alias("v"),
         ),
     )
@@ -323,13 +116,13 @@ def _patients(df: DataFrame) -> DataFrame:
     identifiers = F.map_from_entries(unique)
 
     def ident_where(cond: Callable[[Column], Column]) -> Column:
-        return _first(F.filter(idents, cond)).getField("value")
+        return first_of(F.filter(idents, cond)).getField("value")
 
     id_card = ident_where(lambda i: i.getField("system") == ID_CARD_SYSTEM)
-    passport = ident_where(lambda i: _cc_code(i.getField("type")) == "PPN")
+    passport = ident_where(lambda i: cc_code(i.getField("type")) == "PPN")
     names = F.coalesce(r.getField("name"), F.array())
     name = F.coalesce(
-        _first(F.filter(names, lambda n: n.getField("use") == "official")), _first(names)
+        first_of(F.filter(names, lambda n: n.getField("use") == "official")), first_of(names)
     )
     phones = F.filter(
         F.coalesce(r.getField("telecom"), F.array()),
@@ -337,7 +130,7 @@ def _patients(df: DataFrame) -> DataFrame:
     )
     addresses = F.coalesce(r.getField("address"), F.array())
     addr = F.coalesce(
-        _first(F.filter(addresses, lambda a: a.getField("use") == "home")), _first(addresses)
+        first_of(F.filter(addresses, lambda a: a.getField("use") == "home")), first_of(addresses)
     )
     addr_text = F.coalesce(
         blank_to_null(addr.getField("text")),
@@ -359,12 +152,12 @@ def _patients(df: DataFrame) -> DataFrame:
         blank_to_null(id_card).alias("id_card_no"),
         id_card_validity(id_card).alias("id_card_valid"),
         blank_to_null(passport).alias("passport_no"),
-        _person_name(name).alias("name"),
+        person_name(name).alias("name"),
         sex_code(r.getField("gender")).alias("sex_code"),
         r.getField("gender").alias("sex_source"),
         parse_date(r.getField("birthDate")).alias("birth_date"),
         r.getField("birthDate").alias("birth_date_source"),
-        _phone(_first(phones).getField("value")).alias("phone"),
+        _phone(first_of(phones).getField("value")).alias("phone"),
         addr_text.alias("address"),
         blank_to_null(addr.getField("state")).alias("address_province"),
         blank_to_null(addr.getField("city")).alias("address_city"),
@@ -377,12 +170,12 @@ def _patients(df: DataFrame) -> DataFrame:
 def _encounters(df: DataFrame) -> DataFrame:
     r = F.col("r")
     cls = F.upper(F.trim(r.getField("class").getField("code")))
-    klass = _map(_ENCOUNTER_CLASS, cls)
-    status = F.coalesce(_map(_ENCOUNTER_STATUS, r.getField("status")), r.getField("status"))
+    klass = lookup(ENCOUNTER_CLASS, cls)
+    status = F.coalesce(lookup(ENCOUNTER_STATUS, r.getField("status")), r.getField("status"))
     parts = F.coalesce(r.getField("participant"), F.array())
 
     def typed(code: str) -> Column:
-        return _first(
+        return first_of(
             F.filter(
                 parts,
                 lambda p: F.exists(
@@ -395,22 +188,22 @@ def _encounters(df: DataFrame) -> DataFrame:
             )
         )
 
-    attending = F.coalesce(typed("ATND"), typed("PPRF"), _first(parts)).getField("individual")
-    location = _first(r.getField("location")).getField("location")
+    attending = F.coalesce(typed("ATND"), typed("PPRF"), first_of(parts)).getField("individual")
+    location = first_of(r.getField("location")).getField("location")
     start = r.getField("period").getField("start")
     end = r.getField("period").getField("end")
     inpatient = klass == "inpatient"
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("encounter_id"),
         klass.alias("encounter_class"),
         r.getField("class").getField("code").alias("encounter_class_source"),
         status.alias("status"),
-        F.coalesce(reference_id(location, "Location"), _cc_code(r.getField("serviceType"))).alias(
+        F.coalesce(reference_id(location, "Location"), cc_code(r.getField("serviceType"))).alias(
             "dept_code"
         ),
         F.coalesce(
-            blank_to_null(location.getField("display")), _cc_text(r.getField("serviceType"))
+            blank_to_null(location.getField("display")), cc_text(r.getField("serviceType"))
         ).alias("dept_name"),
         reference_id(attending, "Practitioner").alias("attending_provider_id"),
         blank_to_null(attending.getField("display")).alias("attending_provider_name"),
@@ -425,21 +218,21 @@ def _encounters(df: DataFrame) -> DataFrame:
 
 def _conditions(df: DataFrame) -> DataFrame:
     r = F.col("r")
-    code, vocab, name = pick_coding(r.getField("code"), DX_SYSTEMS, _local("DX"))
+    code, vocab, name = pick_coding(r.getField("code"), DX_SYSTEMS, local_vocabulary("DX"))
     when = F.coalesce(
         r.getField("recordedDate"),
         r.getField("onsetDateTime"),
         r.getField("onsetPeriod").getField("start"),
     )
-    verification = _cc_code(r.getField("verificationStatus"))
+    verification = cc_code(r.getField("verificationStatus"))
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("diagnosis_id"),
         reference_id(r.getField("encounter"), "Encounter").alias("encounter_id"),
         code.alias("source_code"),
         vocab.alias("source_vocabulary"),
         name.alias("source_name"),
-        _cc_code(r.getField("clinicalStatus")).alias("clinical_status"),
+        cc_code(r.getField("clinicalStatus")).alias("clinical_status"),
         parse_timestamp(when).alias("diagnosed_at"),
         when.alias("diagnosed_at_source"),
         *lineage(_updated(r), deleted=verification == ERROR),
@@ -477,9 +270,9 @@ def observation_kind(r: Column) -> Column:
 def _labs(df: DataFrame) -> DataFrame:
     r = F.col("r")
     cc = r.getField("code")
-    code, vocab, name = pick_coding(cc, LAB_SYSTEMS, _local("LAB"))
+    code, vocab, name = pick_coding(cc, LAB_SYSTEMS, local_vocabulary("LAB"))
     codings = F.coalesce(cc.getField("coding"), F.array())
-    local = _first(
+    local = first_of(
         F.filter(codings, lambda c: ~F.coalesce(c.getField("system"), F.lit("")).isin(LOINC))
     )
     has_loinc = _has_loinc(cc)
@@ -493,9 +286,9 @@ def _labs(df: DataFrame) -> DataFrame:
         .when(r.getField("valueBoolean").isNotNull(), "boolean")
     )
     value_source = F.coalesce(
-        _quantity_text(q),
+        quantity_text(q),
         r.getField("valueString"),
-        _cc_text(vcc),
+        cc_text(vcc),
         r.getField("valueInteger"),
         r.getField("valueBoolean"),
     )
@@ -504,7 +297,7 @@ def _labs(df: DataFrame) -> DataFrame:
         parse_number(r.getField("valueInteger")),
         F.when(r.getField("valueString").isNotNull(), parse_number(r.getField("valueString"))),
     )
-    rr = _first(r.getField("referenceRange"))
+    rr = first_of(r.getField("referenceRange"))
     low, high = rr.getField("low").getField("value"), rr.getField("high").getField("value")
     range_text = F.coalesce(
         blank_to_null(rr.getField("text")),
@@ -519,10 +312,10 @@ def _labs(df: DataFrame) -> DataFrame:
     )
     notes = F.transform(F.coalesce(r.getField("note"), F.array()), lambda n: n.getField("text"))
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("result_id"),
         reference_id(r.getField("encounter"), "Encounter").alias("encounter_id"),
-        reference_id(_first(r.getField("basedOn")), "ServiceRequest").alias("order_id"),
+        reference_id(first_of(r.getField("basedOn")), "ServiceRequest").alias("order_id"),
         code.alias("test_source_code"),
         vocab.alias("test_source_vocabulary"),
         name.alias("test_source_name"),
@@ -531,12 +324,12 @@ def _labs(df: DataFrame) -> DataFrame:
         value_type.alias("value_type"),
         value_source.alias("value_source"),
         number.alias("value_as_number"),
-        F.when(q.isNotNull(), _unit(q)).alias("unit_source"),
+        F.when(q.isNotNull(), unit_of(q)).alias("unit_source"),
         range_text.alias("reference_range_source"),
         parse_number(low).alias("reference_low"),
         parse_number(high).alias("reference_high"),
-        _cc_code(_first(r.getField("interpretation"))).alias("abnormal_flag"),
-        F.coalesce(_map(_RESULT_STATUS, r.getField("status")), r.getField("status")).alias(
+        cc_code(first_of(r.getField("interpretation"))).alias("abnormal_flag"),
+        F.coalesce(lookup(RESULT_STATUS, r.getField("status")), r.getField("status")).alias(
             "result_status"
         ),
         parse_timestamp(collected).alias("collected_at"),
@@ -559,7 +352,7 @@ def _vitals(df: DataFrame) -> DataFrame:
     comps = F.transform(
         F.coalesce(r.getField("component"), F.array()),
         lambda c: F.struct(
-            _first(c.getField("code").getField("coding")).getField("code").alias("suffix"),
+            first_of(c.getField("code").getField("coding")).getField("code").alias("suffix"),
             c.getField("code").alias("code"),
             c.getField("valueQuantity").alias("q"),
         ),
@@ -568,7 +361,7 @@ def _vitals(df: DataFrame) -> DataFrame:
         F.array(own)
     )
     x = F.col("x")
-    code, vocab, name = pick_coding(x.getField("code"), LAB_SYSTEMS, _local("LAB"))
+    code, vocab, name = pick_coding(x.getField("code"), LAB_SYSTEMS, local_vocabulary("LAB"))
     q = x.getField("q")
     when = F.coalesce(
         r.getField("effectiveDateTime"),
@@ -577,14 +370,14 @@ def _vitals(df: DataFrame) -> DataFrame:
     )
     rows = df.select("*", F.explode(items).alias("x"))
     return rows.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.concat_ws("|", F.col("resource_key"), x.getField("suffix")).alias("vital_id"),
         reference_id(r.getField("encounter"), "Encounter").alias("encounter_id"),
         code.alias("source_code"),
         vocab.alias("source_vocabulary"),
         name.alias("source_name"),
         parse_number(q.getField("value")).alias("value_as_number"),
-        _unit(q).alias("unit_source"),
+        unit_of(q).alias("unit_source"),
         F.when(q.getField("system") == UCUM, q.getField("code")).alias("unit_std"),
         parse_timestamp(when).alias("measured_at"),
         when.alias("measured_at_source"),
@@ -595,13 +388,13 @@ def _vitals(df: DataFrame) -> DataFrame:
 def _medications(df: DataFrame) -> DataFrame:
     r = F.col("r")
     med = r.getField("medicationCodeableConcept")
-    code, vocab, name = pick_coding(med, DRUG_SYSTEMS, _local("DRUG"))
-    dosage = _first(r.getField("dosageInstruction"))
-    dose = _first(dosage.getField("doseAndRate")).getField("doseQuantity")
+    code, vocab, name = pick_coding(med, DRUG_SYSTEMS, local_vocabulary("DRUG"))
+    dosage = first_of(r.getField("dosageInstruction"))
+    dose = first_of(dosage.getField("doseAndRate")).getField("doseQuantity")
     timing = dosage.getField("timing")
     repeat = timing.getField("repeat")
     frequency = F.coalesce(
-        _cc_code(timing.getField("code")),
+        cc_code(timing.getField("code")),
         blank_to_null(timing.getField("code").getField("text")),
         F.when(
             repeat.getField("frequency").isNotNull(),
@@ -614,11 +407,11 @@ def _medications(df: DataFrame) -> DataFrame:
         ),
     )
     supply = r.getField("dispenseRequest").getField("expectedSupplyDuration")
-    factor = _map({k: str(v) for k, v in _DAYS_PER_UNIT.items()}, F.lower(_unit(supply)))
+    factor = lookup({k: str(v) for k, v in DAYS_PER_UNIT.items()}, F.lower(unit_of(supply)))
     days = F.ceil(parse_number(supply.getField("value")) * factor.cast("double"))
     authored = r.getField("authoredOn")
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("medication_order_id"),
         reference_id(r.getField("encounter"), "Encounter").alias("encounter_id"),
         code.alias("drug_source_code"),
@@ -627,8 +420,8 @@ def _medications(df: DataFrame) -> DataFrame:
             name, blank_to_null(r.getField("medicationReference").getField("display"))
         ).alias("drug_source_name"),
         parse_number(dose.getField("value")).alias("dose"),
-        _unit(dose).alias("dose_unit"),
-        _cc_text(dosage.getField("route")).alias("route"),
+        unit_of(dose).alias("dose_unit"),
+        cc_text(dosage.getField("route")).alias("route"),
         frequency.alias("frequency"),
         days.try_cast("int").alias("days_supply"),
         r.getField("status").alias("status"),
@@ -641,15 +434,15 @@ def _medications(df: DataFrame) -> DataFrame:
 
 def _procedures(df: DataFrame) -> DataFrame:
     r = F.col("r")
-    code, vocab, name = pick_coding(r.getField("code"), PROC_SYSTEMS, _local("PROC"))
+    code, vocab, name = pick_coding(r.getField("code"), PROC_SYSTEMS, local_vocabulary("PROC"))
     when = F.coalesce(
         r.getField("performedDateTime"), r.getField("performedPeriod").getField("start")
     )
     performer = F.coalesce(
-        _first(r.getField("performer")).getField("actor"), r.getField("recorder")
+        first_of(r.getField("performer")).getField("actor"), r.getField("recorder")
     )
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("procedure_id"),
         reference_id(r.getField("encounter"), "Encounter").alias("encounter_id"),
         code.alias("source_code"),
@@ -665,7 +458,7 @@ def _procedures(df: DataFrame) -> DataFrame:
 
 def _organizations(df: DataFrame) -> DataFrame:
     r = F.col("r")
-    oid = _first(
+    oid = first_of(
         F.filter(
             F.coalesce(r.getField("identifier"), F.array()),
             lambda i: i.getField("value").startswith("urn:oid:"),
@@ -676,7 +469,7 @@ def _organizations(df: DataFrame) -> DataFrame:
         F.col("resource_key").alias("org_code"),
         blank_to_null(r.getField("name")).alias("org_name"),
         F.regexp_replace(oid, "^urn:oid:", "").alias("org_oid"),
-        _cc_text(_first(r.getField("type"))).alias("org_kind"),
+        cc_text(first_of(r.getField("type"))).alias("org_kind"),
         *lineage(_updated(r)),
     )
 
@@ -685,20 +478,20 @@ def _practitioners(df: DataFrame) -> DataFrame:
     r = F.col("r")
     names = F.coalesce(r.getField("name"), F.array())
     name = F.coalesce(
-        _first(F.filter(names, lambda n: n.getField("use") == "official")), _first(names)
+        first_of(F.filter(names, lambda n: n.getField("use") == "official")), first_of(names)
     )
     return df.select(
         *_common(),
         F.col("resource_key").alias("provider_id"),
-        _person_name(name).alias("provider_name"),
-        _cc_text(_first(r.getField("qualification")).getField("code")).alias("title"),
+        person_name(name).alias("provider_name"),
+        cc_text(first_of(r.getField("qualification")).getField("code")).alias("title"),
         *lineage(_updated(r)),
     )
 
 
 def _text_attachment(r: Column) -> Column:
     """The first inline text/plain attachment of a DocumentReference (null when none)."""
-    return _first(
+    return first_of(
         F.filter(
             F.transform(
                 F.coalesce(r.getField("content"), F.array()), lambda c: c.getField("attachment")
@@ -723,12 +516,12 @@ def _notes(df: DataFrame) -> DataFrame:
         r.getField("date"), r.getField("context").getField("period").getField("start")
     )
     return df.select(
-        *_common(_patient_ref(r)),
+        *_common(patient_ref(r)),
         F.col("resource_key").alias("note_id"),
-        reference_id(_first(r.getField("context").getField("encounter")), "Encounter").alias(
+        reference_id(first_of(r.getField("context").getField("encounter")), "Encounter").alias(
             "encounter_id"
         ),
-        _cc_text(r.getField("type")).alias("note_type"),
+        cc_text(r.getField("type")).alias("note_type"),
         F.coalesce(
             blank_to_null(r.getField("description")),
             blank_to_null(att.getField("title")),
@@ -740,7 +533,7 @@ def _notes(df: DataFrame) -> DataFrame:
         ).alias("language"),
         text.alias("note_text"),
         F.length(text).alias("char_count"),
-        blank_to_null(_first(r.getField("author")).getField("display")).alias("author_name"),
+        blank_to_null(first_of(r.getField("author")).getField("display")).alias("author_name"),
         parse_timestamp(when).alias("recorded_at"),
         when.alias("recorded_at_source"),
         *lineage(
@@ -778,7 +571,7 @@ def _errors(rtype: str) -> Column:
         F.col("resource_key").isNull(), ErrorCode.SILVER_FHIR_NO_ID.name
     )
     if rtype in PATIENT_SCOPED:
-        err = err.when(_patient_ref(r).isNull(), ErrorCode.SILVER_FHIR_NO_PATIENT.name)
+        err = err.when(patient_ref(r).isNull(), ErrorCode.SILVER_FHIR_NO_PATIENT.name)
     if rtype == "Observation":
         coded = F.size(F.coalesce(r.getField("code").getField("coding"), F.array())) > 0
         err = err.when(
