@@ -311,42 +311,56 @@ def _patients(df: DataFrame) -> DataFrame:
     def typed(kind: str) -> Column:
         return F.get(F.filter("pid3", lambda r: F.upper(r["type"]) == kind), 0)["id"]
 
-    name = _person_name(_rep(_field(pid, 5)))
-    birth = _comp(_rep(_field(pid, 7)), 1)
-    phone = _rep(_field(pid, 13))
     addr = _rep(_field(pid, 11))
-    street = _comp(addr, 1, first_sub=True)
-    other = _comp(addr, 2)
-    city, province, postcode = _comp(addr, 3), _comp(addr, 4), _comp(addr, 5)
-    county = _comp(addr, 9)
+    phone = _rep(_field(pid, 13))
+    ethnic = _rep(_field(pid, 22))
+    # Parts first, as columns: the derived values below refer to each part several times,
+    # and columns keep the generated code small (an expression would be copied each time).
+    parts = df.where(F.col("pid").isNotNull()).select(
+        "*",
+        F.when(F.size(unique) > 0, F.map_from_entries(unique)).alias("_ids"),
+        typed("NNCHN").alias("_id_card"),
+        typed("PPN").alias("_passport"),
+        _person_name(_rep(_field(pid, 5))).alias("_name"),
+        _comp(_rep(_field(pid, 7)), 1).alias("_birth"),
+        _comp(_rep(_field(pid, 8)), 1).alias("_sex"),
+        F.coalesce(_comp(phone, 1), F.concat_ws("", _comp(phone, 6), _comp(phone, 7))).alias(
+            "_phone"
+        ),
+        _comp(addr, 1, first_sub=True).alias("_street"),
+        _comp(addr, 2).alias("_other"),
+        _comp(addr, 3).alias("_city"),
+        _comp(addr, 4).alias("_province"),
+        _comp(addr, 5).alias("_postcode"),
+        _comp(addr, 9).alias("_county"),
+        F.coalesce(_comp(ethnic, 2), _comp(ethnic, 1)).alias("_ethnicity"),
+    )
+    street, other, city = F.col("_street"), F.col("_other"), F.col("_city")
+    province, postcode, county = F.col("_province"), F.col("_postcode"), F.col("_county")
     han = F.concat_ws("", street, city, province).rlike(r"\p{IsHan}")
     address = F.when(han, F.concat_ws("", province, city, county, street, other)).otherwise(
         F.concat_ws(", ", street, other, city, province, postcode)
     )
-    ethnic = _rep(_field(pid, 22))
-    id_card = typed("NNCHN")
-    return df.where(F.col("pid").isNotNull()).select(
+    return parts.select(
         *_lineage(),
         patient_key(F.col("institution_code"), F.col("patient_id")).alias("patient_key"),
         F.col("patient_id"),
         F.col("control_id").alias("source_record_id"),
-        F.when(F.size(unique) > 0, F.map_from_entries(unique)).alias("identifiers"),
-        id_card.alias("id_card_no"),
-        id_card_validity(id_card).alias("id_card_valid"),
-        typed("PPN").alias("passport_no"),
-        name.alias("name"),
-        _comp(_rep(_field(pid, 8)), 1).alias("sex_source"),
-        parse_date(birth).alias("birth_date"),
-        birth.alias("birth_date_source"),
-        phone_digits(
-            F.coalesce(_comp(phone, 1), F.concat_ws("", _comp(phone, 6), _comp(phone, 7)))
-        ).alias("phone"),
+        F.col("_ids").alias("identifiers"),
+        F.col("_id_card").alias("id_card_no"),
+        id_card_validity(F.col("_id_card")).alias("id_card_valid"),
+        F.col("_passport").alias("passport_no"),
+        F.col("_name").alias("name"),
+        F.col("_sex").alias("sex_source"),
+        parse_date(F.col("_birth")).alias("birth_date"),
+        F.col("_birth").alias("birth_date_source"),
+        phone_digits(F.col("_phone")).alias("phone"),
         blank_to_null(address).alias("address"),
         province.alias("address_province"),
         city.alias("address_city"),
         county.alias("address_county"),
         postcode.alias("postcode"),
-        F.coalesce(_comp(ethnic, 2), _comp(ethnic, 1)).alias("ethnicity"),
+        F.col("_ethnicity").alias("ethnicity"),
         # ZPI (site Z-segment): ZPI-2 insurance type, ZPI-3 insurance number.
         _text(_field(F.col("zpi"), 2)).alias("insurance_type"),
         _text(_field(F.col("zpi"), 3)).alias("insurance_no"),
@@ -370,23 +384,33 @@ def _encounters(df: DataFrame) -> DataFrame:
     d, pv1 = F.col("d"), F.col("pv1")
     trigger = F.coalesce(F.upper(F.col("trigger_event")), F.lit(""))
     is_adt = F.col("message_code") == "ADT"
-    klass_src = _comp(_rep(_field(pv1, 2)), 1)
+    loc = _rep(_field(pv1, 3))
+    doctor = _rep(_field(pv1, 7))
+    visit = _comp(_rep(_field(pv1, 19)), 1)
+    # Step 1, as columns (each is used several times below; see _patients).
+    step = df.where(pv1.isNotNull()).select(
+        "*",
+        visit.alias("_visit"),
+        _comp(_rep(_field(pv1, 2)), 1).alias("_class"),
+        _comp(_rep(_field(pv1, 44)), 1).alias("_start_src"),
+        parse_timestamp(_comp(_rep(_field(pv1, 45)), 1)).alias("_discharge"),
+        parse_timestamp(_event_time_text(d)).alias("_event_at"),
+    )
+    step = step.where(F.col("_visit").isNotNull()).select(
+        "*", parse_timestamp(F.col("_start_src")).alias("_start")
+    )
+    step = step.select(
+        "*",
+        F.when(trigger == "A13", F.lit(None).cast("timestamp"))
+        .when(is_adt & (trigger == "A03"), F.coalesce(F.col("_discharge"), F.col("_event_at")))
+        .otherwise(F.col("_discharge"))
+        .alias("_end"),
+    )
+    klass_src, start, end = F.col("_class"), F.col("_start"), F.col("_end")
     klass = (
         F.when(F.upper(klass_src) == "O", "outpatient")
         .when(F.upper(klass_src) == "E", "emergency")
         .when(F.upper(klass_src) == "I", "inpatient")
-    )
-    loc = _rep(_field(pv1, 3))
-    doctor = _rep(_field(pv1, 7))
-    start_src = _comp(_rep(_field(pv1, 44)), 1)
-    start = parse_timestamp(start_src)
-    discharge = parse_timestamp(_comp(_rep(_field(pv1, 45)), 1))
-    end = (
-        F.when(trigger == "A13", F.lit(None).cast("timestamp"))
-        .when(
-            is_adt & (trigger == "A03"), F.coalesce(discharge, parse_timestamp(_event_time_text(d)))
-        )
-        .otherwise(discharge)
     )
     status = (
         F.when(is_adt & trigger.isin(*CANCEL_EVENTS), "cancelled")
@@ -395,12 +419,12 @@ def _encounters(df: DataFrame) -> DataFrame:
         .when(is_adt & trigger.isin("A01", "A02", "A04", "A06", "A07", "A08", "A12"), "in-progress")
         .when(is_adt & (trigger == "A05"), "planned")
     )
-    inpatient = klass == "inpatient"
-    return df.where(pv1.isNotNull() & _comp(_rep(_field(pv1, 19)), 1).isNotNull()).select(
+    inpatient = F.upper(klass_src) == "I"
+    return step.select(
         *_lineage(),
         patient_key(F.col("institution_code"), F.col("patient_id")).alias("patient_key"),
         F.col("patient_id"),
-        _comp(_rep(_field(pv1, 19)), 1).alias("encounter_id"),
+        F.col("_visit").alias("encounter_id"),
         klass.alias("encounter_class"),
         klass_src.alias("encounter_class_source"),
         status.alias("status"),
@@ -409,7 +433,7 @@ def _encounters(df: DataFrame) -> DataFrame:
         _comp(doctor, 1).alias("attending_provider_id"),
         _person_name(doctor, first=2).alias("attending_provider_name"),
         start.alias("start_at"),
-        start_src.alias("start_at_source"),
+        F.col("_start_src").alias("start_at_source"),
         end.alias("end_at"),
         F.when(inpatient, start).alias("admit_at"),
         F.when(inpatient, end).alias("discharge_at"),
@@ -472,20 +496,44 @@ def _results(obs: DataFrame) -> DataFrame:
     """OBX -> the columns lab_result and vital_sign share (plus routing)."""
     obx, obr, orc = F.col("obx"), F.col("obr"), F.col("orc")
     ident = _rep(_field(obx, 3))
-    c1, c2, c3 = _comp(ident, 1), _comp(ident, 2), _comp(ident, 3)
-    c4, c5, c6 = _comp(ident, 4), _comp(ident, 5), _comp(ident, 6)
-    alt_ln = (F.upper(c6) == "LN") & c4.isNotNull()
-    primary_ln = F.upper(c3) == "LN"
-    loinc = F.when(alt_ln, c4).when(primary_ln, c1)
-    filler = F.coalesce(
-        _comp(_rep(_field(obr, 3)), 1),
-        _comp(_rep(_field(orc, 3)), 1),
-        _comp(_rep(_field(obr, 2)), 1),
-        _comp(_rep(_field(orc, 2)), 1),
+    value_raw = _field(obx, 5)
+    sn = _rep(value_raw)
+    # Step 1: the parts, as columns (each is used several times below; see _patients).
+    obs = obs.select(
+        "*",
+        *[_comp(ident, n).alias(f"_c{n}") for n in range(1, 7)],
+        F.coalesce(
+            _comp(_rep(_field(obr, 3)), 1),
+            _comp(_rep(_field(orc, 3)), 1),
+            _comp(_rep(_field(obr, 2)), 1),
+            _comp(_rep(_field(orc, 2)), 1),
+            F.col("control_id"),
+        ).alias("_order"),
+        _comp(_rep(_field(obx, 4)), 1).alias("_sub_id"),
+        F.coalesce(_comp(_rep(_field(obx, 1)), 1), (F.col("obx_pos") + 1).cast("string")).alias(
+            "_set_id"
+        ),
+        F.upper(_comp(_rep(_field(obx, 11)), 1)).alias("_status"),
+        F.upper(_comp(_rep(_field(obx, 2)), 1)).alias("_vtype"),
+        _text(value_raw).alias("_value"),
+        F.when(
+            F.coalesce(_comp(sn, 1), F.lit("=")).isin("=", "")
+            & _comp(sn, 3).isNull()
+            & _comp(sn, 4).isNull(),
+            _comp(sn, 2),
+        ).alias("_sn_number"),
+        F.coalesce(_comp(_rep(_field(obx, 14)), 1), _comp(_rep(_field(obr, 7)), 1)).alias(
+            "_collected_src"
+        ),
+        F.coalesce(_comp(_rep(_field(obr, 22)), 1), F.col("message_datetime")).alias(
+            "_reported_src"
+        ),
     )
-    order = F.coalesce(filler, F.col("control_id"))
-    sub_id = _comp(_rep(_field(obx, 4)), 1)
-    set_id = F.coalesce(_comp(_rep(_field(obx, 1)), 1), (F.col("obx_pos") + 1).cast("string"))
+    c1, c2, c3, c4, c5, c6 = (F.col(f"_c{n}") for n in range(1, 7))
+    sub_id, status, vtype = F.col("_sub_id"), F.col("_status"), F.col("_vtype")
+    alt_ln = F.coalesce((F.upper(c6) == "LN") & c4.isNotNull(), F.lit(False))
+    primary_ln = F.coalesce(F.upper(c3) == "LN", F.lit(False))
+    loinc = F.when(alt_ln, c4).when(primary_ln, c1)
     # Two OBX of one order with the same code and no sub-id (OBX-4) would share a result
     # id: such twins are told apart by their set id (OBX-1).
     twins = (
@@ -502,20 +550,9 @@ def _results(obs: DataFrame) -> DataFrame:
         )
         > 1
     )
-    status = F.upper(_comp(_rep(_field(obx, 11)), 1))
-    vtype = F.upper(_comp(_rep(_field(obx, 2)), 1))
-    value_raw = _field(obx, 5)
-    value_text = _text(value_raw)
-    sn = _rep(value_raw)
-    sn_number = F.when(
-        F.coalesce(_comp(sn, 1), F.lit("=")).isin("=", "")
-        & _comp(sn, 3).isNull()
-        & _comp(sn, 4).isNull(),
-        parse_number(_comp(sn, 2)),
+    number = F.when(vtype == "NM", parse_number(F.col("_value"))).when(
+        vtype == "SN", parse_number(F.col("_sn_number"))
     )
-    number = F.when(vtype == "NM", parse_number(value_text)).when(vtype == "SN", sn_number)
-    collected_src = F.coalesce(_comp(_rep(_field(obx, 14)), 1), _comp(_rep(_field(obr, 7)), 1))
-    reported_src = F.coalesce(_comp(_rep(_field(obr, 22)), 1), F.col("message_datetime"))
     updated = F.when(status == "C", F.col("msg_at") + F.expr(_CORRECTION_EPSILON)).otherwise(
         F.col("msg_at")
     )
@@ -523,27 +560,27 @@ def _results(obs: DataFrame) -> DataFrame:
     return obs.select(
         "*",
         c1.alias("obx_code"),
-        F.concat_ws("|", order, c1, sub_id, F.when(twins, F.concat(F.lit("#"), set_id))).alias(
-            "result_id"
-        ),
-        order.alias("order_id"),
+        F.concat_ws(
+            "|", F.col("_order"), c1, sub_id, F.when(twins, F.concat(F.lit("#"), F.col("_set_id")))
+        ).alias("result_id"),
+        F.col("_order").alias("order_id"),
         _comp(_rep(_field(obr, 4)), 1).alias("panel_code"),
         _comp(_rep(_field(obr, 4)), 2).alias("panel_name"),
         F.coalesce(loinc, c1).alias("code"),
         F.when(loinc.isNotNull(), F.lit("LOINC")).otherwise(local_vocab).alias("vocabulary"),
         F.when(alt_ln, c5).otherwise(c2).alias("code_name"),
-        F.when(~primary_ln | primary_ln.isNull(), c1).alias("local_code"),
-        F.when(~primary_ln | primary_ln.isNull(), c2).alias("local_name"),
+        F.when(~primary_ln, c1).alias("local_code"),
+        F.when(~primary_ln, c2).alias("local_name"),
         vtype.alias("value_type"),
-        value_text.alias("value_source"),
+        F.col("_value").alias("value_source"),
         number.alias("value_as_number"),
         _comp(_rep(_field(obx, 6)), 1).alias("unit_source"),
         _text(_field(obx, 7)).alias("reference_range_source"),
         _comp(_rep(_field(obx, 8)), 1).alias("abnormal_flag"),
         status.alias("result_status"),
-        parse_timestamp(collected_src).alias("collected_at"),
-        collected_src.alias("collected_at_source"),
-        parse_timestamp(reported_src).alias("reported_at"),
+        parse_timestamp(F.col("_collected_src")).alias("collected_at"),
+        F.col("_collected_src").alias("collected_at_source"),
+        parse_timestamp(F.col("_reported_src")).alias("reported_at"),
         updated.alias("updated_at"),
         F.coalesce(status.isin("D", "W"), F.lit(False)).alias("deleted"),
     )
