@@ -11,12 +11,13 @@ second run finds every edition loaded and writes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
 from lakehouse.terminology import loaders
-from lakehouse.terminology.store import FIRST_DAY, LoadReport
+from lakehouse.terminology.store import FIRST_DAY, LoadReport, load_edition
 from lakehouse.terminology.vocabularies import ATC, DATA, GB2261, ICD9CM3, ICD10, UCUM
 
 DEMO_EDITION = "lakehouse-demo-2026.1"
@@ -50,16 +51,21 @@ class DemoLoad:
 def load_demo(spark: SparkSession, *, edition: str = DEMO_EDITION) -> DemoLoad:
     """Load every demo vocabulary, the local code maps and the unit conversions."""
     out = DemoLoad()
-    for vocab, name in CODE_LISTS:
-        out.reports.append(
-            loaders.load_code_list(
-                spark, DATA / name, vocabulary_id=vocab, edition=edition, valid_from=FIRST_DAY
-            )
+    batches = [
+        loaders.read_code_list(
+            spark, DATA / name, vocabulary_id=vocab, edition=edition, valid_from=FIRST_DAY
         )
-    out.reports.append(loaders.load_loinc(spark, DATA / "loinc_demo.csv", edition=edition))
-    out.reports.append(
-        loaders.load_local_map(spark, DATA / "local_code_map_demo.csv", edition=edition)
+        for vocab, name in CODE_LISTS
+    ]
+    batches.append(loaders.read_loinc(spark, DATA / "loinc_demo.csv", edition=edition))
+    batches.append(loaders.read_local_map(spark, DATA / "local_code_map_demo.csv", edition=edition))
+    # One edition over all demo files: one write per table.
+    files = [name for _, name in CODE_LISTS] + ["loinc_demo.csv", "local_code_map_demo.csv"]
+    digest = hashlib.sha256("".join(loaders.file_sha256(DATA / f) for f in files).encode())
+    batch = loaders.combine(
+        batches, loader="demo", source_file=str(DATA), sha256=digest.hexdigest()
     )
+    out.reports.append(load_edition(spark, batch))
     w = loaders.load_unit_conversions(spark, DATA / "unit_conversion.csv", edition=edition)
     out.unit_conversions = w.inserted + w.updated
     return out

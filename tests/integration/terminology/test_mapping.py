@@ -23,6 +23,7 @@ from lakehouse.terminology.vocabularies import local_concept_id, local_concept_i
 def test_demo_load_is_idempotent(spark: Any, demo_vocab: Any) -> None:
     again = load_demo(spark)
     assert all(r.skipped for r in again.reports)
+    assert len(again.reports) == 1
     assert again.unit_conversions == 0
     n = spark.table("vocab.concept").where(F.col("vocabulary_id") == "LOINC").count()
     assert n >= 10
