@@ -352,28 +352,25 @@ def _entry(el: Any, idx: int, kind: str, section_code: str | None) -> dict[str, 
 def _entries(root: Any) -> list[dict[str, Any]]:
     """Coded clinical statements in document order, with their section's code."""
     out: list[dict[str, Any]] = []
-    seen: set[tuple[str, str | None, int]] = set()
+    # The section elements stay referenced here, so lxml hands back the same proxy objects
+    # (and ids) for them while the entries are walked.
+    sections = [el for el in root.iter() if _local(el) == "section"]
+    position = {id(sec): i for i, sec in enumerate(sections)}
+    seen: set[tuple[str, int]] = set()
     idx = 0
-
-    def section_of(el: Any) -> Any:
-        p = el.getparent()
-        while p is not None and _local(p) != "section":
-            p = p.getparent()
-        return p
-
-    def section_code(el: Any) -> str | None:
-        return _attr(_kid(section_of(el), "code"), "code")
-
     for el in root.iter():
         if _local(el) not in _CLINICAL:
             continue
-        sc = section_code(el)
         kind = _kind(el)
         if kind is None:
             continue
-        row = _entry(el, idx, kind, sc)
-        row["first_in_section"] = (kind, sc, id(section_of(el))) not in seen
-        seen.add((kind, sc, id(section_of(el))))
+        sec = el.getparent()
+        while sec is not None and _local(sec) != "section":
+            sec = sec.getparent()
+        row = _entry(el, idx, kind, _attr(_kid(sec, "code"), "code"))
+        key = (kind, position.get(id(sec), -1))
+        row["first_in_section"] = key not in seen
+        seen.add(key)
         out.append(row)
         idx += 1
     return out
