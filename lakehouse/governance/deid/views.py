@@ -197,31 +197,38 @@ def _counterpart_of(counterparts: dict[str, str], name: str) -> str:
     return next(src for src, other in counterparts.items() if other == name)
 
 
+def _name(table: str) -> str:
+    return ".".join(_q(part) for part in table.split("."))
+
+
+def select_sql(
+    plan: ViewPlan, *, source: str | None = None, person_table: str = PERSON_KEYS.name
+) -> str:
+    """The view's query (over ``source``, default the plan's table): names only."""
+    select = ", ".join(f"{c.sql} AS {_q(c.name)}" for c in plan.columns)
+    src = _name(source or plan.source.name)
+    query = f"SELECT {select} FROM {src} AS t"  # noqa: S608 - quoted names, escaped literals
+    if plan.joins_person_keys:
+        assert plan.person_column is not None
+        query += (
+            f" LEFT JOIN {_name(person_table)} AS k"
+            f" ON k.person_id = CAST(t.{_q(plan.person_column)} AS STRING)"
+        )
+    return query
+
+
 def view_sql(plan: ViewPlan, *, person_table: str = PERSON_KEYS.name) -> str:
     """``CREATE OR REPLACE VIEW`` of the plan (names only: no key, no patient value)."""
     cols = ", ".join(f"{_q(c.name)} COMMENT {_lit(c.comment)}" for c in plan.columns)
-    select = ", ".join(f"{c.sql} AS {_q(c.name)}" for c in plan.columns)
-    src_db, src_tbl = plan.source.name.split(".")
-    view_db, view_tbl = plan.view.split(".")
     comment = _lit(f"De-identified view of {plan.source.name}: {plan.source.comment}")
     props = (
         f"{_lit(SOURCE_PROPERTY)} = {_lit(plan.source.name)}, "
         f"{_lit(POLICY_PROPERTY)} = {_lit(str(plan.policy_version))}"
     )
-    source = f"{_q(src_db)}.{_q(src_tbl)}"
-    query = f"SELECT {select} FROM {source} AS t"  # noqa: S608 - quoted names, escaped literals
-    sql = (
-        f"CREATE OR REPLACE VIEW {_q(view_db)}.{_q(view_tbl)} ({cols}) COMMENT {comment} "
-        f"TBLPROPERTIES ({props}) AS {query}"
+    return (
+        f"CREATE OR REPLACE VIEW {_name(plan.view)} ({cols}) COMMENT {comment} "
+        f"TBLPROPERTIES ({props}) AS {select_sql(plan, person_table=person_table)}"
     )
-    if plan.joins_person_keys:
-        assert plan.person_column is not None
-        key_db, key_tbl = person_table.split(".")
-        sql += (
-            f" LEFT JOIN {_q(key_db)}.{_q(key_tbl)} AS k"
-            f" ON k.person_id = CAST(t.{_q(plan.person_column)} AS STRING)"
-        )
-    return sql
 
 
 def deid_spec(plan: ViewPlan, *, name: str | None = None, keys: tuple[str, ...] = ()) -> TableSpec:

@@ -296,3 +296,40 @@ def test_materialize_logs_versions_and_is_idempotent(
     assert len(versions) == 2
     at = spark.read.option("versionAsOf", first.target_version).table(first.target_table)
     assert at.count() == 3
+
+
+def test_every_project_spec_plans_a_view_spark_accepts(spark: SparkSession) -> None:
+    """Each silver/gold TableSpec's view query analyzes in Spark (no job runs) and yields
+    exactly the columns and types its guard spec declares."""
+    from lakehouse.governance.deid.catalog import plans
+    from lakehouse.governance.deid.views import deid_spec, select_sql
+    from lakehouse.tables.governance.person_keys import PERSON_KEYS
+    from lakehouse.tables.registry import all_specs
+
+    policy = load_deid_policy()
+    spark.createDataFrame([], PERSON_KEYS.schema).createOrReplaceTempView("deid_test_keys")
+    for plan in plans([*all_specs(), PATIENT, ENCOUNTER, COUNTS], policy):
+        if not plan.columns:
+            continue
+        spark.createDataFrame([], plan.source.schema).createOrReplaceTempView("deid_test_src")
+        query = select_sql(plan, source="deid_test_src", person_table="deid_test_keys")
+        got = [(f.name, f.dataType) for f in spark.sql(query).schema.fields]
+        want = [(f.name, f.dataType) for f in deid_spec(plan).columns]
+        assert got == want, plan.source.name
+
+
+def test_check_command_prints_figures_and_exits_with_the_code(
+    spark: SparkSession, settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import lakehouse.spark
+    import lakehouse_cli.main as cli
+
+    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(lakehouse.spark, "build_spark", lambda cfg: spark)
+    monkeypatch.setattr(deid_job, "all_specs", lambda: world["specs"])
+    out = CliRunner().invoke(cli.app, ["deid", "check", world["pat"].name])
+    assert out.exit_code == ErrorCode.DEID_K_ANONYMITY_BELOW.exit_status == 65
+    assert "LH-DID-001" in out.output
+    assert f"[FAIL] {world['views'][world['pat'].name]}: k=1" in out.output
