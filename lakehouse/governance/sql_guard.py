@@ -134,7 +134,8 @@ class SqlGuard:
         if "institution" in grant.scope and not all_sites:
             if cols.institution in names:
                 parts.append(_in(cols.institution, who.institutions))
-            elif spec.phi_columns:  # patient rows that cannot be site-scoped: fail closed
+            # Patient rows (de-identified ones too) that cannot be site-scoped: fail closed.
+            elif spec.phi_columns or spec.person_key:
                 raise self._deny(who, spec.name, "no institution column to scope rows by")
         if "department" in grant.scope and not break_glass:
             part = self._department_filter(who, spec)

@@ -129,3 +129,35 @@ def test_a_shift_is_never_zero_and_never_beyond_the_setting(person: str, n: int)
     assert s == derive(KEY, person, n)  # deterministic
     assert len(s.token) == 64
     assert len(s.id_ipad) == len(s.id_opad) == 64
+
+
+def test_analysts_are_site_scoped_on_views_and_refused_where_rows_cannot_be() -> None:
+    from pyspark.sql.types import StringType
+
+    from lakehouse.governance.sessions import Principal
+    from lakehouse.governance.sql_guard import ALL_SITES, SqlGuard
+    from lakehouse.tables.spec import Phi, TableSpec, column
+
+    links = TableSpec(
+        name="silver.deid_links",
+        comment="Person links without a site.",
+        columns=(
+            column("person_id", StringType(), "Person.", nullable=False, phi=Phi.IDENTIFIER),
+            column("other_id", StringType(), "Linked person.", phi=Phi.IDENTIFIER),
+        ),
+        keys=("person_id",),
+        person_key="person_id",
+    )
+    guard = SqlGuard(load_policy(), deid_catalog([PATIENT, links], POLICY))
+    ana = Principal("ana", "analyst", institutions=("H1",))
+    scoped = guard.rewrite(
+        ana, "SELECT sex, count(*) AS n FROM deid.silver_deid_patient GROUP BY sex"
+    )
+    assert "`institution_code` IN ('H1')" in scoped.sql
+    with pytest.raises(LakehouseError) as exc:
+        guard.rewrite(ana, "SELECT * FROM deid.silver_deid_links")
+    assert exc.value.code is ErrorCode.ACCESS_DENIED
+    everywhere = Principal("ana", "analyst", institutions=(ALL_SITES,))
+    assert guard.rewrite(everywhere, "SELECT * FROM deid.silver_deid_links").tables == (
+        "deid.silver_deid_links",
+    )
