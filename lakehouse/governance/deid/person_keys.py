@@ -28,6 +28,8 @@ from lakehouse.tables.spec import TableSpec
 from lakehouse.tables.writer import WriteReport, ensure_table, upsert
 
 BLOCK = 64  # SHA-256 block size: the HMAC pads are one block
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # byte-wise XOR tables of RFC 2104's pads
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 _DERIVED = StructType(
     [
         StructField("person_id", StringType(), False),
@@ -61,12 +63,7 @@ def derive(key: bytes, person_id: str, max_shift: int) -> PersonSecrets:
     magnitude = int.from_bytes(h[:8], "big") % max_shift + 1
     shift = -magnitude if h[8] & 1 else magnitude
     id_key = _mac(key, "identifier", person_id).ljust(BLOCK, b"\0")
-    return PersonSecrets(
-        token,
-        shift,
-        bytes(b ^ 0x36 for b in id_key),
-        bytes(b ^ 0x5C for b in id_key),
-    )
+    return PersonSecrets(token, shift, id_key.translate(_IPAD), id_key.translate(_OPAD))
 
 
 def identifier_token(secrets: PersonSecrets, value: str) -> str:

@@ -161,3 +161,15 @@ def test_analysts_are_site_scoped_on_views_and_refused_where_rows_cannot_be() ->
     assert guard.rewrite(everywhere, "SELECT * FROM deid.silver_deid_links").tables == (
         "deid.silver_deid_links",
     )
+
+
+@given(st.text(min_size=1, max_size=20), st.text(max_size=40))
+def test_identifier_tokens_are_rfc2104_hmac_under_the_person_key(person: str, value: str) -> None:
+    import hashlib
+    import hmac
+
+    from lakehouse.governance.deid.person_keys import _mac, identifier_token
+
+    person_key = _mac(KEY, "identifier", person)
+    expected = hmac.new(person_key, value.encode(), hashlib.sha256).hexdigest()
+    assert identifier_token(derive(KEY, person, 365), value) == expected
