@@ -426,6 +426,86 @@ def vocab_accept(
     _guard(go)
 
 
+empi_app = typer.Typer(
+    help="Master patient index: link patient records to persons (docs/empi.md).",
+    no_args_is_help=True,
+)
+app.add_typer(empi_app, name="empi")
+
+
+@empi_app.command("run")
+def empi_run(
+    full: Annotated[bool, typer.Option("--full", help="Relink every silver.patient row.")] = False,
+    truth: Annotated[
+        Path | None,
+        typer.Option("--truth", help="Score the index against a synthetic hospital's truth."),
+    ] = None,
+) -> None:
+    """Link new and changed silver.patient records into persons (stable ids)."""
+    from jobs import empi as empi_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        typer.echo(empi_job.describe(empi_job.run(spark, cfg, full=full)))
+        if truth is not None:
+            typer.echo(empi_job.describe_scores(empi_job.score_against_truth(spark, truth)))
+
+    _guard(go)
+
+
+@empi_app.command("review")
+def empi_review(
+    limit: Annotated[int, typer.Option(help="Pairs to show at most.")] = 50,
+) -> None:
+    """List pending review pairs (ids, persons and probability; no patient data)."""
+    from lakehouse.empi.review import pending
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        spark = build_spark(_settings())
+        for r in pending(spark, limit=limit):
+            typer.echo(
+                f"{r['pair_id']} {r['person_id_l']} {r['person_id_r']} "
+                f"p={float(str(r['match_probability'])):.3f}"
+            )
+
+    _guard(go)
+
+
+@empi_app.command("decide")
+def empi_decide(
+    pair_id: Annotated[str, typer.Argument(help="Pair id from `lakehouse empi review`.")],
+    decision: Annotated[str, typer.Argument(help="same or different.")],
+    by: Annotated[str, typer.Option("--by", help="Reviewer's user name.")],
+) -> None:
+    """Record a decision; the next `lakehouse empi run` applies it."""
+    from lakehouse.empi.review import decide
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        decide(build_spark(_settings()), pair_id, decision, by)
+        typer.echo(f"decided: {pair_id} {decision} (applied by the next empi run)")
+
+    _guard(go)
+
+
+@empi_app.command("train")
+def empi_train(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model JSON.")],
+) -> None:
+    """Estimate the linkage model (Splink: u by sampling, m by EM) from silver.patient."""
+    from jobs import empi as empi_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        typer.echo(empi_job.train(build_spark(cfg), cfg, out))
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:
