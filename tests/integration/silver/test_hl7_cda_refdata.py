@@ -19,7 +19,7 @@ from lakehouse.silver.hl7 import transform_lis
 from lakehouse.sources.encoding import charsets_enabled
 from tests.integration.silver.test_hl7v2_transform import bronze_rows, collect
 
-pytestmark = [pytest.mark.spark, pytest.mark.refdata]
+pytestmark = [pytest.mark.spark, pytest.mark.refdata, pytest.mark.slow]
 
 
 def _stage(refdata: Path, folder: str, pattern: str, dest: Path, source: str) -> None:
