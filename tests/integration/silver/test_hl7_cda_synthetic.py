@@ -179,7 +179,7 @@ def test_cda_documents_and_diagnoses_match_the_truth(hospital: dict[str, Any]) -
     assert emr["rejects"] == []
 
 
-def test_cda_measure_is_documented(hospital: dict[str, Any]) -> None:
-    """The synthetic EMR documents all parse (the throughput figure is in docs/silver.md)."""
+def test_every_synthetic_document_makes_one_clinical_document(hospital: dict[str, Any]) -> None:
+    """Every landed CDA file of the synthetic EMR becomes one silver.clinical_document row."""
     files = list(Path(hospital["out"], "landing", "emr").rglob("*.xml"))
     assert len(hospital["emr"]["silver.clinical_document"]) == len(files)
