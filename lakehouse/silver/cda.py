@@ -822,7 +822,10 @@ def transform_emr(bronze: DataFrame) -> SilverOutput:
         "file_path",
         _parse_udf(F.col("raw_xml")).alias("p"),
     )
+    # The UDF runs once for every output table: the parsed batch is checkpointed (lazily,
+    # by the first table written) and every table reads it.
     df = parsed.select("*", parse_timestamp(F.col("p.effective")).alias("doc_at"))
+    df = df.localCheckpoint(eager=False)
     ok = df.where(F.col("p.error").isNull())
     out = SilverOutput()
     out.add("silver.clinical_document", _documents(ok))

@@ -667,7 +667,9 @@ def _message_type() -> Column:
 
 def transform_lis(bronze: DataFrame) -> SilverOutput:
     """``bronze.lis_hl7v2_messages`` rows -> silver rows and rejects (see module docstring)."""
-    msgs = _patient_ids(_segments(bronze))
+    # Parsed once for every output table (and a plan barrier: the mapping projections below
+    # compile as small separate stages). Lazy: materialized by the first table written.
+    msgs = _patient_ids(_segments(bronze)).localCheckpoint(eager=False)
     has_pid = F.col("pid").isNotNull()
     no_id = has_pid & F.col("patient_id").isNull()
     bad_time = has_pid & F.col("patient_id").isNotNull() & F.col("msg_at").isNull()
