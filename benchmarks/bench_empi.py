@@ -6,6 +6,11 @@ or ``--patients N`` (generates one). Builds silver.patient-shaped rows from the 
 adds the batch (run 2, incremental) and reports: precision/recall after each run, how many
 existing person ids changed and whether every change is a merge the truth requires, and
 records/s of each run. Splink itself trains the shipped model; this measures linkage.
+
+Measured 2026-11-25 (``--patients 10000 --batch 1000``, seed 202, shared 2-core machine
+under load, local[2]): run 1 15,310 records, precision 1.0000 recall 0.9998, 168 s
+(91 records/s); run 2 +1,000 records, precision 1.0000 recall 0.9999, 60 s; existing person
+ids changed by the batch: 0. Details in docs/empi.md.
 """
 
 from __future__ import annotations
