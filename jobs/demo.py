@@ -75,6 +75,13 @@ def synth(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return synth_job.run(spark, cfg)
 
 
+def vocab(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Load the demo vocabularies, local code maps and unit conversions (jobs.terminology)."""
+    from jobs import terminology
+
+    return terminology.stage(spark, cfg)
+
+
 def silver(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     """Turn the bronze changes into the conformed silver tables (jobs.silver)."""
     from jobs import silver as silver_job
@@ -83,11 +90,28 @@ def silver(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return {k: v for k, v in counts.items() if k in ("rows_read", "rejects") or "written" in k}
 
 
+def empi(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Link silver.patient records into persons with stable ids (jobs.empi)."""
+    from jobs import empi as empi_job
+
+    return dict(empi_job.run(spark, cfg).counts)
+
+
+def deid(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """De-identified views deid.* over silver and gold, and their k-anonymity (jobs.deid)."""
+    from jobs import deid as deid_job
+
+    return deid_job.stage(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("foundation", "catalog schemas and every table spec", foundation),
     Stage("synth", "synthetic multi-site hospital: sources, dirt, truth", synth),
     Stage("ingest", "land every source's files into bronze (jobs.ingest)", ingest),
+    Stage("vocab", "terminology: vocabularies, local code maps, units (jobs.terminology)", vocab),
     Stage("silver", "conformed, coded clinical model from every source (jobs.silver)", silver),
+    Stage("empi", "master patient index: persons with stable ids (jobs.empi)", empi),
+    Stage("deid", "de-identified views deid.* and their k-anonymity (jobs.deid)", deid),
 ]
 
 

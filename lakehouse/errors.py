@@ -666,12 +666,6 @@ class ErrorCode(Enum):
         400,
         EX_USAGE,
     )
-    SILVER_HIS_NO_PATIENT = ErrorDef(
-        "LH-SLV-042",
-        "HIS {table} row has no {column}: it cannot be keyed in silver.",
-        422,
-        EX_DATAERR,
-    )
     # LH-SLV-020..039: FHIR R4 and member CSV exports (lakehouse/silver/fhir.py, csv_member.py)
     SILVER_FHIR_NO_ID = ErrorDef(
         "LH-SLV-020",

@@ -50,12 +50,22 @@ def standardize(spark: SparkSession, table: str, df: DataFrame) -> DataFrame:
         return df
     p = coded.prefix
     df = _drop_owned(df, p)
+    # One spelling per vocabulary (RXNORM -> RxNorm, LN -> LOINC); unknown ones stay as sent.
+    vocab = F.col(f"{p}source_vocabulary")
+    df = df.withColumn(
+        f"{p}source_vocabulary",
+        F.coalesce(terminology.vocabulary_of(vocab, F.col("institution_code")), vocab),
+    )
     df = terminology.map_codes(
         spark,
         df,
         code=F.col(f"{p}source_code"),
         vocabulary=F.col(f"{p}source_vocabulary"),
-        on_date=F.to_date(F.col(coded.on)),
+        # Codes are valid on the event's date; a source without one (a CSV export's
+        # diagnoses) is checked on the date the version arrived.
+        on_date=F.to_date(
+            F.coalesce(F.col(coded.on), F.col("source_updated_at"), F.current_timestamp())
+        ),
         prefix=p,
     )
     if table == "silver.lab_result":
