@@ -325,13 +325,20 @@ def _check_unique(df: DataFrame, spec: TableSpec) -> DataFrame:
 
 
 def upsert(
-    spark: SparkSession, spec: TableSpec, df: DataFrame, *, insert_only: bool = False
+    spark: SparkSession,
+    spec: TableSpec,
+    df: DataFrame,
+    *,
+    insert_only: bool = False,
+    delete_unmatched: bool = False,
 ) -> WriteReport:
     """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first).
 
     ``insert_only``: keys already stored are left untouched (first landing wins, so
     replayed raw records keep the lineage of the run that landed them) and Delta skips
     rewriting matched files. Within the input, one row per key is kept deterministically.
+    ``delete_unmatched``: ``df`` is the whole table; stored rows whose key it lacks are
+    deleted (one MERGE: unchanged rows are not rewritten, unlike an overwrite).
     """
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
@@ -357,7 +364,29 @@ def upsert(
         builder = DeltaTable.forName(spark, spec.name).alias("t").merge(source.alias("s"), on)
         if not insert_only:
             builder = builder.whenMatchedUpdate(condition=update_when, set=assignments)
-        builder.whenNotMatchedInsert(values=assignments).execute()
+        builder = builder.whenNotMatchedInsert(values=assignments)
+        if delete_unmatched:
+            builder = builder.whenNotMatchedBySourceDelete()
+        builder.execute()
+
+    token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
+    return _commit_report(spark, spec.name, token)
+
+
+def delete_keys(spark: SparkSession, spec: TableSpec, keys: DataFrame) -> WriteReport:
+    """Delete the stored rows whose keys are in ``keys`` (one MERGE; absent keys ignored)."""
+    if not spec.keys:
+        raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="delete needs keys")
+    ensure_table(spark, spec)
+    source = keys.select(
+        *[F.col(k).cast(spec.column(k).dataType).alias(k) for k in spec.keys]
+    ).dropDuplicates(list(spec.keys))
+    on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
+
+    def merge() -> None:
+        DeltaTable.forName(spark, spec.name).alias("t").merge(
+            source.alias("s"), on
+        ).whenMatchedDelete().execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
     return _commit_report(spark, spec.name, token)
@@ -510,3 +539,64 @@ def _commit_report(spark: SparkSession, table: str, token: str) -> WriteReport:
         inserted=n("numOutputRows"),
         updated=0,
     )
+
+
+def replace_scoped(
+    spark: SparkSession,
+    spec: TableSpec,
+    df: DataFrame,
+    *,
+    scope: DataFrame,
+    by: tuple[str, ...],
+    stable: tuple[str, ...] = (),
+) -> WriteReport:
+    """Make the stored rows of each ``scope`` group (values of columns ``by``) equal ``df``.
+
+    One MERGE: rows of ``df`` are upserted as by :func:`upsert`; stored rows whose ``by``
+    values are in ``scope`` but whose key is not in ``df`` are deleted (the entities of an
+    updated or deleted note, say). Rows equal to what is stored are not rewritten, ignoring
+    the spec's volatile columns and ``stable`` (columns recording when a row was derived,
+    kept from the first write while the rest is unchanged), so a rerun commits nothing.
+    """
+    if not spec.keys:
+        raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="replace needs keys")
+    bad = [c for c in (*by, *stable) if c not in spec.column_names]
+    if bad:
+        raise error(
+            ErrorCode.INPUT_SCHEMA_MISMATCH,
+            table=spec.name,
+            reason="scope and stable columns must be columns of the spec",
+            columns=", ".join(bad),
+        )
+    ensure_table(spark, spec)
+    source = _check_unique(conform(df, spec), spec).withColumn("__delete", F.lit(False))
+    groups = scope.select(*[F.col(c).cast(spec.column(c).dataType).alias(c) for c in by])
+    stored = spark.table(spec.name).join(groups.distinct(), list(by), "left_semi")
+    gone = (
+        stored.select(*spec.keys)
+        .join(source.select(*spec.keys), list(spec.keys), "left_anti")
+        .withColumn("__delete", F.lit(True))
+    )
+    merged = source.unionByName(gone, allowMissingColumns=True)
+    ignored = set(spec.keys) | set(spec.volatile) | set(stable)
+    value_cols = [c for c in spec.column_names if c not in ignored]
+    on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
+    differs = " OR ".join(
+        f"NOT ({_comparable(spec, c, 't')} <=> {_comparable(spec, c, 's')})" for c in value_cols
+    )
+    update_when = f"NOT s.__delete AND ({differs})" if value_cols else "false"
+    assignments: dict[str, str | Column] = {_quote(c): f"s.{_quote(c)}" for c in spec.column_names}
+
+    def merge() -> None:
+        (
+            DeltaTable.forName(spark, spec.name)
+            .alias("t")
+            .merge(merged.alias("s"), on)
+            .whenMatchedDelete(condition="s.__delete")
+            .whenMatchedUpdate(condition=update_when, set=assignments)
+            .whenNotMatchedInsert(condition="NOT s.__delete", values=assignments)
+            .execute()
+        )
+
+    token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
+    return _commit_report(spark, spec.name, token)
