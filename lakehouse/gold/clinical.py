@@ -187,16 +187,16 @@ def location(patients: DataFrame) -> DataFrame:
 
 
 def care_site(orgs: DataFrame, depts: DataFrame) -> DataFrame:
-    """Institutions (``org|<institution>``) and their departments
+    """Organizations (``org|<institution>|<org code>``) and departments
     (``dept|<institution>|<dept code>``)."""
     o = one_per_fact(
-        orgs.where(F.col("org_code") == F.col("institution_code")),
-        F.concat_ws("|", F.lit("org"), "institution_code"),
-        "org_code",
+        orgs, F.concat_ws("|", F.lit("org"), "institution_code", "org_code"), "org_code"
     ).select(
         "natural_key",
         F.substring("org_name", 1, 255).alias("care_site_name"),
-        F.col("institution_code").alias("care_site_source_value"),
+        F.substring(F.concat_ws("|", "institution_code", "org_code"), 1, 50).alias(
+            "care_site_source_value"
+        ),
         F.lit(None).cast("string").alias("place_of_service_source_value"),
         "etl_source_key",
         "institution_code",
