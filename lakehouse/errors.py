@@ -765,6 +765,33 @@ class ErrorCode(Enum):
         "or raise the iteration limit in lakehouse/empi/clusters.py.",
     )
 
+    # --- data quality (LH-DQC) ---
+    DQ_RULE_INVALID = ErrorDef(
+        "LH-DQC-001",
+        "Data-quality rule {name} in {file} is invalid: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Fix the rule in its YAML file (docs/quality.md lists the fields and check "
+        "types); rule ids must be unique across the files loaded.",
+    )
+    DQ_THRESHOLDS_INVALID = ErrorDef(
+        "LH-DQC-002",
+        "The DQD threshold files in {path} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Point LAKEHOUSE_QUALITY__DQD_THRESHOLDS_DIR at a folder holding the "
+        "DataQualityDashboard CSVs (OMOP_CDMv5.4_Field_Level.csv, _Table_Level.csv, "
+        "_Concept_Level.csv), or unset it to derive the structural checks from the CDM spec.",
+    )
+    DQ_CHECKS_FAILED = ErrorDef(
+        "LH-DQC-003",
+        "{count} data-quality rule(s) failed at severity {required} or above: {names}.",
+        422,
+        EX_DATAERR,
+        remedy="See dq.results for the figures and dq.failures for the keys of failing rows "
+        "(`lakehouse dq run` prints a summary).",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id

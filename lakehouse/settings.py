@@ -289,6 +289,42 @@ class EmpiSettings(BaseModel):
     )
 
 
+class QualitySettings(BaseModel):
+    """Data-quality rules and OMOP DQD checks (lakehouse/quality, ``lakehouse dq run``)."""
+
+    rules_dir: Path | None = Field(
+        None,
+        description="Folder (or file) of YAML rule files. Default: the rules shipped in "
+        "lakehouse/quality/rules/.",
+    )
+    dqd_thresholds_dir: Path | None = Field(
+        None,
+        description="Folder of the OMOP DataQualityDashboard threshold CSVs "
+        "(OMOP_CDMv5.4_Field_Level.csv, _Table_Level.csv, _Concept_Level.csv). Default: "
+        "$LAKEHOUSE_REFDATA/omop-dqd-checks when LAKEHOUSE_REFDATA is set; without it the "
+        "structural checks are derived from the CDM spec with threshold 0.",
+    )
+    sample_keys: int = Field(
+        20,
+        ge=0,
+        description="Keys of failing rows kept per rule and run in dq.failures (the count "
+        "in dq.results is always exact).",
+    )
+    fail_on: Literal["fatal", "error", "warning", "never"] = Field(
+        "never",
+        description="`lakehouse dq run` exits non-zero (LH-DQC-003) when a rule of this "
+        "severity or above fails; never: report only.",
+    )
+
+    @model_validator(mode="after")
+    def _refdata_thresholds(self) -> QualitySettings:
+        # Not given at all (an explicit None stays None): the shared reference corpus.
+        root = os.environ.get("LAKEHOUSE_REFDATA")
+        if "dqd_thresholds_dir" not in self.model_fields_set and root:
+            self.dqd_thresholds_dir = Path(root) / "omop-dqd-checks"
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -329,6 +365,7 @@ class Settings(BaseSettings):
     his: HisSettings = Field(default_factory=HisSettings)  # type: ignore[arg-type]
     deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
+    quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

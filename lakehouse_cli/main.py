@@ -506,6 +506,61 @@ def empi_train(
     _guard(go)
 
 
+dq_app = typer.Typer(
+    help="Data quality: rules (Kahn framework) and OMOP DQD checks (docs/quality.md).",
+    no_args_is_help=True,
+)
+app.add_typer(dq_app, name="dq")
+
+
+@dq_app.command("run")
+def dq_run(
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Only the rules of bronze, silver or gold.")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML rule file or folder (default: shipped).")
+    ] = None,
+    no_dqd: Annotated[bool, typer.Option("--no-dqd", help="Skip the OMOP DQD checks.")] = False,
+) -> None:
+    """Run the rules (and the DQD checks over gold) into dq.results; print a summary."""
+    from jobs import quality as quality_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        try:
+            report = quality_job.run(
+                build_spark(cfg), cfg, layer=layer, rules=rules, dqd=False if no_dqd else None
+            )
+        except LakehouseError as exc:
+            if isinstance(getattr(exc, "report", None), quality_job.QualityRunReport):
+                typer.echo(exc.report.describe())  # type: ignore[attr-defined]
+            raise
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@dq_app.command("trend")
+def dq_trend(
+    rule: Annotated[str, typer.Argument(help="Rule id, e.g. SLV-ENC-002.")],
+) -> None:
+    """Percent failing of one rule run after run, with the table version each run read."""
+    from lakehouse.quality import trend
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        for r in trend(build_spark(_settings()), rule_id=rule).collect():
+            pct = "-" if r["percent_failing"] is None else f"{r['percent_failing']:.3f}%"
+            typer.echo(
+                f"{r['executed_at']} {r['run_id']} v{r['table_version']} "
+                f"{r['rows_failing']}/{r['rows_checked']} {pct} {r['status']}"
+            )
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:
