@@ -792,6 +792,31 @@ class ErrorCode(Enum):
         "(`lakehouse dq run` prints a summary).",
     )
 
+    # --- ML features and MEDS export (LH-FEA) ---
+    FEATURES_NO_INPUT = ErrorDef(
+        "LH-FEA-001",
+        "Table {table} does not exist: there is nothing to build features from.",
+        404,
+        EX_NOINPUT,
+        remedy="Build the OMOP gold tables first (`lakehouse gold run`), or the features "
+        "before exporting them (`lakehouse features build`).",
+    )
+    FEATURES_VERSION_UNKNOWN = ErrorDef(
+        "LH-FEA-002",
+        "Table {table} has no Delta version {version}.",
+        404,
+        EX_DATAERR,
+        remedy="`DESCRIBE HISTORY <table>` lists its versions; features.builds maps feature "
+        "versions to the gold versions they were built from.",
+    )
+    FEATURES_EXPORT_TARGET = ErrorDef(
+        "LH-FEA-003",
+        "MEDS export folder {path} cannot be used: {reason}.",
+        409,
+        EX_IOERR,
+        remedy="Give an empty or new folder, or pass --overwrite to replace a previous export.",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id

@@ -561,6 +561,61 @@ def dq_trend(
     _guard(go)
 
 
+features_app = typer.Typer(
+    help="ML features at index times and the MEDS export (docs/features.md).",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("build")
+def features_build(
+    gold_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gold-version",
+            help="TABLE=VERSION: read this gold table at an older Delta version (repeatable).",
+        ),
+    ] = None,
+    no_meds: Annotated[bool, typer.Option("--no-meds", help="Skip features.meds_events.")] = False,
+) -> None:
+    """Recompute the feature tables from the gold tables' current (or given) versions."""
+    from jobs import features as features_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        versions = features_job.parse_versions(gold_version or [])
+        report = features_job.run(build_spark(cfg), cfg, gold_versions=versions, meds=not no_meds)
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@features_app.command("export-meds")
+def features_export_meds(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the MEDS dataset to.")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="Delta version of features.meds_events.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous export in --out.")
+    ] = False,
+) -> None:
+    """Write features.meds_events as MEDS Parquet shards with codes, splits and dataset.json."""
+    from jobs import features as features_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        result = features_job.export(
+            build_spark(cfg), cfg, out, version=version, overwrite=overwrite
+        )
+        typer.echo(result.describe())
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

@@ -1,0 +1,1 @@
+"""ML feature tables over the OMOP gold layer (``features.*``; docs/features.md)."""
