@@ -6,9 +6,13 @@ Per source: list the folder (metadata only), take the files the manifest ``ops.l
 does not hold, hash them in Spark, skip content landed before (duplicates), split the rest
 into records and MERGE the source's bronze table (keys: the file's SHA-256 and the record's
 index). Then, once for all sources: ``bronze.quarantine`` (MERGE), the manifest (MERGE), and
-the run's reports in ``ops.ingest_runs`` (append). A run killed before the manifest commit
-leaves its files unrecorded; the next run takes them again and its MERGEs find every record
-already there, so the tables hold exactly the records of one clean run.
+the run's reports in ``ops.ingest_runs`` (append). A parser may also emit *findings*
+(``finding`` true: an HL7 batch trailer whose count disagrees with the messages, see
+:mod:`lakehouse.sources.hl7v2`): they go to the quarantine like bad records but are counted
+apart (``findings_quarantined``), so records seen = landed + quarantined still holds. A run
+killed before the manifest commit leaves its files unrecorded; the next run takes them again
+and its MERGEs find every record already there, so the tables hold exactly the records of
+one clean run.
 
 The source ``his`` is the HIS database, extracted over JDBC by watermark with a
 late-correction lookback (:mod:`jobs.ingest_his`). A HIS failure does not stop the file
@@ -94,6 +98,7 @@ class SourceReport:
     records_landed: int = 0
     records_quarantined: int = 0
     records_unchanged: int = 0
+    findings_quarantined: int = 0
     bytes_read: int = 0
     duration_s: float = 0.0
 
@@ -219,6 +224,9 @@ def _land_source(
         fresh = files.where(F.col("duplicate_of").isNull())
         parsed = fmt.parse(fresh.where(F.col("size_bytes") > 0))
         records = empty_file_records(fresh).unionByName(parsed, allowMissingColumns=True)
+        # A finding (an HL7 trailer whose count disagrees) is quarantined but is no record.
+        finding = F.col("finding") if "finding" in records.columns else F.lit(None)
+        records = records.withColumn("finding", F.coalesce(finding, F.lit(False)))
         records = records.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(records)
         batch.manifest_rows = _manifest_rows(files, records, run_id)
@@ -263,9 +271,11 @@ def _stamped(df: DataFrame, run_id: str) -> DataFrame:
 
 def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFrame:
     """One ``ops.landing_files`` row per new file: status and record counts."""
+    record = ~F.col("finding")
     per_file = records.groupBy("file_path", "file_sha256").agg(
-        F.sum(F.col("error_name").isNull().cast("long")).alias("records_landed"),
-        F.sum(F.col("error_name").isNotNull().cast("long")).alias("records_quarantined"),
+        F.sum((record & F.col("error_name").isNull()).cast("long")).alias("records_landed"),
+        F.sum((record & F.col("error_name").isNotNull()).cast("long")).alias("records_quarantined"),
+        F.sum(F.col("finding").cast("long")).alias("findings_quarantined"),
     )
     landed = F.coalesce(F.col("records_landed"), F.lit(0))
     quarantined = F.coalesce(F.col("records_quarantined"), F.lit(0))
@@ -285,6 +295,7 @@ def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFra
         "duplicate_of",
         landed.alias("records_landed"),
         quarantined.alias("records_quarantined"),
+        F.coalesce(F.col("findings_quarantined"), F.lit(0)).alias("findings_quarantined"),
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("recorded_at"),
     )
@@ -298,6 +309,7 @@ def _count(rows: DataFrame, report: SourceReport) -> None:
         F.sum((F.col("status") == "duplicate").cast("long")).alias("duplicate"),
         F.sum("records_landed").alias("records_landed"),
         F.sum("records_quarantined").alias("records_quarantined"),
+        F.sum("findings_quarantined").alias("findings"),
         F.sum("size_bytes").alias("bytes"),
     ).first()
     assert totals is not None
@@ -307,6 +319,7 @@ def _count(rows: DataFrame, report: SourceReport) -> None:
     report.records_landed = int(totals["records_landed"] or 0)
     report.records_quarantined = int(totals["records_quarantined"] or 0)
     report.records_seen = report.records_landed + report.records_quarantined
+    report.findings_quarantined = int(totals["findings"] or 0)
     report.bytes_read = int(totals["bytes"] or 0)
 
 
@@ -327,7 +340,9 @@ def describe(report: IngestReport) -> str:
             f"  {s.source_system:<6} files seen={s.files_seen} new landed={s.files_landed} "
             f"quarantined={s.files_quarantined} duplicate={s.files_duplicate} | records "
             f"seen={s.records_seen} landed={s.records_landed} "
-            f"quarantined={s.records_quarantined} | {s.duration_s:.1f}s"
+            f"quarantined={s.records_quarantined}"
+            + (f" | envelope findings={s.findings_quarantined}" if s.findings_quarantined else "")
+            + f" | {s.duration_s:.1f}s"
         )
     if report.his is not None:
         for t in report.his.tables:

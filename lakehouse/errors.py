@@ -351,6 +351,17 @@ class ErrorCode(Enum):
         "column's type in the bronze spec.",
     )
 
+    # --- HL7 v2 landing findings (LH-HL7) ---
+    HL7_TRAILER_COUNT_MISMATCH = ErrorDef(
+        "LH-HL7-001",
+        "HL7 v2 file {file}: trailer count {reason} declares {expected} but {found} were "
+        "found; the messages were landed or quarantined one by one, not as a batch.",
+        422,
+        EX_DATAERR,
+        remedy="Ask the sender which messages it meant to send; the quarantined records of "
+        "the same file show the ones that could not be landed.",
+    )
+
     # --- synthetic hospital (LH-SYN) ---
     SYNTH_PARAMETER_INVALID = ErrorDef(
         "LH-SYN-001",
@@ -922,6 +933,7 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
 def error(code: ErrorCode, **params: Any) -> LakehouseError:
     """Build the exception of the right class for ``code`` (by its area)."""
     if code is ErrorCode.WRITE_CONFLICT:
+    "HL7": IngestError,
         return WriteConflictError(code, **params)
     area = code.id.split("-")[1]
     return _CLASS_BY_AREA.get(area, LakehouseError)(code, **params)

@@ -9,15 +9,34 @@ none) and quarantined when the bytes disagree (a GB18030 message declared UTF-8,
 Splitting: a file is cut before and after each MLLP start byte, before each MLLP end byte
 and before every segment that starts a message or an envelope (MSH, FHS, BHS, BTS, FTS);
 an envelope piece is then cut after its own segment, so segments that follow an envelope
-without an MSH become a record of their own (quarantined: no MSH). Records are messages and
-such orphans; envelopes and frame bytes are structure, checked per file with array
-functions (``transform``, ``filter``, ``aggregate``: no shuffle, no sort):
+without an MSH become a record of their own (quarantined: no MSH). A message whose MSH was
+lost inside a batch would otherwise be glued to the message before it, so each piece is
+also cut before a segment that can only open another message (:func:`_lost_msh_cut`):
+
+- an ``EVN`` after a PID, OBR or another EVN (EVN comes once, right after MSH);
+- a ``PID`` with set ID 1 after a PID (a repeated patient group numbers its PIDs 2, 3...);
+- an ``OBR`` with set ID 1 after an OBR of the same patient group.
+
+The segments from such a cut up to the next MSH or envelope segment are one record,
+quarantined with LH-ING-005 (no MSH) and their exact bytes; the message before keeps only
+its own segments. Records are messages and such orphans; envelopes and frame bytes are
+structure, checked per file with array functions (``transform``, ``filter``,
+``aggregate``: no shuffle, no sort):
 
 - LH-ING-005 no MSH; LH-ING-006 bad field separator / encoding characters;
 - LH-ING-007 truncated: MSH ends before MSH-12, or an MLLP frame is never closed;
-- LH-ING-010 declared charset disagrees with the bytes; LH-ING-009 MSH-9/10/12 empty;
-- LH-ING-008 the file's envelope is invalid (two FHS, FHS not first, a BHS inside an open
-  batch, a BTS count that differs from the batch's messages): every record of the file.
+- LH-ING-010 declared charset disagrees with the bytes; LH-ING-009 MSH-9/10/12 empty.
+
+Envelope policy. An envelope error that makes the message boundaries untrustworthy (two
+FHS, an FHS that is not the first segment, a BHS inside an open batch) quarantines every
+record of the file with LH-ING-008. A trailer count that disagrees (BTS-1 with the records
+of its batch, messages and orphans alike; FTS-1 with the file's batches, one when the file
+has no BHS) does not: every well-formed message lands, every malformed record is
+quarantined on its own, and the trailer itself becomes a *finding*: a quarantine row with
+LH-HL7-001, the trailer segment's bytes, the declared and found counts, and a negative
+``record_index`` (-n for the file's n-th BTS or FTS) so it never collides with a record.
+Findings are counted apart from records (``finding`` is true; ``findings_quarantined`` in
+``ops.landing_files`` and ``ops.ingest_runs``). See docs/ingest-hl7v2.md.
 """
 
 from __future__ import annotations
@@ -40,6 +59,19 @@ from lakehouse.sources.records import LINEAGE
 _SPLIT = r"(?=\x0b)|(?<=\x0b)|(?=\x1c)|(?<=[\r\n])(?=(?:MSH|FHS|BHS|BTS|FTS))"
 _HEAD = r"^(\x1c|(?:FHS|BHS|BTS|FTS)[^\r\n]*)(\r\n|\r|\n)?"
 _FIRST_SEGMENT = r"^([^\r\n]*)"
+#: Candidate cuts inside a piece: before segments that may open a message whose MSH was lost.
+_OPENERS = r"(?<=[\r\n])(?=(?:EVN|PID|OBR)[^A-Za-z0-9\r\n])"
+#: A cheap test for pieces the walk may cut: a second PID or OBR with set ID 1, or an EVN
+#: after a PID, OBR or EVN. Most messages fail it and skip the walk.
+_MAYBE_LOST = (
+    r"[\r\n](?:(PID|OBR)[^A-Za-z0-9\r\n]1(?![0-9])[\s\S]*[\r\n]\1[^A-Za-z0-9\r\n]1(?![0-9])"
+    r"|(?:EVN|PID|OBR)[\s\S]*[\r\n]EVN[^A-Za-z0-9\r\n])"
+)
+#: Field 1 (the set ID) of a segment, with the segment's own field separator.
+_SET_ID = r"^[A-Z0-9]{3}(.)(\d*)(?:\1|[\r\n]|$)"
+#: What a trailer finding's reason says (fixed vocabulary, shown in the quarantine detail).
+BTS_COUNT = "BTS-1, messages in the batch"
+FTS_COUNT = "FTS-1, batches in the file"
 
 #: Bronze columns this parser fills besides the lineage.
 MESSAGE_COLUMNS = (
@@ -62,6 +94,63 @@ MESSAGE_COLUMNS = (
 )
 
 
+def _lost_msh_cut(piece: Column) -> Column:
+    """The piece cut before each segment that opens a message whose MSH was lost.
+
+    The piece is split before every EVN, PID and OBR segment; one ``aggregate`` walks those
+    chunks, keeping which of them the current message already holds, and notes the offset
+    of each chunk that must open another message (see the module docstring). A piece with
+    no such offset (every well-formed message) comes back whole, without string copies.
+    """
+    chunks = F.split(piece, _OPENERS)
+    init = F.struct(
+        F.lit(0).alias("at"),
+        F.array().cast("array<int>").alias("cuts"),
+        F.lit(False).alias("evn"),
+        F.lit(False).alias("pid"),
+        F.lit(False).alias("obr"),
+    )
+
+    def step(acc: Column, chunk: Column) -> Column:
+        name = F.substring(chunk, 1, 3)
+        first_id = F.regexp_extract(chunk, _SET_ID, 2) == "1"
+        opens = (acc["at"] > 0) & (
+            ((name == "EVN") & (acc["evn"] | acc["pid"] | acc["obr"]))
+            | ((name == "PID") & first_id & acc["pid"])
+            | ((name == "OBR") & first_id & acc["obr"])
+        )
+        return F.when(
+            opens,
+            F.struct(
+                (acc["at"] + F.length(chunk)).alias("at"),
+                F.concat(acc["cuts"], F.array(acc["at"])).alias("cuts"),
+                (name == "EVN").alias("evn"),
+                (name == "PID").alias("pid"),
+                (name == "OBR").alias("obr"),
+            ),
+        ).otherwise(
+            F.struct(
+                (acc["at"] + F.length(chunk)).alias("at"),
+                acc["cuts"].alias("cuts"),
+                (acc["evn"] | (name == "EVN")).alias("evn"),
+                (acc["pid"] | (name == "PID")).alias("pid"),
+                ((name == "OBR") | (acc["obr"] & (name != "PID"))).alias("obr"),
+            )
+        )
+
+    def parts(cuts: Column) -> Column:
+        starts = F.concat(F.array(F.lit(0)), cuts)
+        ends = F.concat(cuts, F.array(F.length(piece)))
+        cut = F.transform(
+            starts, lambda s, i: F.substring(piece, s + 1, F.element_at(ends, i + 1) - s)
+        )
+        return F.when(F.size(cuts) == 0, F.array(piece)).otherwise(cut)
+
+    # A one-element transform binds the walk's result to a variable: evaluated once.
+    walk = F.flatten(F.transform(F.array(F.aggregate(chunks, init, step)["cuts"]), parts))
+    return F.when(piece.rlike(_MAYBE_LOST), walk).otherwise(F.array(piece))
+
+
 def _pieces(text: Column) -> Column:
     """The text cut into messages, envelope segments, frame bytes and orphans."""
     chunks = F.split(text, _SPLIT)
@@ -71,7 +160,8 @@ def _pieces(text: Column) -> Column:
         rest = F.substring(c, F.length(head) + 1, 2**31 - 1)
         return F.when(F.length(head) > 0, F.array(head, rest)).otherwise(F.array(c))
 
-    return F.flatten(F.transform(chunks, cut))
+    pieces = F.flatten(F.transform(chunks, cut))
+    return F.flatten(F.transform(pieces, _lost_msh_cut))
 
 
 def _kind(piece: Column) -> Column:
@@ -102,62 +192,123 @@ def _framed_pieces(text: Column) -> Column:
     return F.flatten(F.transform(F.split(text, r"(?=\x0b)"), per_frame))
 
 
-def _envelope_problem(pieces: Column) -> Column:
-    """The file's envelope problem (two FHS, FHS not first, nested BHS, BTS count), or null."""
+def _envelope(pieces: Column) -> Column:
+    """The file's envelope: ``problem`` (structural, or null) and trailer ``findings``.
+
+    ``problem``: two FHS, an FHS that is not the first segment, a BHS inside an open batch.
+    ``findings``: each BTS whose count differs from the records (messages and orphans)
+    since its BHS, each FTS whose count differs from the file's batches (one without BHS),
+    with the trailer's number among the file's BTS and FTS (from 0), its text and counts.
+    """
     kinds = F.transform(pieces, lambda x: x["kind"])
     structural = F.filter(kinds, lambda k: ~k.isin("blank", "frame_start", "frame_end"))
     fhs = F.size(F.filter(kinds, lambda k: k == "FHS"))
+    finding_type = "struct<pos:int,piece:string,reason:string,declared:string,found:int>"
     init = F.struct(
+        F.lit(0).alias("pos"),
         F.lit(False).alias("open"),
         F.lit(False).alias("nested"),
         F.lit(0).alias("msgs"),
-        F.lit(False).alias("count_bad"),
+        F.lit(0).alias("batches"),
+        F.array().cast(f"array<{finding_type}>").alias("findings"),
     )
 
     def step(acc: Column, x: Column) -> Column:
         k = x["kind"]
-        declared = F.regexp_extract(x["piece"], r"^BTS.(\d{1,9})", 1)
-        bad_count = (k == "BTS") & (declared != "") & (declared.cast("int") != acc["msgs"])
+        trailer = k.isin("BTS", "FTS")
+        declared = F.when(trailer, F.regexp_extract(x["piece"], r"^...[^\r\n](\d{1,9})", 1))
+        found = F.when(k == "BTS", acc["msgs"]).otherwise(F.greatest(acc["batches"], F.lit(1)))
+        finding = F.when(
+            trailer & (declared != "") & (declared.cast("int") != found),
+            F.struct(
+                acc["pos"].alias("pos"),
+                x["piece"].alias("piece"),
+                F.when(k == "BTS", BTS_COUNT).otherwise(FTS_COUNT).alias("reason"),
+                declared.alias("declared"),
+                found.alias("found"),
+            ),
+        )
         return F.struct(
+            F.when(trailer, acc["pos"] + 1).otherwise(acc["pos"]).alias("pos"),
             F.when(k == "BHS", True).when(k == "BTS", False).otherwise(acc["open"]).alias("open"),
             (acc["nested"] | ((k == "BHS") & acc["open"])).alias("nested"),
             F.when(k == "BHS", 0)
-            .when(k == "MSH", acc["msgs"] + 1)
+            .when(k.isin("MSH", "orphan"), acc["msgs"] + 1)
             .otherwise(acc["msgs"])
             .alias("msgs"),
-            (acc["count_bad"] | bad_count).alias("count_bad"),
+            F.when(k == "BHS", acc["batches"] + 1).otherwise(acc["batches"]).alias("batches"),
+            F.when(finding.isNotNull(), F.concat(acc["findings"], F.array(finding)))
+            .otherwise(acc["findings"])
+            .alias("findings"),
         )
 
     state = F.aggregate(pieces, init, step)
-    return (
+    problem = (
         F.when(fhs > 1, "more than one FHS")
         .when((fhs == 1) & (F.get(structural, 0) != "FHS"), "FHS is not the first segment")
         .when(state["nested"], "BHS inside an open batch")
-        .when(state["count_bad"], "BTS message count differs from the batch")
     )
+    return F.struct(problem.alias("problem"), state["findings"].alias("findings"))
+
+
+#: One element per record or finding of a file (see :func:`split_messages`).
+_ELEMENT = (
+    "struct<record_index:bigint,piece:string,kind:string,open:boolean,"
+    "reason:string,declared:string,found:int>"
+)
 
 
 def split_messages(files: DataFrame) -> DataFrame:
-    """One row per record (message or orphan segments) with its bytes and position."""
+    """One row per record (message or orphan segments) or trailer finding of each file.
+
+    Records are numbered 0, 1, ... in file order; a finding (``kind`` = ``finding``) has
+    ``record_index`` -n for the file's n-th trailer (BTS or FTS, in file order). Findings are
+    only kept when the envelope has no structural problem (then the file is quarantined).
+    """
     text = F.decode(strip_utf8_bom(F.col("content")), LATIN1)
     framed = files.select(*LINEAGE, _framed_pieces(text).alias("pieces"))
-    framed = framed.select(
-        *LINEAGE,
-        _envelope_problem(F.col("pieces")).alias("envelope_problem"),
-        F.filter("pieces", lambda x: x["kind"].isin("MSH", "orphan")).alias("records"),
+    framed = framed.select(*LINEAGE, "pieces", _envelope(F.col("pieces")).alias("env"))
+    records = F.transform(
+        F.filter("pieces", lambda x: x["kind"].isin("MSH", "orphan")),
+        lambda r, i: F.struct(
+            i.cast("long").alias("record_index"),
+            r["piece"].alias("piece"),
+            r["kind"].alias("kind"),
+            r["open"].alias("open"),
+            F.lit(None).cast("string").alias("reason"),
+            F.lit(None).cast("string").alias("declared"),
+            F.lit(None).cast("int").alias("found"),
+        ),
     )
-    records = framed.select(
-        *LINEAGE,
-        "envelope_problem",
-        F.posexplode("records").alias("record_index", "r"),
+    findings = F.transform(
+        F.col("env.findings"),
+        lambda f: F.struct(
+            (F.lit(-1) - f["pos"]).cast("long").alias("record_index"),
+            f["piece"].alias("piece"),
+            F.lit("finding").alias("kind"),
+            F.lit(False).alias("open"),
+            f["reason"].alias("reason"),
+            f["declared"].alias("declared"),
+            f["found"].alias("found"),
+        ),
     )
-    return records.select(
+    elements = F.when(
+        F.col("env.problem").isNull() & (F.size("env.findings") > 0),
+        F.concat(records, findings.cast(f"array<{_ELEMENT}>")),
+    ).otherwise(records)
+    rows = framed.select(
+        *LINEAGE, F.col("env.problem").alias("envelope_problem"), F.explode(elements).alias("r")
+    )
+    return rows.select(
         *LINEAGE,
-        F.col("record_index").cast("long").alias("record_index"),
+        F.col("r.record_index").alias("record_index"),
         F.col("r.piece").alias("piece"),
         F.col("r.kind").alias("kind"),
         F.col("r.open").alias("frame_open"),
         F.col("envelope_problem"),
+        F.col("r.reason").alias("finding_reason"),
+        F.col("r.declared").alias("finding_declared"),
+        F.col("r.found").alias("finding_found"),
         F.encode(F.col("r.piece"), LATIN1).alias("raw_bytes"),
     )
 
@@ -167,7 +318,11 @@ def _fields(segment: Column, separator: Column) -> Column:
 
 
 def parse_messages(files: DataFrame) -> DataFrame:
-    """Files -> records: MSH fields of each message, or the error that quarantines it."""
+    """Files -> records: MSH fields of each message, or the error that quarantines it.
+
+    Trailer findings come out as rows too, with ``finding`` true and an error (they are
+    quarantined, and counted apart from records); every other row has ``finding`` false.
+    """
     df = split_messages(files)
     piece = F.col("piece")
     fs = F.substring(piece, 4, 1)
@@ -218,8 +373,10 @@ def parse_messages(files: DataFrame) -> DataFrame:
         ", ",
         *[F.when(F.coalesce(msh(n), F.lit("")) == "", F.lit(f"MSH-{n}")) for n in (9, 10, 12)],
     )
+    finding = F.col("kind") == "finding"
     err = (
-        F.when(F.col("kind") == "orphan", F.lit(ErrorCode.HL7_NO_MSH.name))
+        F.when(finding, F.lit(ErrorCode.HL7_TRAILER_COUNT_MISMATCH.name))
+        .when(F.col("kind") == "orphan", ErrorCode.HL7_NO_MSH.name)
         .when(bad_fs | bad_enc, ErrorCode.HL7_BAD_ENCODING_CHARS.name)
         .when(F.col("n_fields") < 12, ErrorCode.HL7_TRUNCATED.name)
         .when(F.col("frame_open"), ErrorCode.HL7_TRUNCATED.name)
@@ -228,7 +385,8 @@ def parse_messages(files: DataFrame) -> DataFrame:
         .when(F.col("envelope_problem").isNotNull(), ErrorCode.HL7_BAD_ENVELOPE.name)
     )
     reason = (
-        F.when(F.col("kind") == "orphan", F.lit(None))
+        F.when(finding, F.col("finding_reason"))
+        .when(F.col("kind") == "orphan", F.lit(None))
         .when(bad_fs, "field separator")
         .when(bad_enc, "encoding characters")
         .when(F.col("n_fields") < 12, "the MSH segment ends before MSH-12")
@@ -243,10 +401,14 @@ def parse_messages(files: DataFrame) -> DataFrame:
         "raw_bytes",
         err.alias("error_name"),
         reason.alias("error_reason"),
-        F.when(F.col("kind") == "orphan", orphan_found)
+        F.when(finding, F.col("finding_found").cast("string"))
+        .when(F.col("kind") == "orphan", orphan_found)
         .otherwise(found_charset)
         .alias("error_found"),
-        safe_charset_name(F.col("declared"), "UTF-8 (none declared)").alias("error_expected"),
+        F.when(finding, F.col("finding_declared"))
+        .otherwise(safe_charset_name(F.col("declared"), "UTF-8 (none declared)"))
+        .alias("error_expected"),
+        finding.alias("finding"),
         text.alias("raw_message"),
         F.col("encoding"),
         F.col("fs").alias("field_separator"),

@@ -22,12 +22,28 @@ def test_landing_root_defaults_under_the_synthetic_hospital(tmp_path: Path) -> N
 
 
 RECORD_CODES = [
-    c for c in ErrorCode if c.id.startswith("LH-ING") and set(c.params()) <= set(_PARAM_ORDER)
+    c
+    for c in ErrorCode
+    if c.id.startswith(("LH-ING", "LH-HL7")) and set(c.params()) <= set(_PARAM_ORDER)
 ]
 
 
 def test_every_quarantine_code_renders_in_spark() -> None:
-    assert len(RECORD_CODES) >= 13
+    assert len(RECORD_CODES) >= 14
+    assert ErrorCode.HL7_TRAILER_COUNT_MISMATCH in RECORD_CODES
+
+
+def test_hl7_trailer_finding_detail_carries_counts_not_values() -> None:
+    """The finding's catalogued message: the trailer field and both counts, nothing else."""
+    from lakehouse.sources.hl7v2 import BTS_COUNT
+
+    params = {"file": "ORU_R01_00001.hl7", "reason": BTS_COUNT, "expected": "119", "found": "118"}
+    text = ErrorCode.HL7_TRAILER_COUNT_MISMATCH.value.template.format(**params)
+    assert text.startswith(
+        "HL7 v2 file ORU_R01_00001.hl7: trailer count BTS-1, messages in the batch declares "
+        "119 but 118 were found"
+    )
+    assert error(ErrorCode.HL7_TRAILER_COUNT_MISMATCH, **params).code.id == "LH-HL7-001"
 
 
 @pytest.mark.parametrize("code", RECORD_CODES)

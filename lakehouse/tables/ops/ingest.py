@@ -27,6 +27,12 @@ LANDING_FILES = TableSpec(
         column("duplicate_of", StringType(), "Path of the earlier file with the same content."),
         column("records_landed", LongType(), "Records of the file written to bronze."),
         column("records_quarantined", LongType(), "Records of the file quarantined."),
+        column(
+            "findings_quarantined",
+            LongType(),
+            "File-level findings quarantined besides the records (an HL7 batch trailer whose "
+            "count disagrees with the messages found).",
+        ),
         column("run_id", StringType(), "Run that took the file (first seen)."),
         column("recorded_at", TimestampType(), "When the file was recorded here."),
     ),
@@ -57,6 +63,12 @@ INGEST_RUNS = TableSpec(
             "records_unchanged",
             LongType(),
             "Records read again and already in bronze (database sources: the lookback).",
+        ),
+        column(
+            "findings_quarantined",
+            LongType(),
+            "File-level findings written to bronze.quarantine besides the records (an HL7 "
+            "batch trailer whose count disagrees); not part of records_seen.",
         ),
         column("bytes_read", LongType(), "Bytes of the new files read."),
     ),
