@@ -72,6 +72,7 @@ STRUCTURAL = (
     "isStandardValidConcept",
 )  # fmt: skip
 GENDER = {"male": 8507, "female": 8532}
+_VALUED = frozenset({"fkDomain", "fkClass", "plausibleValueLow", "plausibleValueHigh"})
 DEATH_GRACE_DAYS = 60  # DQD: events up to 60 days after death are plausible
 
 _PERSON = Lookup(
@@ -212,7 +213,10 @@ class _Builder:
         def on(check: str) -> float | None:
             if row is None:
                 return 0.0 if check in STRUCTURAL else None
-            return _threshold(row.get(f"{check}Threshold")) if row.get(check) == "Yes" else None
+            value = row.get(check, "")
+            # fkDomain/fkClass name the domain/class, plausibleValue* hold the bound.
+            enabled = bool(value) if check in _VALUED else value == "Yes"
+            return _threshold(row.get(f"{check}Threshold")) if enabled else None
 
         is_int = f.cdm_type.lower() in ("integer", "bigint")
         is_date = f.cdm_type in ("date", "datetime")

@@ -99,7 +99,7 @@ class Engine:
         sample_keys: int,
     ) -> None:
         self.spark, self.names, self.keys, self.sample_keys = spark, names, keys, sample_keys
-        self._versions: dict[str, int | None] = {}
+        self._known: dict[str, bool] = {}
 
     def run(self, rules: Sequence[Rule]) -> list[RuleResult]:
         by_table: dict[str, list[Rule]] = {}
@@ -120,12 +120,24 @@ class Engine:
         out: list[RuleResult] = []
         for r in rules:
             try:
-                compiled.append(compile_rule(r))
+                c = compile_rule(r)
             except Exception as exc:  # a LakehouseError of a bad template parameter
                 out.append(RuleResult(r, "error", version, message=_condition(exc)))
+                continue
+            missing = [lk.table for lk in c.lookups if not self._exists(lk.table)]
+            if missing:
+                why = f"reference table {missing[0]} does not exist"
+                out.append(RuleResult(r, "not_applicable", version, message=why))
+            else:
+                compiled.append(c)
         for group in groups(compiled):
             out.extend(self._run_group(physical, version, group))
         return out
+
+    def _exists(self, logical: str) -> bool:
+        if logical not in self._known:
+            self._known[logical] = bool(self.spark.catalog.tableExists(self.names(logical)))
+        return self._known[logical]
 
     def _from(self, physical: str, version: int | None, group: Sequence[Compiled]) -> str:
         joins: dict[str, str] = {}

@@ -36,6 +36,11 @@ rules:
     layer: bronze
     kahn: {{category: completeness}}
     check: {{type: not_null, column: no_such_column}}
+  - id: PROBE-{table[-6:]}-3
+    table: {table}
+    layer: bronze
+    kahn: {{category: conformance, subcategory: relational}}
+    check: {{type: foreign_key, columns: [id], ref_table: dq.no_such_table, ref_columns: [id]}}
 """,
         encoding="utf-8",
     )
@@ -61,14 +66,19 @@ def test_a_run_is_recorded_and_fail_on_raises_after_recording(
 
     report = quality_job.run(spark, settings, layer="bronze", rules=rules, dqd=False)
     (rep,) = report.reports
-    first, second = rep.results
+    first, second, third = rep.results
     assert (first.status, first.rows_checked, first.rows_failing) == ("fail", 5, 1)
     assert first.table_version is not None
     assert second.status == "error"  # an unknown column is reported, not raised
+    assert (third.status, third.message) == (
+        "not_applicable",
+        "reference table dq.no_such_table does not exist",
+    )
     stored = spark.table(RESULTS.name).where(f"run_id = '{report.run_id}'").collect()
     assert {(r["rule_id"], r["status"], r["rule_version"]) for r in stored} == {
         (first.rule.id, "fail", 2),
         (second.rule.id, "error", 1),
+        (third.rule.id, "not_applicable", 1),
     }
     runs = spark.table("ops.job_runs").where(f"run_id = '{report.run_id}'").first()
     assert runs is not None
@@ -81,4 +91,4 @@ def test_a_run_is_recorded_and_fail_on_raises_after_recording(
         quality_job.run(spark, strict, layer="bronze", rules=rules, dqd=False)
     assert exc.value.code is ErrorCode.DQ_CHECKS_FAILED
     again = exc.value.report.run_id  # type: ignore[attr-defined]
-    assert spark.table(RESULTS.name).where(f"run_id = '{again}'").count() == 2
+    assert spark.table(RESULTS.name).where(f"run_id = '{again}'").count() == 3

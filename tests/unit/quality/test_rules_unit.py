@@ -138,5 +138,7 @@ def test_dqd_checks_read_the_published_thresholds(refdata: Path) -> None:
     assert (
         by_id["DQD-measurement-measurement_date-plausibleAfterBirth"].severity == "characterization"
     )
+    assert by_id["DQD-visit_occurrence-visit_concept_id-fkDomain"].check["sql"].endswith("'Visit'")
+    assert by_id["DQD-person-year_of_birth-plausibleValueLow"].check["sql"].endswith("< 1850")
     assert any(r.check_name == "plausibleGender" for r in rules)
     assert any(r.check_name == "measurePersonCompleteness" for r in rules)
