@@ -26,7 +26,9 @@ from lakehouse.settings import Settings
 from lakehouse.spark import build_spark
 from lakehouse.tables.gold import omop
 
-_START = F.lit("2022-01-01").cast("timestamp")
+
+def _start() -> Column:
+    return F.lit("2022-01-01").cast("timestamp")
 
 
 def _days(n: Column) -> Column:
@@ -72,7 +74,7 @@ def generate(spark: SparkSession, tables: FeatureTables, persons: int, visits: i
         .when(F.col("j") % 4 == 3, 9203)
         .otherwise(9202)
         .alias("visit_concept_id"),
-        (_START + _days(F.col("person_id") % 200 + F.col("j") * 45) + _hours(9)).alias("s"),
+        (_start() + _days(F.col("person_id") % 200 + F.col("j") * 45) + _hours(9)).alias("s"),
     ).withColumn(
         "e",
         F.when(F.col("visit_concept_id") == 9201, F.col("s") + _days(F.lit(3))).otherwise(
