@@ -393,6 +393,15 @@ class ErrorCode(Enum):
         EX_SOFTWARE,
         remedy="Every file in models/nlp/resources needs a string `version` field.",
     )
+    NLP_NOTE_FAILED = ErrorDef(
+        "LH-NLP-003",
+        "Clinical NLP could not process {count} note(s) of {table}; they are marked failed "
+        "in silver.note_deid (nlp_status) and have no entities or de-identified text.",
+        500,
+        EX_SOFTWARE,
+        remedy="Find them with `SELECT ... FROM silver.note_deid WHERE nlp_status = 'failed'`, "
+        "fix the pipeline and run `lakehouse nlp --full`.",
+    )
 
     # --- terminology (LH-VOC) ---
     VOCAB_FILE_INVALID = ErrorDef(
@@ -926,6 +935,7 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "JDB": IngestError,
     "SEC": SecurityError,
     "NLP": NlpError,
+    "HL7": IngestError,
     "VOC": TerminologyError,
 }
 
@@ -933,7 +943,6 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
 def error(code: ErrorCode, **params: Any) -> LakehouseError:
     """Build the exception of the right class for ``code`` (by its area)."""
     if code is ErrorCode.WRITE_CONFLICT:
-    "HL7": IngestError,
         return WriteConflictError(code, **params)
     area = code.id.split("-")[1]
     return _CLASS_BY_AREA.get(area, LakehouseError)(code, **params)

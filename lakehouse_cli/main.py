@@ -150,6 +150,21 @@ def silver(
     _guard(go)
 
 
+@app.command()
+def nlp(
+    full: Annotated[bool, typer.Option("--full", help="Reprocess every note.")] = False,
+) -> None:
+    """Clinical NLP over silver.note: gold.note_nlp, silver.note_deid, silver.note_problem."""
+    from lakehouse.spark import build_spark
+    from models.nlp import spark_job as nlp_job
+
+    def go() -> None:
+        cfg = _settings()
+        typer.echo(nlp_job.describe(nlp_job.run(build_spark(cfg), cfg, full=full)))
+
+    _guard(go)
+
+
 app.command("synth")(synth)
 
 

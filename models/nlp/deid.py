@@ -92,11 +92,17 @@ class Deidentifier:
     key: bytes
     _emitted: set[str] = field(default_factory=set)
 
-    def surrogate(self, entity_type: str, value: str, person: str) -> str:
-        """The surrogate of ``value``; a surrogate this set already wrote is kept as it is."""
+    def surrogate(
+        self, entity_type: str, value: str, person: str, *, shift_days: int | None = None
+    ) -> str:
+        """The surrogate of ``value``; a surrogate this set already wrote is kept as it is.
+
+        Dates move by ``shift_days`` when given (the person's shift of the de-identified
+        views, ``governance.person_keys``), else by the keyed offset of ``person``.
+        """
         if value in self._emitted:
             return value
-        shift = surrogates.date_offset(self.key, person)
+        shift = shift_days if shift_days else surrogates.date_offset(self.key, person)
         if entity_type == "NAME":
             out = value if surrogates.is_surrogate_name(value) else surrogates.name(self.key, value)
         elif entity_type == "ID_CARD":
@@ -119,14 +125,20 @@ class Deidentifier:
         self._emitted.add(out)
         return out
 
-    def deidentify(self, text: str, lang: str, person: str = "") -> DeidResult:
-        """``text`` with every PHI span replaced, and the offsets of each replacement."""
+    def deidentify(
+        self, text: str, lang: str, person: str = "", *, shift_days: int | None = None
+    ) -> DeidResult:
+        """``text`` with every PHI span replaced, and the offsets of each replacement.
+
+        ``shift_days``: the person's date shift, when the caller knows it (see
+        :meth:`surrogate`); dates and the birth date in a 身份证号 move by it.
+        """
         parts: list[str] = []
         reps: list[Replacement] = []
         pos = shift = 0
         for r in detect(text, lang):
             value = text[r.start : r.end]
-            new = self.surrogate(r.entity_type, value, person)
+            new = self.surrogate(r.entity_type, value, person, shift_days=shift_days)
             if new == value:
                 continue
             parts.append(text[pos : r.start])
