@@ -7,12 +7,17 @@ the version recorded in ``ops.silver_progress`` (Delta change data feed; the who
 on a first run, with ``--full``, or when the feed cannot be read across a schema change),
 run the source's transform, find the patient of rows that only know their encounter,
 add standard codes, canonical units and value domains (``lakehouse.silver.standardize``),
-and MERGE each silver table on its keys, newest ``source_updated_at`` winning. Records a
-transform rejects go to ``ops.silver_rejects`` with their code; unmapped codes to the
-terminology review queue. Progress is recorded after a table's MERGEs, so a killed run
-redoes that table and its MERGEs find the rows already there (``volatile`` run columns
-aside, nothing is rewritten). Last, rows written before their encounter was known get
-their patient (``fill``).
+and MERGE each non-empty silver table on its keys, newest ``source_updated_at`` winning.
+Records a transform rejects go to ``ops.silver_rejects`` with their code. The
+encounter -> patient lookup is built once and cached, and built again only after a MERGE
+changed ``silver.encounter``. Unmapped codes are kept (cached) until the run's tables are
+done, then go to the terminology review queue in one MERGE; progress is recorded after
+that, in one MERGE, for every table the run processed. A killed run therefore records no
+progress and the next run redoes its tables: their MERGEs find the rows already there
+(``volatile`` run columns aside, nothing is rewritten) and their unmapped codes are found
+again. A run that fails with an error first queues the codes and records the progress of
+the tables it finished. Last, rows written before their encounter was known get their
+patient (``fill``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
@@ -34,7 +40,12 @@ from lakehouse.errors import ErrorCode, error
 from lakehouse.runs import job_run
 from lakehouse.settings import Settings
 from lakehouse.silver.registry import SOURCES, SilverSource
-from lakehouse.silver.standardize import queue_unmapped, standardize
+from lakehouse.silver.standardize import (
+    queue_unmapped,
+    standardize,
+    unmapped_codes,
+    unmapped_condition,
+)
 from lakehouse.tables.ops.silver import SILVER_PROGRESS, SILVER_REJECTS
 from lakehouse.tables.registry import all_specs
 from lakehouse.tables.spec import TableSpec
@@ -44,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 #: Tables written first within a source, so later tables of the batch find the patient.
 _FIRST = ("silver.patient", "silver.encounter")
+_ENCOUNTER = "silver.encounter"
+_PROGRESS_SCHEMA = (
+    "bronze_table string, bronze_version long, mode string, rows_read long, run_id string"
+)
 
 
 @dataclass
@@ -108,15 +123,98 @@ def run(
             r["bronze_table"]: r["bronze_version"]
             for r in spark.table(SILVER_PROGRESS.name).collect()  # one row per bronze table
         }
-        for src in sources:
-            if not spark.catalog.tableExists(src.bronze_table):
-                continue
-            last = None if full else done.get(src.bronze_table)
-            report.bronze.append(_process(spark, src, last, specs, run_id=rec.run_id))
-        report.patients_filled = _fill_patients(spark, specs)
+        state = _RunState(spark, rec.run_id)
+        try:
+            try:
+                for src in sources:
+                    if not spark.catalog.tableExists(src.bronze_table):
+                        continue
+                    last = None if full else done.get(src.bronze_table)
+                    report.bronze.append(_process(spark, src, last, specs, state))
+            except Exception:
+                # Keep what the finished tables did; the error is what the run reports.
+                try:
+                    state.flush()
+                except Exception:
+                    logger.exception("silver: could not record the finished tables' progress")
+                raise
+            state.flush()
+            t0 = time.perf_counter()
+            report.patients_filled = _fill_patients(spark, specs, state)
+            logger.info(
+                "silver fill: %s in %.1fs", report.patients_filled, time.perf_counter() - t0
+            )
+        finally:
+            state.close()
         for key, value in report.counts().items():
             rec.count(key, value)
     return report
+
+
+class _RunState:
+    """What the bronze tables of one run share: the cached encounter -> patient lookup,
+    and the unmapped codes and progress rows that wait for the end of the run."""
+
+    def __init__(self, spark: SparkSession, run_id: str) -> None:
+        self.spark = spark
+        self.run_id = run_id
+        self._lookup: DataFrame | None = None
+        self._codes: list[DataFrame] = []
+        self._progress: list[tuple[str, int, str, int, str]] = []
+
+    def encounter_patients(self) -> DataFrame | None:
+        """The lookup of :func:`_encounter_patients`, cached until ``silver.encounter`` changes."""
+        if self._lookup is None:
+            lookup = _encounter_patients(self.spark)
+            if lookup is None:
+                return None
+            self._lookup = lookup.persist(StorageLevel.MEMORY_AND_DISK)
+        return self._lookup
+
+    def encounters_changed(self) -> None:
+        if self._lookup is not None:
+            self._lookup.unpersist()
+            self._lookup = None
+
+    def keep_codes(self, codes: DataFrame) -> None:
+        """Cache ``codes`` (read from a batch that is about to be dropped) for :meth:`flush`."""
+        codes = codes.persist(StorageLevel.MEMORY_AND_DISK)
+        if codes.count():  # materializes the whole cache
+            self._codes.append(codes)
+        else:
+            codes.unpersist()
+
+    def done(self, bronze_table: str, version: int, mode: str, rows_read: int) -> None:
+        self._progress.append((bronze_table, version, mode, rows_read, self.run_id))
+
+    def flush(self) -> None:
+        """Queue the kept unmapped codes, then record the progress (after every MERGE)."""
+        t0 = time.perf_counter()
+        frames, tables = len(self._codes), len(self._progress)
+        if self._codes:
+            queue_unmapped(self.spark, self._codes)
+            for df in self._codes:
+                df.unpersist()
+            self._codes = []
+        if self._progress:
+            progress = self.spark.createDataFrame(self._progress, _PROGRESS_SCHEMA).withColumn(
+                "processed_at", F.current_timestamp()
+            )
+            upsert(self.spark, SILVER_PROGRESS, progress)
+            self._progress = []
+        logger.info(
+            "silver: unmapped codes of %d tables queued, progress of %d bronze tables "
+            "recorded in %.1fs",
+            frames,
+            tables,
+            time.perf_counter() - t0,
+        )
+
+    def close(self) -> None:
+        self.encounters_changed()
+        for df in self._codes:
+            df.unpersist()
+        self._codes = []
 
 
 def _process(
@@ -124,10 +222,10 @@ def _process(
     src: SilverSource,
     last: int | None,
     specs: dict[str, TableSpec],
-    *,
-    run_id: str,
+    state: _RunState,
 ) -> BronzeReport:
     t0 = time.perf_counter()
+    run_id = state.run_id
     rep = BronzeReport(src.bronze_table, from_version=last)
     version = _latest_version(spark, src.bronze_table)
     rep.to_version = version
@@ -153,12 +251,23 @@ def _process(
                     raise error(ErrorCode.SILVER_UNKNOWN_TABLE, name=src.bronze_table, table=table)
                 rows = _stamped(out.rows[table], src.bronze_table, run_id)
                 if "encounter_id" in spec.column_names and spec.person_key:
-                    rows = _with_patient(spark, rows)
+                    rows = _with_patient(rows, state.encounter_patients())
                 rows = standardize(spark, table, rows).persist(StorageLevel.MEMORY_AND_DISK)
                 cached.append(rows)
+                # One action caches the rows and says whether there is anything to write.
+                n, unmapped = _sizes(table, rows)
+                if not n:  # nothing to MERGE; the table still exists after the run
+                    if not spark.catalog.tableExists(spec.name):
+                        ensure_table(spark, spec)
+                    rep.written[table] = 0
+                    continue
                 written = upsert(spark, spec, rows)
                 rep.written[table] = written.inserted + written.updated
-                queue_unmapped(spark, table, rows)
+                if table == _ENCOUNTER and rep.written[table]:
+                    state.encounters_changed()
+                codes = unmapped_codes(table, rows)
+                if codes is not None and unmapped:
+                    state.keep_codes(codes)
             if out.rejects is not None:
                 rejects = out.rejects.select(
                     F.lit(src.bronze_table).alias("bronze_table"),
@@ -176,17 +285,24 @@ def _process(
                 rep.rejects = rejects.count()
                 if rep.rejects:
                     upsert(spark, SILVER_REJECTS, rejects)
-        progress = spark.createDataFrame(
-            [(src.bronze_table, version, rep.mode, rep.rows_read, run_id)],
-            "bronze_table string, bronze_version long, mode string, rows_read long, run_id string",
-        ).withColumn("processed_at", F.current_timestamp())
-        upsert(spark, SILVER_PROGRESS, progress)
+        state.done(src.bronze_table, version, rep.mode, rep.rows_read)
     finally:
         for df in cached:
             df.unpersist()
     rep.duration_s = time.perf_counter() - t0
     logger.info("silver %s: %s", src.bronze_table, asdict(rep))
     return rep
+
+
+def _sizes(table: str, rows: DataFrame) -> tuple[int, int]:
+    """(rows, rows with an unmapped code) of cached ``rows`` for ``table``, in one action."""
+    unmapped = unmapped_condition(table)
+    row = rows.agg(
+        F.count(F.lit(1)).alias("n"),
+        (F.lit(0) if unmapped is None else F.count_if(unmapped)).alias("u"),
+    ).first()
+    assert row is not None
+    return int(row["n"]), int(row["u"])
 
 
 def _latest_version(spark: SparkSession, table: str) -> int:
@@ -251,12 +367,9 @@ def _encounter_patients(spark: SparkSession) -> DataFrame | None:
     )
 
 
-def _with_patient(spark: SparkSession, rows: DataFrame) -> DataFrame:
-    """Rows without a patient get the patient of their encounter, when it is known."""
-    if "encounter_id" not in rows.columns:
-        return rows
-    lookup = _encounter_patients(spark)
-    if lookup is None:
+def _with_patient(rows: DataFrame, lookup: DataFrame | None) -> DataFrame:
+    """Rows without a patient get the patient of their encounter (``lookup``), when known."""
+    if "encounter_id" not in rows.columns or lookup is None:
         return rows
     for c in ("patient_key", "patient_id"):
         if c not in rows.columns:
@@ -269,12 +382,18 @@ def _with_patient(spark: SparkSession, rows: DataFrame) -> DataFrame:
     )
 
 
-def _fill_patients(spark: SparkSession, specs: dict[str, TableSpec]) -> dict[str, int]:
-    """Rows stored before their encounter arrived get its patient now."""
-    lookup = _encounter_patients(spark)
+def _fill_patients(
+    spark: SparkSession, specs: dict[str, TableSpec], state: _RunState
+) -> dict[str, int]:
+    """Rows stored before their encounter arrived get its patient now.
+
+    Filling ``silver.encounter`` itself leaves the lookup as it was (a row gets the patient
+    other rows of its visit already name), so one lookup serves every table.
+    """
+    lookup = state.encounter_patients()
     if lookup is None:
         return {}
-    filled: dict[str, int] = {}
+    found: dict[str, DataFrame] = {}
     for name, spec in specs.items():
         if not spec.person_key or "encounter_id" not in spec.column_names:
             continue
@@ -283,15 +402,24 @@ def _fill_patients(spark: SparkSession, specs: dict[str, TableSpec]) -> dict[str
         missing = spark.table(name).where(
             F.col("patient_key").isNull() & F.col("encounter_id").isNotNull()
         )
-        found = missing.join(lookup, ["institution_code", "encounter_id"]).select(
+        found[name] = missing.join(lookup, ["institution_code", "encounter_id"]).select(
             *spec.keys,
             F.col("__patient_key").alias("patient_key"),
             F.col("__patient_id").alias("patient_id"),
         )
-        if found.isEmpty():
-            continue
-        filled[name] = fill(spark, spec, found, ("patient_key", "patient_id")).updated
-    return filled
+    if not found:
+        return {}
+    # One action says which tables have rows to fill (at most one row per table).
+    probe = reduce(
+        DataFrame.unionByName,
+        [df.select(F.lit(name).alias("table")).limit(1) for name, df in found.items()],
+    )
+    todo = {r["table"] for r in probe.collect()}
+    return {
+        name: fill(spark, specs[name], df, ("patient_key", "patient_id")).updated
+        for name, df in found.items()
+        if name in todo
+    }
 
 
 def describe(report: SilverReport) -> str:

@@ -4,17 +4,24 @@ Transforms write codes, units and sex as the source sent them; this module adds 
 terminology service knows (``lakehouse.terminology``): the standard concept of every coded
 column (``map_codes``), lab values in the analyte's canonical UCUM unit
 (``normalize_units``), GB/T 2261.1 sex codes, and the GB 11643 check of ID card numbers.
-Codes no vocabulary maps are queued for review (``record_unmapped``), never dropped.
+Codes no vocabulary maps are queued for review (``unmapped_codes``, then ``queue_unmapped``
+once per run: ``record_unmapped``), never dropped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.silver.conform import id_card_validity
+
+if TYPE_CHECKING:
+    from lakehouse.terminology.review import ReviewReport
 
 
 @dataclass(frozen=True)
@@ -94,23 +101,53 @@ def _drop_owned(df: DataFrame, prefix: str) -> DataFrame:
     return df.drop(*[f"{prefix}{c}" for c in owned])
 
 
-def queue_unmapped(spark: SparkSession, table: str, df: DataFrame) -> None:
-    """Put the unmapped codes of standardized ``df`` in the terminology review queue."""
+def unmapped_condition(table: str) -> Column | None:
+    """True for standardized rows of ``table`` with a code no vocabulary maps (None: the
+    table has no coded columns)."""
     coded = CODED.get(table)
     if coded is None:
-        return
-    from lakehouse import terminology
-
+        return None
     p = coded.prefix
-    unmapped = df.where(F.col(f"{p}map_status") == "unmapped").where(
-        F.col(f"{p}source_code").isNotNull()
+    return (F.col(f"{p}map_status") == "unmapped") & F.col(f"{p}source_code").isNotNull()
+
+
+def unmapped_codes(table: str, df: DataFrame) -> DataFrame | None:
+    """The unmapped codes of standardized ``df`` (rows for ``table``), one row per occurrence
+    (``institution_code``, ``vocabulary``, ``code``, ``name``, ``seen_at``); None when the
+    table has no coded columns. The job keeps them until :func:`queue_unmapped`."""
+    coded = CODED.get(table)
+    if coded is None:
+        return None
+    p = coded.prefix
+    unmapped = unmapped_condition(table)
+    assert unmapped is not None
+    return df.where(unmapped).select(
+        F.col("institution_code").cast("string").alias("institution_code"),
+        F.col(f"{p}source_vocabulary").cast("string").alias("vocabulary"),
+        F.col(f"{p}source_code").cast("string").alias("code"),
+        F.col(f"{p}source_name").cast("string").alias("name"),
+        F.coalesce(F.col(coded.on), F.col("source_updated_at")).cast("timestamp").alias("seen_at"),
     )
-    terminology.record_unmapped(
+
+
+def queue_unmapped(spark: SparkSession, codes: Sequence[DataFrame]) -> ReviewReport | None:
+    """Put ``codes`` (frames of :func:`unmapped_codes`) in the terminology review queue, in
+    one MERGE (None: no frames, nothing done). A code's ``occurrences`` counts its rows in
+    all of them together."""
+    if not codes:
+        return None
+    from lakehouse import terminology
+    from lakehouse.terminology.review import MAX_CODES
+
+    rows = reduce(DataFrame.unionByName, codes)
+    return terminology.record_unmapped(
         spark,
-        unmapped,
+        rows,
         institution=F.col("institution_code"),
-        vocabulary=F.col(f"{p}source_vocabulary"),
-        code=F.col(f"{p}source_code"),
-        name=F.col(f"{p}source_name"),
-        seen_at=F.coalesce(F.col(coded.on), F.col("source_updated_at")),
+        vocabulary=F.col("vocabulary"),
+        code=F.col("code"),
+        name=F.col("name"),
+        seen_at=F.col("seen_at"),
+        # as many codes as one call per frame would queue
+        max_codes=MAX_CODES * len(codes),
     )
