@@ -61,11 +61,17 @@ _HEAD = r"^(\x1c|(?:FHS|BHS|BTS|FTS)[^\r\n]*)(\r\n|\r|\n)?"
 _FIRST_SEGMENT = r"^([^\r\n]*)"
 #: Candidate cuts inside a piece: before segments that may open a message whose MSH was lost.
 _OPENERS = r"(?<=[\r\n])(?=(?:EVN|PID|OBR)[^A-Za-z0-9\r\n])"
-#: A cheap test for pieces the walk may cut: a second PID or OBR with set ID 1, or an EVN
-#: after a PID, OBR or EVN. Most messages fail it and skip the walk.
-_MAYBE_LOST = (
-    r"[\r\n](?:(PID|OBR)[^A-Za-z0-9\r\n]1(?![0-9])[\s\S]*[\r\n]\1[^A-Za-z0-9\r\n]1(?![0-9])"
-    r"|(?:EVN|PID|OBR)[\s\S]*[\r\n]EVN[^A-Za-z0-9\r\n])"
+#: A cheap test for pieces the walk may cut: an EVN after the first EVN, PID or OBR; a PID
+#: with set ID 1 after the first PID; an OBR with set ID 1 after the first OBR. Most messages
+#: fail it and skip the walk. Anchored, with an atomic group: linear in the piece's length.
+_SEP = r"[^A-Za-z0-9\r\n]"
+_MAYBE_LOST = "|".join(
+    rf"^(?>[\s\S]*?(?:^|[\r\n]){first}{_SEP})[\s\S]*[\r\n]{later}"
+    for first, later in (
+        ("(?:EVN|PID|OBR)", f"EVN{_SEP}"),
+        ("PID", rf"PID{_SEP}1(?![0-9])"),
+        ("OBR", rf"OBR{_SEP}1(?![0-9])"),
+    )
 )
 #: Field 1 (the set ID) of a segment, with the segment's own field separator.
 _SET_ID = r"^[A-Z0-9]{3}(.)(\d*)(?:\1|[\r\n]|$)"
