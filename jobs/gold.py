@@ -131,8 +131,9 @@ def run(spark: SparkSession, cfg: Settings, *, full: bool = False) -> GoldReport
     t0 = time.perf_counter()
     with job_run(spark, cfg, "gold") as rec:
         report = GoldReport(rec.run_id)
-        for spec in (*omop.SPECS.values(), OMOP_IDS, GOLD_PROGRESS):
-            ensure_table(spark, spec)
+        first = full or not spark.catalog.tableExists(GOLD_PROGRESS.name)
+        for spec in (*omop.SPECS.values(), OMOP_IDS, GOLD_PROGRESS) if first else ():
+            ensure_table(spark, spec)  # later runs: each write ensures its own table
         versions = {
             t: v
             for t in (*EVENT_SOURCES, *DIMENSION_SOURCES, INDEX, *VOCAB_SOURCES)
@@ -146,8 +147,7 @@ def run(spark: SparkSession, cfg: Settings, *, full: bool = False) -> GoldReport
         changed = {t for t, v in versions.items() if full or done.get(t) is None or done[t] < v}
         if changed & set(VOCAB_SOURCES) or full:
             _vocabulary(ctx, report)
-        if changed & set(DIMENSION_SOURCES + EVENT_SOURCES):
-            _dimensions(ctx, report)
+        _dimensions(ctx, report, changed)
         if INDEX in versions and "silver.patient" in versions:
             scope = None if full else _scope(ctx, done, changed)
             report.mode = "full" if scope is None else "changes"
@@ -155,7 +155,7 @@ def run(spark: SparkSession, cfg: Settings, *, full: bool = False) -> GoldReport
                 scope = scope.localCheckpoint()
                 report.persons_in_scope = scope.count()
             if scope is None or report.persons_in_scope:
-                _clinical(ctx, report, scope)
+                _clinical(ctx, report, scope, changed)
             else:
                 report.mode = "unchanged"
         _cdm_source(ctx, report)
@@ -225,15 +225,15 @@ def _vocabulary(ctx: _Ctx, report: GoldReport) -> None:
     _sync(ctx, report, omop.CONCEPT_CLASS, V.concept_class(concepts))  # fmt: skip
 
 
-def _dimensions(ctx: _Ctx, report: GoldReport) -> None:
+def _dimensions(ctx: _Ctx, report: GoldReport, changed: set[str]) -> None:
     """Locations, care sites and providers: small, rebuilt whole when their sources change."""
     have = ctx.versions
-    if "silver.patient" in have:
+    if "silver.patient" in changed:
         _write(ctx, report, "location", T.location(ctx.read("silver.patient")), scope=None)
-    if "silver.org" in have and "silver.dept" in have:
+    if "silver.org" in have and "silver.dept" in have and changed & {"silver.org", "silver.dept"}:
         sites = T.care_site(ctx.read("silver.org"), ctx.read("silver.dept"))
         _write(ctx, report, "care_site", sites, scope=None)
-    if "silver.provider" in have:
+    if "silver.provider" in changed:
         _write(ctx, report, "provider", T.provider(ctx.read("silver.provider")), scope=None)
 
 
@@ -293,8 +293,28 @@ def _scope(ctx: _Ctx, done: dict[str, int], changed: set[str]) -> DataFrame | No
 # --- clinical tables --------------------------------------------------------------------
 
 
-def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None) -> None:
+#: The silver tables each OMOP table is built from: in a run scoped by changes, a table is
+#: rebuilt when one of them changed, or when the person index did (person ids moved).
+TABLE_SOURCES = {
+    "person": ("silver.patient",),
+    "visit_occurrence": ("silver.encounter",),
+    "visit_detail": ("silver.encounter_transfer", "silver.encounter"),
+    "condition_occurrence": ("silver.diagnosis",),
+    "observation": ("silver.diagnosis",),
+    "drug_exposure": ("silver.medication_order",),
+    "procedure_occurrence": ("silver.procedure",),
+    "measurement": ("silver.lab_result", "silver.vital_sign"),
+    "specimen": ("silver.lab_result",),
+    "note": ("silver.note",),
+}
+
+
+def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None, changed: set[str]) -> None:
     spark = ctx.spark
+
+    def wanted(table: str) -> bool:
+        return scope is None or INDEX in changed or bool(changed & set(TABLE_SOURCES[table]))
+
     index = ctx.read(INDEX)
     index_scoped = index if scope is None else index.join(scope, "person_id", "left_semi")
     persons = (
@@ -313,13 +333,18 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None) -> None:
 
     patients = silver("silver.patient")
     assert patients is not None
-    _write(ctx, report, "person", T.person(patients, index_scoped), scope=scope)
+    if wanted("person"):
+        _write(ctx, report, "person", T.person(patients, index_scoped), scope=scope)
 
     visits = None
-    if (enc := silver("silver.encounter")) is not None:
+    if (enc := silver("silver.encounter")) is not None and (
+        wanted("visit_occurrence") or wanted("visit_detail")
+    ):
         visits = T.visit_occurrence(enc, persons).localCheckpoint()
-        _write(ctx, report, "visit_occurrence", visits, scope=scope)
-    if (tr := silver("silver.encounter_transfer")) is not None and visits is not None:
+        if wanted("visit_occurrence"):
+            _write(ctx, report, "visit_occurrence", visits, scope=scope)
+    tr = silver("silver.encounter_transfer") if wanted("visit_detail") else None
+    if tr is not None and visits is not None:
         _write(ctx, report, "visit_detail", T.visit_detail(tr, visits, persons), scope=scope)
     concepts = spark.table(omop.CONCEPT.name)
     domains = concepts.select(
@@ -332,22 +357,22 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None) -> None:
         )
         .dropDuplicates(["_unit_code"])
     )
-    if (dx := silver("silver.diagnosis")) is not None:
+    if wanted("condition_occurrence") and (dx := silver("silver.diagnosis")) is not None:
         routed = T.diagnoses(dx, persons, domains).localCheckpoint()
         _write(ctx, report, "condition_occurrence", T.condition_occurrence(routed), scope=scope)
         _write(ctx, report, "observation", T.observation(routed), scope=scope)
-    if (med := silver("silver.medication_order")) is not None:
+    if wanted("drug_exposure") and (med := silver("silver.medication_order")) is not None:
         _write(ctx, report, "drug_exposure", T.drug_exposure(med, persons), scope=scope)
-    if (proc := silver("silver.procedure")) is not None:
+    if wanted("procedure_occurrence") and (proc := silver("silver.procedure")) is not None:
         _write(
             ctx, report, "procedure_occurrence", T.procedure_occurrence(proc, persons), scope=scope
         )
     parts = []
-    labs = silver("silver.lab_result")
+    labs = silver("silver.lab_result") if wanted("measurement") else None
     if labs is not None:
         parts.append(T.lab_measurements(labs, persons, units))
         _write(ctx, report, "specimen", T.specimen(labs, persons), scope=scope)
-    if (vit := silver("silver.vital_sign")) is not None:
+    if wanted("measurement") and (vit := silver("silver.vital_sign")) is not None:
         parts.append(T.vital_measurements(vit, persons, units))
     if parts:
         m = (
@@ -356,7 +381,7 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None) -> None:
             else parts[0].unionByName(parts[1], allowMissingColumns=True)
         )
         _write(ctx, report, "measurement", m, scope=scope)
-    if (notes := silver("silver.note")) is not None:
+    if wanted("note") and (notes := silver("silver.note")) is not None:
         _write(ctx, report, "note", T.note(notes, persons), scope=scope)
     _observation_period(ctx, report, scope)  # fmt: skip
 
