@@ -97,6 +97,14 @@ def empi(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return dict(empi_job.run(spark, cfg).counts)
 
 
+def gold(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """The OMOP CDM v5.4 tables from silver, with stable ids (jobs.gold)."""
+    from jobs import gold as gold_job
+
+    report = gold_job.run(spark, cfg)
+    return {f"{t}.rows": r.written for t, r in sorted(report.tables.items()) if r.written}
+
+
 def deid(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     """De-identified views deid.* over silver and gold, and their k-anonymity (jobs.deid)."""
     from jobs import deid as deid_job
@@ -111,6 +119,7 @@ STAGES: list[Stage] = [
     Stage("vocab", "terminology: vocabularies, local code maps, units (jobs.terminology)", vocab),
     Stage("silver", "conformed, coded clinical model from every source (jobs.silver)", silver),
     Stage("empi", "master patient index: persons with stable ids (jobs.empi)", empi),
+    Stage("gold", "OMOP CDM v5.4 tables from silver, stable ids (jobs.gold)", gold),
     Stage("deid", "de-identified views deid.* and their k-anonymity (jobs.deid)", deid),
 ]
 

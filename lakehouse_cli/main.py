@@ -151,6 +151,33 @@ def silver(
 
 
 @app.command()
+def gold(
+    full: Annotated[bool, typer.Option("--full", help="Rebuild every OMOP row.")] = False,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="After the run, reconcile gold counts with a synthetic hospital's truth folder.",
+        ),
+    ] = None,
+) -> None:
+    """Build the OMOP CDM v5.4 gold tables from silver (incremental, stable ids)."""
+    from jobs import gold as gold_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        typer.echo(gold_job.describe(gold_job.run(spark, cfg, full=full)))
+        if truth is not None:
+            from lakehouse.gold.evaluate import describe, reconcile
+
+            typer.echo(describe(reconcile(spark, truth)))
+
+    _guard(go)
+
+
+@app.command()
 def nlp(
     full: Annotated[bool, typer.Option("--full", help="Reprocess every note.")] = False,
 ) -> None:
@@ -521,61 +548,6 @@ def empi_train(
     _guard(go)
 
 
-dq_app = typer.Typer(
-    help="Data quality: rules (Kahn framework) and OMOP DQD checks (docs/quality.md).",
-    no_args_is_help=True,
-)
-app.add_typer(dq_app, name="dq")
-
-
-@dq_app.command("run")
-def dq_run(
-    layer: Annotated[
-        str | None, typer.Option("--layer", help="Only the rules of bronze, silver or gold.")
-    ] = None,
-    rules: Annotated[
-        Path | None, typer.Option("--rules", help="YAML rule file or folder (default: shipped).")
-    ] = None,
-    no_dqd: Annotated[bool, typer.Option("--no-dqd", help="Skip the OMOP DQD checks.")] = False,
-) -> None:
-    """Run the rules (and the DQD checks over gold) into dq.results; print a summary."""
-    from jobs import quality as quality_job
-    from lakehouse.spark import build_spark
-
-    def go() -> None:
-        cfg = _settings()
-        try:
-            report = quality_job.run(
-                build_spark(cfg), cfg, layer=layer, rules=rules, dqd=False if no_dqd else None
-            )
-        except LakehouseError as exc:
-            if isinstance(getattr(exc, "report", None), quality_job.QualityRunReport):
-                typer.echo(exc.report.describe())  # type: ignore[attr-defined]
-            raise
-        typer.echo(report.describe())
-
-    _guard(go)
-
-
-@dq_app.command("trend")
-def dq_trend(
-    rule: Annotated[str, typer.Argument(help="Rule id, e.g. SLV-ENC-002.")],
-) -> None:
-    """Percent failing of one rule run after run, with the table version each run read."""
-    from lakehouse.quality import trend
-    from lakehouse.spark import build_spark
-
-    def go() -> None:
-        for r in trend(build_spark(_settings()), rule_id=rule).collect():
-            pct = "-" if r["percent_failing"] is None else f"{r['percent_failing']:.3f}%"
-            typer.echo(
-                f"{r['executed_at']} {r['run_id']} v{r['table_version']} "
-                f"{r['rows_failing']}/{r['rows_checked']} {pct} {r['status']}"
-            )
-
-    _guard(go)
-
-
 features_app = typer.Typer(
     help="ML features at index times and the MEDS export (docs/features.md).",
     no_args_is_help=True,
@@ -627,6 +599,61 @@ def features_export_meds(
             build_spark(cfg), cfg, out, version=version, overwrite=overwrite
         )
         typer.echo(result.describe())
+
+    _guard(go)
+
+
+dq_app = typer.Typer(
+    help="Data quality: rules (Kahn framework) and OMOP DQD checks (docs/quality.md).",
+    no_args_is_help=True,
+)
+app.add_typer(dq_app, name="dq")
+
+
+@dq_app.command("run")
+def dq_run(
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Only the rules of bronze, silver or gold.")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="YAML rule file or folder (default: shipped).")
+    ] = None,
+    no_dqd: Annotated[bool, typer.Option("--no-dqd", help="Skip the OMOP DQD checks.")] = False,
+) -> None:
+    """Run the rules (and the DQD checks over gold) into dq.results; print a summary."""
+    from jobs import quality as quality_job
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        try:
+            report = quality_job.run(
+                build_spark(cfg), cfg, layer=layer, rules=rules, dqd=False if no_dqd else None
+            )
+        except LakehouseError as exc:
+            if isinstance(getattr(exc, "report", None), quality_job.QualityRunReport):
+                typer.echo(exc.report.describe())  # type: ignore[attr-defined]
+            raise
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@dq_app.command("trend")
+def dq_trend(
+    rule: Annotated[str, typer.Argument(help="Rule id, e.g. SLV-ENC-002.")],
+) -> None:
+    """Percent failing of one rule run after run, with the table version each run read."""
+    from lakehouse.quality import trend
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        for r in trend(build_spark(_settings()), rule_id=rule).collect():
+            pct = "-" if r["percent_failing"] is None else f"{r['percent_failing']:.3f}%"
+            typer.echo(
+                f"{r['executed_at']} {r['run_id']} v{r['table_version']} "
+                f"{r['rows_failing']}/{r['rows_checked']} {pct} {r['status']}"
+            )
 
     _guard(go)
 
