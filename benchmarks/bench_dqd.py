@@ -8,6 +8,10 @@ measurements, ids and dates derived from the person id; a small concept table) i
 ``$LAKEHOUSE_REFDATA/omop-dqd-checks`` when set, else the CDM-spec checks) and prints the
 wall time, the checks run and the rows of the checked tables per second for each size.
 The lead's gold build can call :func:`bench` on real gold tables (``names=None``).
+
+Measured 2026-11-26 (published thresholds, 585 checks, warm run, ``local[2]`` on the shared
+2-core machine at load 18-25): 1,000 persons / 28,013 rows 104.0 s (269 rows/s); 10,000
+persons / 280,013 rows 88.0 s (3,183 rows/s). 0 fail, 0 error. Details in docs/quality.md.
 """
 
 from __future__ import annotations
