@@ -105,6 +105,20 @@ def gold(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return {f"{t}.rows": r.written for t, r in sorted(report.tables.items()) if r.written}
 
 
+def quality(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Data-quality rules over bronze/silver and the OMOP DQD checks over gold (jobs.quality)."""
+    from jobs import quality as quality_job
+
+    return quality_job.stage(spark, cfg)
+
+
+def features(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """Patient/encounter feature tables and MEDS events from gold (jobs.features)."""
+    from jobs import features as features_job
+
+    return dict(features_job.run(spark, cfg).counts())
+
+
 def deid(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     """De-identified views deid.* over silver and gold, and their k-anonymity (jobs.deid)."""
     from jobs import deid as deid_job
@@ -120,25 +134,47 @@ STAGES: list[Stage] = [
     Stage("silver", "conformed, coded clinical model from every source (jobs.silver)", silver),
     Stage("empi", "master patient index: persons with stable ids (jobs.empi)", empi),
     Stage("gold", "OMOP CDM v5.4 tables from silver, stable ids (jobs.gold)", gold),
+    Stage("quality", "data-quality rules and OMOP DQD checks into dq.results", quality),
+    Stage("features", "feature tables at index dates and MEDS events (jobs.features)", features),
     Stage("deid", "de-identified views deid.* and their k-anonymity (jobs.deid)", deid),
 ]
 
 
-def select_stages(names: Sequence[str] | None) -> list[Stage]:
+def with_stage(stage: Stage, *, after: str) -> list[Stage]:
+    """:data:`STAGES` with ``stage`` inserted after the stage named ``after``.
+
+    For stages of packages ``jobs`` may not import (``models``): the command line, which
+    composes the layers, adds them (``lakehouse demo`` adds the NLP job after gold)."""
+    names = [s.name for s in STAGES]
+    at = names.index(after) + 1
+    return [*STAGES[:at], stage, *STAGES[at:]]
+
+
+def select_stages(
+    names: Sequence[str] | None, stages: Sequence[Stage] | None = None
+) -> list[Stage]:
     """The stages asked for, in pipeline order (all when ``names`` is empty)."""
+    every = list(STAGES if stages is None else stages)
     if not names:
-        return list(STAGES)
-    known = {s.name: s for s in STAGES}
+        return every
+    known = {s.name: s for s in every}
     for name in names:
         if name not in known:
             raise error(ErrorCode.UNKNOWN_STAGE, name=name, names=", ".join(known))
-    return [s for s in STAGES if s.name in set(names)]
+    return [s for s in every if s.name in set(names)]
 
 
-def run(spark: SparkSession, cfg: Settings, *, stages: Sequence[str] | None = None) -> DemoReport:
-    """Run the chosen stages in order; the first failure stops the demo."""
+def run(
+    spark: SparkSession,
+    cfg: Settings,
+    *,
+    stages: Sequence[str] | None = None,
+    pipeline: Sequence[Stage] | None = None,
+) -> DemoReport:
+    """Run the chosen stages of ``pipeline`` (default :data:`STAGES`) in order; the first
+    failure stops the demo."""
     report = DemoReport()
-    for stage in select_stages(stages):
+    for stage in select_stages(stages, pipeline):
         t0 = time.perf_counter()
         with job_run(spark, cfg, f"demo.{stage.name}") as rec:
             for key, value in stage.run(spark, cfg).items():

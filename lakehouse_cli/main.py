@@ -79,14 +79,27 @@ def demo(
     from jobs import demo as demo_job
     from lakehouse.spark import build_spark
 
+    def nlp_stage(spark: Any, cfg: Settings) -> dict[str, int]:
+        from models.nlp import spark_job
+
+        return spark_job.run(spark, cfg).counts()
+
+    pipeline = demo_job.with_stage(
+        demo_job.Stage(
+            "nlp", "clinical NLP over notes: gold.note_nlp, de-identified text", nlp_stage
+        ),
+        after="gold",
+    )
+
     def go() -> None:
         cfg = _settings()
-        stages = demo_job.select_stages(stage)
+        stages = demo_job.select_stages(stage, pipeline)
         typer.echo(f"lakehouse {__version__} demo: stages {', '.join(s.name for s in stages)}")
         for s in stages:
             typer.echo(f"  - {s.name}: {s.summary}")
         spark = build_spark(cfg)
-        typer.echo(demo_job.describe(demo_job.run(spark, cfg, stages=stage), cfg))
+        report = demo_job.run(spark, cfg, stages=stage, pipeline=pipeline)
+        typer.echo(demo_job.describe(report, cfg))
 
     _guard(go)
 
