@@ -351,9 +351,9 @@ class ErrorCode(Enum):
         "column's type in the bronze spec.",
     )
 
-    # --- HL7 v2 landing findings (LH-HL7) ---
+    # --- HL7 v2 landing findings (an ingest code: counted apart from records) ---
     HL7_TRAILER_COUNT_MISMATCH = ErrorDef(
-        "LH-HL7-001",
+        "LH-ING-017",
         "HL7 v2 file {file}: trailer count {reason} declares {expected} but {found} were "
         "found; the messages were landed or quarantined one by one, not as a batch.",
         422,
@@ -785,6 +785,31 @@ class ErrorCode(Enum):
         "or raise the iteration limit in lakehouse/empi/clusters.py.",
     )
 
+    # --- ML features and MEDS export (LH-FEA) ---
+    FEATURES_NO_INPUT = ErrorDef(
+        "LH-FEA-001",
+        "Table {table} does not exist: there is nothing to build features from.",
+        404,
+        EX_NOINPUT,
+        remedy="Build the OMOP gold tables first (`lakehouse gold run`), or the features "
+        "before exporting them (`lakehouse features build`).",
+    )
+    FEATURES_VERSION_UNKNOWN = ErrorDef(
+        "LH-FEA-002",
+        "Table {table} has no Delta version {version}.",
+        404,
+        EX_DATAERR,
+        remedy="`DESCRIBE HISTORY <table>` lists its versions; features.builds maps feature "
+        "versions to the gold versions they were built from.",
+    )
+    FEATURES_EXPORT_TARGET = ErrorDef(
+        "LH-FEA-003",
+        "MEDS export folder {path} cannot be used: {reason}.",
+        409,
+        EX_IOERR,
+        remedy="Give an empty or new folder, or pass --overwrite to replace a previous export.",
+    )
+
     # --- data quality (LH-DQC) ---
     DQ_RULE_INVALID = ErrorDef(
         "LH-DQC-001",
@@ -810,31 +835,6 @@ class ErrorCode(Enum):
         EX_DATAERR,
         remedy="See dq.results for the figures and dq.failures for the keys of failing rows "
         "(`lakehouse dq run` prints a summary).",
-    )
-
-    # --- ML features and MEDS export (LH-FEA) ---
-    FEATURES_NO_INPUT = ErrorDef(
-        "LH-FEA-001",
-        "Table {table} does not exist: there is nothing to build features from.",
-        404,
-        EX_NOINPUT,
-        remedy="Build the OMOP gold tables first (`lakehouse gold run`), or the features "
-        "before exporting them (`lakehouse features build`).",
-    )
-    FEATURES_VERSION_UNKNOWN = ErrorDef(
-        "LH-FEA-002",
-        "Table {table} has no Delta version {version}.",
-        404,
-        EX_DATAERR,
-        remedy="`DESCRIBE HISTORY <table>` lists its versions; features.builds maps feature "
-        "versions to the gold versions they were built from.",
-    )
-    FEATURES_EXPORT_TARGET = ErrorDef(
-        "LH-FEA-003",
-        "MEDS export folder {path} cannot be used: {reason}.",
-        409,
-        EX_IOERR,
-        remedy="Give an empty or new folder, or pass --overwrite to replace a previous export.",
     )
 
     @property
@@ -935,7 +935,6 @@ _CLASS_BY_AREA: dict[str, type[LakehouseError]] = {
     "JDB": IngestError,
     "SEC": SecurityError,
     "NLP": NlpError,
-    "HL7": IngestError,
     "VOC": TerminologyError,
 }
 

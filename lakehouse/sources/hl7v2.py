@@ -33,7 +33,7 @@ record of the file with LH-ING-008. A trailer count that disagrees (BTS-1 with t
 of its batch, messages and orphans alike; FTS-1 with the file's batches, one when the file
 has no BHS) does not: every well-formed message lands, every malformed record is
 quarantined on its own, and the trailer itself becomes a *finding*: a quarantine row with
-LH-HL7-001, the trailer segment's bytes, the declared and found counts, and a negative
+LH-ING-017, the trailer segment's bytes, the declared and found counts, and a negative
 ``record_index`` (-n for the file's n-th BTS or FTS) so it never collides with a record.
 Findings are counted apart from records (``finding`` is true; ``findings_quarantined`` in
 ``ops.landing_files`` and ``ops.ingest_runs``). See docs/ingest-hl7v2.md.

@@ -210,7 +210,7 @@ def test_one_broken_message_does_not_quarantine_its_batch(landing: Landing, uniq
     )
     assert lost2["detail"].endswith("(starts with EVN).")
     assert finding["raw_bytes"] == b"BTS|7\r"
-    assert finding["error_code"] == ErrorCode.HL7_TRAILER_COUNT_MISMATCH.id == "LH-HL7-001"
+    assert finding["error_code"] == ErrorCode.HL7_TRAILER_COUNT_MISMATCH.id == "LH-ING-017"
     assert "BTS-1, messages in the batch declares 7 but 6 were found" in finding["detail"]
     assert {r["error_name"] for r in by_file["nested.hl7"]} == {"HL7_BAD_ENVELOPE"}
     assert len(by_file["nested.hl7"]) == 2
