@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.processes import REPO, lakehouse_env
-
-PATIENTS = 30
-
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    data = tmp_path_factory.mktemp("silver-scenario")
-    out = data / "result.json"
-    ran = subprocess.run(
-        [sys.executable, "-m", "tests.integration.silver.silver_scenario", str(out), str(PATIENTS)],
-        cwd=REPO,
-        env=lakehouse_env(data, SPARK__MASTER="local[2]", SPARK__DRIVER_MEMORY="2g"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert ran.returncode == 0, ran.stderr[-4000:]
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+def scenario(silver_scenario: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    """The silver scenario's result (tests/integration/conftest.py runs it once per session:
+    the gold scenario continues on its data)."""
+    return silver_scenario[1]
 
 
 def _scores(result: dict[str, Any], key: str) -> list[dict[str, Any]]:
