@@ -346,6 +346,8 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None, changed: s
     tr = silver("silver.encounter_transfer") if wanted("visit_detail") else None
     if tr is not None and visits is not None:
         _write(ctx, report, "visit_detail", T.visit_detail(tr, visits, persons), scope=scope)
+    enc_all = silver("silver.encounter")
+    starts = T.visit_starts(enc_all).localCheckpoint() if enc_all is not None else None
     concepts = spark.table(omop.CONCEPT.name)
     domains = concepts.select(
         F.col("concept_id").alias("_domain_concept_id"), F.col("domain_id").alias("_concept_domain")
@@ -358,22 +360,26 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None, changed: s
         .dropDuplicates(["_unit_code"])
     )
     if wanted("condition_occurrence") and (dx := silver("silver.diagnosis")) is not None:
-        routed = T.diagnoses(dx, persons, domains).localCheckpoint()
+        routed = T.diagnoses(dx, persons, domains, starts).localCheckpoint()
         _write(ctx, report, "condition_occurrence", T.condition_occurrence(routed), scope=scope)
         _write(ctx, report, "observation", T.observation(routed), scope=scope)
     if wanted("drug_exposure") and (med := silver("silver.medication_order")) is not None:
-        _write(ctx, report, "drug_exposure", T.drug_exposure(med, persons), scope=scope)
+        _write(ctx, report, "drug_exposure", T.drug_exposure(med, persons, starts), scope=scope)
     if wanted("procedure_occurrence") and (proc := silver("silver.procedure")) is not None:
         _write(
-            ctx, report, "procedure_occurrence", T.procedure_occurrence(proc, persons), scope=scope
+            ctx,
+            report,
+            "procedure_occurrence",
+            T.procedure_occurrence(proc, persons, starts),
+            scope=scope,
         )
     parts = []
     labs = silver("silver.lab_result") if wanted("measurement") else None
     if labs is not None:
-        parts.append(T.lab_measurements(labs, persons, units))
+        parts.append(T.lab_measurements(labs, persons, units, starts))
         _write(ctx, report, "specimen", T.specimen(labs, persons), scope=scope)
     if wanted("measurement") and (vit := silver("silver.vital_sign")) is not None:
-        parts.append(T.vital_measurements(vit, persons, units))
+        parts.append(T.vital_measurements(vit, persons, units, starts))
     if parts:
         m = (
             parts[0]
@@ -382,7 +388,7 @@ def _clinical(ctx: _Ctx, report: GoldReport, scope: DataFrame | None, changed: s
         )
         _write(ctx, report, "measurement", m, scope=scope)
     if wanted("note") and (notes := silver("silver.note")) is not None:
-        _write(ctx, report, "note", T.note(notes, persons), scope=scope)
+        _write(ctx, report, "note", T.note(notes, persons, starts), scope=scope)
     _observation_period(ctx, report, scope)  # fmt: skip
 
 

@@ -335,9 +335,28 @@ def visit_detail(transfers: DataFrame, visits: DataFrame, persons: DataFrame) ->
 # --- events ---------------------------------------------------------------------------
 
 
-def _event(df: DataFrame, persons: DataFrame, source_table: str) -> DataFrame:
-    return _etl(_with_person(df, persons), source_table).withColumn(
+def visit_starts(encounters: DataFrame) -> DataFrame:
+    """``(_nk_visit_occurrence_id, _visit_start)``: when each visit began (the date of an
+    event whose source gave none: OMOP's convention, rather than the delivery time)."""
+    v = one_per_fact(encounters, _visit_key(encounters), "encounter_id")
+    return v.where(~F.col("_drop")).select(
+        F.col("natural_key").alias("_nk_visit_occurrence_id"),
+        F.coalesce("admit_at", "start_at").alias("_visit_start"),
+    )
+
+
+def _event(
+    df: DataFrame, persons: DataFrame, source_table: str, starts: DataFrame | None = None
+) -> DataFrame:
+    """Person, visit and ``_fallback_at`` (visit start, else the source's update time) for
+    the event dates a source left empty."""
+    out = _etl(_with_person(df, persons), source_table).withColumn(
         "_nk_visit_occurrence_id", _visit_key(df)
+    )
+    if starts is None:
+        return out.withColumn("_fallback_at", F.col("source_updated_at"))
+    return out.join(starts, "_nk_visit_occurrence_id", "left").withColumn(
+        "_fallback_at", F.coalesce("_visit_start", "source_updated_at")
     )
 
 
@@ -347,7 +366,12 @@ _EVENT_COLS = (
 )  # fmt: skip
 
 
-def diagnoses(diagnosis: DataFrame, persons: DataFrame, domains: DataFrame) -> DataFrame:
+def diagnoses(
+    diagnosis: DataFrame,
+    persons: DataFrame,
+    domains: DataFrame,
+    starts: DataFrame | None = None,
+) -> DataFrame:
     """Diagnoses with the domain of their standard concept (``_domain``): Condition rows go
     to condition_occurrence, Observation rows to observation (OMOP domain routing)."""
     code = F.coalesce(
@@ -362,14 +386,14 @@ def diagnoses(diagnosis: DataFrame, persons: DataFrame, domains: DataFrame) -> D
     )  # fmt: skip
     d = one_per_fact(diagnosis, fact, "diagnosis_id")
     return (
-        _event(d, persons, "silver.diagnosis")
+        _event(d, persons, "silver.diagnosis", starts)
         .join(F.broadcast(domains), F.col("concept_id") == F.col("_domain_concept_id"), "left")
         .withColumn("_domain", F.coalesce("_concept_domain", F.lit("Condition")))
     )
 
 
 def condition_occurrence(dx: DataFrame) -> DataFrame:
-    start = F.coalesce(_date("diagnosed_at"), _date("source_updated_at"))
+    start = F.coalesce(_date("diagnosed_at"), _date("_fallback_at"))
     return dx.where(F.col("_domain") != "Observation").select(
         *_EVENT_COLS,
         _concept("concept_id").alias("condition_concept_id"),
@@ -394,7 +418,7 @@ def observation(dx: DataFrame) -> DataFrame:
     return dx.where(F.col("_domain") == "Observation").select(
         *_EVENT_COLS,
         _concept("concept_id").alias("observation_concept_id"),
-        F.coalesce(_date("diagnosed_at"), _date("source_updated_at")).alias("observation_date"),
+        F.coalesce(_date("diagnosed_at"), _date("_fallback_at")).alias("observation_date"),
         F.col("diagnosed_at").alias("observation_datetime"),
         F.lit(C.EHR).cast("long").alias("observation_type_concept_id"),
         _concat_code("source_vocabulary", "source_code").alias("observation_source_value"),
@@ -402,7 +426,9 @@ def observation(dx: DataFrame) -> DataFrame:
     )
 
 
-def drug_exposure(orders: DataFrame, persons: DataFrame) -> DataFrame:
+def drug_exposure(
+    orders: DataFrame, persons: DataFrame, starts: DataFrame | None = None
+) -> DataFrame:
     code = F.coalesce(
         F.col("drug_concept_id").cast("string"),
         F.concat_ws(":", "drug_source_vocabulary", "drug_source_code"),
@@ -417,7 +443,7 @@ def drug_exposure(orders: DataFrame, persons: DataFrame) -> DataFrame:
     d = _event(
         one_per_fact(orders, fact, "medication_order_id"), persons, "silver.medication_order"
     )
-    start = F.coalesce(_date("ordered_at"), _date("source_updated_at"))
+    start = F.coalesce(_date("ordered_at"), _date("_fallback_at"))
     days = F.coalesce(F.col("days_supply"), F.lit(1))
     return d.select(
         *_EVENT_COLS,
@@ -441,7 +467,9 @@ def drug_exposure(orders: DataFrame, persons: DataFrame) -> DataFrame:
     )
 
 
-def procedure_occurrence(procedures: DataFrame, persons: DataFrame) -> DataFrame:
+def procedure_occurrence(
+    procedures: DataFrame, persons: DataFrame, starts: DataFrame | None = None
+) -> DataFrame:
     code = F.coalesce(
         F.col("concept_id").cast("string"), F.concat_ws(":", "source_vocabulary", "source_code")
     )
@@ -451,11 +479,11 @@ def procedure_occurrence(procedures: DataFrame, persons: DataFrame) -> DataFrame
             "|", "institution_code", "encounter_id", code, F.date_format("performed_at", "yyyyMMdd")
         ),
     )
-    p = _event(one_per_fact(procedures, fact, "procedure_id"), persons, "silver.procedure")
+    p = _event(one_per_fact(procedures, fact, "procedure_id"), persons, "silver.procedure", starts)
     return p.select(
         *_EVENT_COLS,
         _concept("concept_id").alias("procedure_concept_id"),
-        F.coalesce(_date("performed_at"), _date("source_updated_at")).alias("procedure_date"),
+        F.coalesce(_date("performed_at"), _date("_fallback_at")).alias("procedure_date"),
         F.col("performed_at").alias("procedure_datetime"),
         F.lit(C.EHR).cast("long").alias("procedure_type_concept_id"),
         _concat_code("source_vocabulary", "source_code").alias("procedure_source_value"),
@@ -466,7 +494,9 @@ def procedure_occurrence(procedures: DataFrame, persons: DataFrame) -> DataFrame
     )
 
 
-def lab_measurements(labs: DataFrame, persons: DataFrame, units: DataFrame) -> DataFrame:
+def lab_measurements(
+    labs: DataFrame, persons: DataFrame, units: DataFrame, starts: DataFrame | None = None
+) -> DataFrame:
     """Lab results in the analyte's canonical unit; the reference range converted with the
     value (the ratio of canonical to reported value: lab conversions have no offset)."""
     code = F.coalesce(
@@ -480,12 +510,12 @@ def lab_measurements(labs: DataFrame, persons: DataFrame, units: DataFrame) -> D
             F.date_format(F.coalesce("collected_at", "reported_at"), "yyyyMMddHHmm"),
         ),
     )  # fmt: skip
-    m = _event(one_per_fact(labs, fact, "result_id"), persons, "silver.lab_result")
+    m = _event(one_per_fact(labs, fact, "result_id"), persons, "silver.lab_result", starts)
     converted = F.col("value_std").isNotNull() & F.col("value_as_number").isNotNull()
     ratio = F.when(
         converted & (F.col("value_as_number") != 0), F.col("value_std") / F.col("value_as_number")
     ).when(F.col("value_std").isNull(), F.lit(1.0))
-    when = F.coalesce("collected_at", "reported_at", "source_updated_at")
+    when = F.coalesce("collected_at", "reported_at", "_fallback_at")
     return m.join(F.broadcast(units), F.col("unit_std") == F.col("_unit_code"), "left").select(
         *_EVENT_COLS,
         _concept("test_concept_id").alias("measurement_concept_id"),
@@ -507,7 +537,9 @@ def lab_measurements(labs: DataFrame, persons: DataFrame, units: DataFrame) -> D
     )
 
 
-def vital_measurements(vitals: DataFrame, persons: DataFrame, units: DataFrame) -> DataFrame:
+def vital_measurements(
+    vitals: DataFrame, persons: DataFrame, units: DataFrame, starts: DataFrame | None = None
+) -> DataFrame:
     code = F.coalesce(
         F.col("concept_id").cast("string"), F.concat_ws(":", "source_vocabulary", "source_code")
     )
@@ -518,8 +550,8 @@ def vital_measurements(vitals: DataFrame, persons: DataFrame, units: DataFrame) 
             F.date_format("measured_at", "yyyyMMddHHmm"),
         ),
     )  # fmt: skip
-    m = _event(one_per_fact(vitals, fact, "vital_id"), persons, "silver.vital_sign")
-    when = F.coalesce("measured_at", "source_updated_at")
+    m = _event(one_per_fact(vitals, fact, "vital_id"), persons, "silver.vital_sign", starts)
+    when = F.coalesce("measured_at", "_fallback_at")
     return m.join(F.broadcast(units), F.col("unit_std") == F.col("_unit_code"), "left").select(
         *_EVENT_COLS,
         _concept("concept_id").alias("measurement_concept_id"),
@@ -563,15 +595,16 @@ def specimen(labs: DataFrame, persons: DataFrame) -> DataFrame:
     )
 
 
-def note(notes: DataFrame, persons: DataFrame) -> DataFrame:
+def note(notes: DataFrame, persons: DataFrame, starts: DataFrame | None = None) -> DataFrame:
     n = _event(
         notes.withColumn("etl_source_key", record_key("note_id"))
         .withColumn("natural_key", F.col("etl_source_key"))
         .withColumn("_drop", F.col("is_deleted")),
         persons,
         "silver.note",
+        starts,
     )
-    when = F.coalesce("recorded_at", "source_updated_at")
+    when = F.coalesce("recorded_at", "_fallback_at")
     return n.select(
         *_EVENT_COLS,
         _date(when).alias("note_date"),
