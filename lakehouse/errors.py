@@ -791,7 +791,7 @@ class ErrorCode(Enum):
         "Table {table} does not exist: there is nothing to build features from.",
         404,
         EX_NOINPUT,
-        remedy="Build the OMOP gold tables first (`lakehouse gold run`), or the features "
+        remedy="Build the OMOP gold tables first (`lakehouse gold`), or the features "
         "before exporting them (`lakehouse features build`).",
     )
     FEATURES_VERSION_UNKNOWN = ErrorDef(

@@ -289,6 +289,40 @@ class EmpiSettings(BaseModel):
     )
 
 
+class FeatureSettings(BaseModel):
+    """The ML feature layer over the OMOP gold tables (docs/features.md)."""
+
+    windows_days: list[int] = Field(
+        default_factory=lambda: [30, 180, 365],
+        description="Look-back windows (days before the index time) of every windowed feature.",
+    )
+    patient_index_dates: list[str] = Field(
+        default_factory=list,
+        description="Index dates (ISO yyyy-mm-dd, midnight in the hospital's time zone) of "
+        "the patient-level cohort; empty: each person's last visit start.",
+    )
+    encounter_index: Literal["discharge", "admission"] = Field(
+        "discharge",
+        description="Index time of the encounter-level cohort (one row per inpatient visit): "
+        "its discharge (features may use the stay) or its admission (history only).",
+    )
+    readmission_days: int = Field(
+        30, ge=1, description="Horizon of the readmission label after an inpatient discharge."
+    )
+    top_concepts: int = Field(
+        200,
+        ge=0,
+        description="Per domain, the concepts with the most persons that get per-concept "
+        "features in features.patient_feature_values; 0: every concept.",
+    )
+    meds_shards: int = Field(
+        4, ge=1, description="Parquet shards of the MEDS export (data/<n>.parquet)."
+    )
+    split_seed: int = Field(
+        0, description="Salt of the subject hash that assigns MEDS train/tuning/held_out splits."
+    )
+
+
 class QualitySettings(BaseModel):
     """Data-quality rules and OMOP DQD checks (lakehouse/quality, ``lakehouse dq run``)."""
 
@@ -323,40 +357,6 @@ class QualitySettings(BaseModel):
         if "dqd_thresholds_dir" not in self.model_fields_set and root:
             self.dqd_thresholds_dir = Path(root) / "omop-dqd-checks"
         return self
-
-
-class FeatureSettings(BaseModel):
-    """The ML feature layer over the OMOP gold tables (docs/features.md)."""
-
-    windows_days: list[int] = Field(
-        default_factory=lambda: [30, 180, 365],
-        description="Look-back windows (days before the index time) of every windowed feature.",
-    )
-    patient_index_dates: list[str] = Field(
-        default_factory=list,
-        description="Index dates (ISO yyyy-mm-dd, midnight in the hospital's time zone) of "
-        "the patient-level cohort; empty: each person's last visit start.",
-    )
-    encounter_index: Literal["discharge", "admission"] = Field(
-        "discharge",
-        description="Index time of the encounter-level cohort (one row per inpatient visit): "
-        "its discharge (features may use the stay) or its admission (history only).",
-    )
-    readmission_days: int = Field(
-        30, ge=1, description="Horizon of the readmission label after an inpatient discharge."
-    )
-    top_concepts: int = Field(
-        200,
-        ge=0,
-        description="Per domain, the concepts with the most persons that get per-concept "
-        "features in features.patient_feature_values; 0: every concept.",
-    )
-    meds_shards: int = Field(
-        4, ge=1, description="Parquet shards of the MEDS export (data/<n>.parquet)."
-    )
-    split_seed: int = Field(
-        0, description="Salt of the subject hash that assigns MEDS train/tuning/held_out splits."
-    )
 
 
 class Settings(BaseSettings):
@@ -399,8 +399,8 @@ class Settings(BaseSettings):
     his: HisSettings = Field(default_factory=HisSettings)  # type: ignore[arg-type]
     deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
-    features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
+    features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
