@@ -29,7 +29,7 @@ def run_scenario(module: str, data: Path, *args: str) -> dict[str, Any]:
         env=lakehouse_env(data, SPARK__MASTER="local[2]", SPARK__DRIVER_MEMORY="2g"),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
     )
     assert ran.returncode == 0, ran.stderr[-4000:]

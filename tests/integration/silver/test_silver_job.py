@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+#: The first test may set up the session's silver scenario (its own process, minutes).
+pytestmark = pytest.mark.timeout(3000)
+
 
 @pytest.fixture(scope="module")
 def scenario(silver_scenario: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
