@@ -26,8 +26,10 @@ def hl7_file(tag: str, n: int, bad: int) -> bytes:
         for i in range(n)
     ]
     broken = [f"PID|{tag}|{i}\r" for i in range(bad)]  # no MSH: quarantined
+    # Each broken batch's trailer counts its one (broken) record, as a sender does: no
+    # trailer finding (docs/ingest-hl7v2.md), so the quarantine holds the records only.
     return ("BHS|^~\\&\r" + "".join(good) + "BTS|" + str(n) + "\r").encode() + "".join(
-        "BHS|^~\\&\r" + b + "BTS|0\r" for b in broken
+        "BHS|^~\\&\r" + b + "BTS|1\r" for b in broken
     ).encode()
 
 
