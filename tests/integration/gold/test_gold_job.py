@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-#: The first test sets up the session's silver scenario and then the gold scenario (two
-#: processes, ~10 minutes on a quiet 2-core machine): more than the default per-test limit.
-pytestmark = [pytest.mark.spark, pytest.mark.timeout(3000)]
+#: The first test sets up the session's silver scenario and then the gold scenario (EMPI and
+#: three gold runs in a second process): heavy, so ``make test-all`` runs it.
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 
 def test_counts_reconcile_with_the_truth(gold_scenario: dict[str, Any]) -> None:
