@@ -100,6 +100,15 @@ def _map(values: Mapping[str, int], key: Column) -> Column:
     return F.coalesce(m[key], F.lit(C.NO_MATCH)).cast("long")
 
 
+def _code_key(prefix: str = "") -> Column:
+    """The fact-key part naming a coded fact: its standard concept, else ``vocab:code`` as the
+    source sent it (columns ``<prefix>concept_id``, ``<prefix>source_vocabulary``, ...)."""
+    return F.coalesce(
+        F.col(f"{prefix}concept_id").cast("string"),
+        F.concat_ws(":", f"{prefix}source_vocabulary", f"{prefix}source_code"),
+    )
+
+
 def _concat_code(vocab: str, code: str) -> Column:
     return F.substring(F.concat_ws(":", F.col(vocab), F.col(code)), 1, 50)
 
@@ -374,9 +383,7 @@ def diagnoses(
 ) -> DataFrame:
     """Diagnoses with the domain of their standard concept (``_domain``): Condition rows go
     to condition_occurrence, Observation rows to observation (OMOP domain routing)."""
-    code = F.coalesce(
-        F.col("concept_id").cast("string"), F.concat_ws(":", "source_vocabulary", "source_code")
-    )
+    code = _code_key()
     fact = F.when(
         F.col("encounter_id").isNotNull(),
         F.concat_ws(
@@ -429,10 +436,7 @@ def observation(dx: DataFrame) -> DataFrame:
 def drug_exposure(
     orders: DataFrame, persons: DataFrame, starts: DataFrame | None = None
 ) -> DataFrame:
-    code = F.coalesce(
-        F.col("drug_concept_id").cast("string"),
-        F.concat_ws(":", "drug_source_vocabulary", "drug_source_code"),
-    )
+    code = _code_key("drug_")
     fact = F.when(
         F.col("encounter_id").isNotNull(),
         F.concat_ws(
@@ -470,9 +474,7 @@ def drug_exposure(
 def procedure_occurrence(
     procedures: DataFrame, persons: DataFrame, starts: DataFrame | None = None
 ) -> DataFrame:
-    code = F.coalesce(
-        F.col("concept_id").cast("string"), F.concat_ws(":", "source_vocabulary", "source_code")
-    )
+    code = _code_key()
     fact = F.when(
         F.col("encounter_id").isNotNull(),
         F.concat_ws(
@@ -499,10 +501,7 @@ def lab_measurements(
 ) -> DataFrame:
     """Lab results in the analyte's canonical unit; the reference range converted with the
     value (the ratio of canonical to reported value: lab conversions have no offset)."""
-    code = F.coalesce(
-        F.col("test_concept_id").cast("string"),
-        F.concat_ws(":", "test_source_vocabulary", "test_source_code"),
-    )
+    code = _code_key("test_")
     fact = F.when(
         F.col("encounter_id").isNotNull(),
         F.concat_ws(
@@ -540,9 +539,7 @@ def lab_measurements(
 def vital_measurements(
     vitals: DataFrame, persons: DataFrame, units: DataFrame, starts: DataFrame | None = None
 ) -> DataFrame:
-    code = F.coalesce(
-        F.col("concept_id").cast("string"), F.concat_ws(":", "source_vocabulary", "source_code")
-    )
+    code = _code_key()
     fact = F.when(
         F.col("encounter_id").isNotNull(),
         F.concat_ws(

@@ -75,6 +75,3 @@ VISIT_CONCEPTS = {
 
 #: Gender concept of each GB/T 2261.1 sex code (silver.patient.sex_code); others: 0.
 GENDER_CONCEPTS = {"1": MALE, "2": FEMALE}
-
-#: Where OMOP tools expect a vocabulary_id the terminology service spells differently.
-VOCABULARY_ALIASES = {"ICD10": "ICD10"}
