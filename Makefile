@@ -80,7 +80,7 @@ postgres: ## Make sure PostgreSQL server binaries exist (tests start throw-away 
 	  fi; }
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra synth --extra nlp --extra dev --python-version 3.11 -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra synth --extra nlp --extra dev --extra serve --python-version 3.11 -o $(LOCK)
 
 clean: ## Remove local data and caches (keeps .venv and the jar cache)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache spark-warehouse metastore_db derby.log
