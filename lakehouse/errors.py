@@ -595,6 +595,41 @@ class ErrorCode(Enum):
         EX_USAGE,
     )
 
+    # --- encryption at rest and in transit (LH-ENC) ---
+    ENC_KEY_FILE = ErrorDef(
+        "LH-ENC-001",
+        "The key file {path} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Check security.encryption_key_file / security.tls_key_file: the file must "
+        "exist, be readable by the lakehouse's user only (mode 0600) and hold the expected "
+        "keys; a generated file is recreated only when it is absent.",
+    )
+    ENC_KMS_CLIENT_UNAVAILABLE = ErrorDef(
+        "LH-ENC-002",
+        "The Parquet key client {name} cannot be built: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Install a Java 17 JDK (javac) once, or set "
+        "security.encryption_kms_client_class to the hospital KMS client's class.",
+    )
+    ENC_KEY_UNAVAILABLE = ErrorDef(
+        "LH-ENC-003",
+        "{table} has encrypted columns that this session cannot decrypt ({reason}).",
+        403,
+        EX_NOPERM,
+        remedy="Read it from a session built with security.encryption_enabled and the "
+        "master key file (or KMS) that encrypted it; analysts read the de-identified views.",
+    )
+    TLS_UNAVAILABLE = ErrorDef(
+        "LH-ENC-004",
+        "TLS certificate or key {path} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Set security.tls_cert_file and security.tls_key_file to the hospital's PEM "
+        "files (both or neither), or unset both for a generated self-signed certificate.",
+    )
+
     # --- de-identification (LH-DID) ---
     DEID_K_ANONYMITY_BELOW = ErrorDef(
         "LH-DID-001",

@@ -218,6 +218,63 @@ class SecuritySettings(BaseModel):
         default_factory=lambda: ["RS256"], description="Signature algorithms accepted."
     )
     oidc_roles_claim: str = Field("roles", description="Claim holding the user's roles.")
+    # Encryption at rest (Parquet modular encryption, docs/adr/0014) and TLS (governance/tls.py).
+    encryption_enabled: bool = Field(
+        False,
+        description="Encrypt the columns chosen below in every Delta table's Parquet files "
+        "(Parquet modular encryption, AES-GCM; footers encrypted too). Readers without the "
+        "master keys get LH-ENC-003.",
+    )
+    encryption_key_file: Path | None = Field(
+        None,
+        description="Master key file (lines '<key id>:<base64 key>'). Default: generated on "
+        "first use into <secrets_dir>/parquet-master.keys (mode 0600); never in the "
+        "repository or in logs. On a cluster the path must exist on every executor.",
+    )
+    encryption_kms_client_class: str = Field(
+        "lakehouse.kms.LakehouseFileKms",
+        description="Parquet KmsClient class that supplies master keys: the default reads "
+        "the key file; a hospital KMS plugs in its own class (jar in spark.extra_jars).",
+    )
+    encryption_kms_instance_url: str | None = Field(
+        None, description="URL of the hospital KMS, passed to the KMS client class."
+    )
+    encryption_footer_key_id: str = Field(
+        "lakehouse-footer", description="Master key id of encrypted Parquet footers."
+    )
+    encryption_column_key_id: str = Field(
+        "lakehouse-phi", description="Master key id of the encrypted columns."
+    )
+    encryption_phi_tags: list[str] = Field(
+        default_factory=list,
+        description="PHI tags (name, identifier, contact, address, ...) whose columns are "
+        "encrypted in every table.",
+    )
+    encryption_columns: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "silver.patient": ["id_card_no", "passport_no", "name", "phone", "address"]
+        },
+        description="Columns encrypted by name, per table (<layer>.<table> -> columns), in "
+        "addition to encryption_phi_tags.",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="The hospital's server certificate (PEM, chain included) for every HTTP "
+        "service. Default: a self-signed certificate generated into <secrets_dir>/tls/.",
+    )
+    tls_key_file: Path | None = Field(
+        None, description="Private key (PEM) of tls_cert_file; mode 0600."
+    )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA bundle clients verify the services with. Default: tls_cert_file "
+        "(the self-signed certificate is its own CA).",
+    )
+    tls_hostnames: list[str] = Field(
+        default_factory=list,
+        description="Host names the self-signed certificate is valid for, besides "
+        "localhost and 127.0.0.1.",
+    )
 
 
 class DeidSettings(BaseModel):

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.environment import check_storage, find_jars, find_java
 from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance import encryption
 from lakehouse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
     """Every Spark setting the session gets, derived from ``cfg`` (pure; testable)."""
     s = cfg.spark
     cached = find_jars(cfg)
-    jars = [str(p) for p in cached] + list(s.extra_jars)
+    jars = [str(p) for p in cached] + list(s.extra_jars) + encryption.extra_jars(cfg)
     # JDBC drivers must be on the driver's own class path: the Hive metastore client
     # (DataNucleus) loads them through the system class loader, which spark.jars misses;
     # source extraction (lakehouse.sources.jdbc) finds them there too.
@@ -74,6 +75,8 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
     elif s.driver_host:
         conf["spark.driver.host"] = s.driver_host
     conf.update(_metastore_conf(cfg))
+    # Parquet modular encryption of the chosen columns (docs/adr/0014): paths and ids only.
+    conf.update(encryption.spark_conf(cfg))
     conf.update(s.conf)
     return conf
 
@@ -118,6 +121,7 @@ def build_spark(cfg: Settings) -> SparkSession:
     find_java(cfg)
     check_storage(cfg)
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+    encryption.prepare(cfg)  # key file and key client jar, before the JVM starts
     conf = spark_conf(cfg)
     builder = SparkSession.builder.master(cfg.spark.master)
     for key, value in conf.items():
