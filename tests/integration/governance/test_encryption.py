@@ -5,6 +5,7 @@ back, and a session without the keys fails with LH-ENC-003."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,44 @@ def test_canaries_never_reach_disk_and_only_keyed_sessions_read(
         spark.table(spec.name).select("patient_key", "id_card_no").collect()
     assert refused.value.code is ErrorCode.ENC_KEY_UNAVAILABLE
     assert ID_CARD not in str(refused.value)
+
+
+def test_session_conf_comes_from_settings_and_names_no_key(tmp_path: Path) -> None:
+    cfg = Settings(home=tmp_path, data_dir=tmp_path / "var")  # type: ignore[call-arg]
+    assert encryption.spark_conf(cfg) == {}
+    assert encryption.extra_jars(cfg) == []
+    cfg.security.encryption_enabled = True
+    conf = encryption.spark_conf(cfg)
+    assert conf["spark.hadoop.parquet.crypto.factory.class"].endswith(
+        "PropertiesDrivenCryptoFactory"
+    )
+    assert conf["spark.hadoop.parquet.encryption.kms.client.class"] == encryption.KMS_CLASS
+    assert conf["spark.hadoop.lakehouse.encryption.key.file"] == str(
+        tmp_path / "var" / "secrets" / "parquet-master.keys"
+    )
+    selection = json.loads(conf[encryption.SELECTION])
+    assert selection["columns"]["silver.patient"] == sorted(
+        ["id_card_no", "passport_no", "name", "phone", "address"]
+    )
+    assert not (tmp_path / "var" / "secrets").exists()  # pure: nothing generated yet
+    ids = encryption.master_keys(cfg)
+    assert ids == ["lakehouse-footer", "lakehouse-phi"]
+    values = [ln.split(":", 1)[1] for ln in encryption.key_file_path(cfg).read_text().splitlines()
+              if ":" in ln]  # fmt: skip
+    assert not [v for v in values if v in json.dumps(conf)]
+    encryption.key_file_path(cfg).chmod(0o644)
+    with pytest.raises(LakehouseError) as loose:
+        encryption.master_keys(cfg)
+    assert loose.value.code is ErrorCode.ENC_KEY_FILE
+
+
+def test_parquet_leaf_paths_cover_maps_lists_and_structs() -> None:
+    from pyspark.sql.types import ArrayType, StructField, StructType
+
+    nested = StructType([StructField("a", StringType()), StructField("b", ArrayType(LongType()))])
+    assert encryption.leaf_paths("x", StringType()) == ["x"]
+    assert encryption.leaf_paths("ids", MapType(StringType(), StringType())) == [
+        "ids.key_value.key",
+        "ids.key_value.value",
+    ]
+    assert encryption.leaf_paths("s", nested) == ["s.a", "s.b.list.element"]
