@@ -872,6 +872,39 @@ class ErrorCode(Enum):
         "(`lakehouse dq run` prints a summary).",
     )
 
+    # --- serving (LH-SRV) ---
+    SRV_REQUEST_INVALID = ErrorDef(
+        "LH-SRV-001",
+        "The request is not valid: {reason}.",
+        422,
+        EX_USAGE,
+        remedy="Send the fields docs/assistant.md lists for the endpoint (JSON body).",
+    )
+    SRV_CITATION_INVALID = ErrorDef(
+        "LH-SRV-002",
+        "The citation is not valid: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="Citations have the form table@version:key as the assistant returned them "
+        "(URL-encoded in the path).",
+    )
+    SRV_CITATION_NOT_FOUND = ErrorDef(
+        "LH-SRV-003",
+        "No row of {table} at version {version} with the cited key is visible to you.",
+        404,
+        EX_NOINPUT,
+        remedy="The row may be outside your department or site, or the version may have "
+        "been vacuumed (see the table's history).",
+    )
+    SRV_INTERNAL = ErrorDef(
+        "LH-SRV-004",
+        "The service failed ({reason}); the details are in the service log.",
+        500,
+        EX_SOFTWARE,
+        retryable=True,
+        remedy="Retry; if it persists, see the service log (it carries no patient data).",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id

@@ -416,6 +416,29 @@ class QualitySettings(BaseModel):
         return self
 
 
+class ServeSettings(BaseModel):
+    """The clinical assistant service (serving/, ``lakehouse serve``)."""
+
+    host: str = Field("127.0.0.1", description="Address the service listens on.")
+    port: int = Field(8443, ge=1, le=65535, description="Port the service listens on.")
+    tls: bool = Field(
+        True,
+        description="Serve HTTPS (default) with the certificate of security.tls_cert_file or "
+        "a generated self-signed one. false: plain HTTP, allowed on a loopback host only "
+        "(tests).",
+    )
+    cookie_name: str = Field("lh_session", description="Name of the HttpOnly session cookie.")
+    max_rows: int = Field(
+        50, ge=1, le=1000, description="Most rows one assistant tool call returns."
+    )
+    lexicon_max_terms: int = Field(
+        500_000,
+        ge=1,
+        description="Most vocabulary names and synonyms the grounded planner loads to "
+        "recognize tests, drugs and diagnoses in questions.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -458,6 +481,7 @@ class Settings(BaseSettings):
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
     quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -671,6 +671,40 @@ def dq_trend(
     _guard(go)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Default: serve.host.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default: serve.port.")] = None,
+) -> None:
+    """Start the clinical assistant service (HTTPS; docs/assistant.md)."""
+    import uvicorn
+
+    from lakehouse.spark import build_spark
+    from serving.app import create_app, tls_files
+
+    def go() -> None:
+        cfg = _settings()
+        if host is not None or port is not None:
+            serve_cfg = cfg.serve.model_copy(
+                update={"host": host or cfg.serve.host, "port": port or cfg.serve.port}
+            )
+            cfg = cfg.model_copy(update={"serve": serve_cfg})
+        tls = tls_files(cfg)
+        app_ = create_app(build_spark(cfg), cfg)
+        scheme = "https" if tls else "http"
+        typer.echo(f"assistant at {scheme}://{cfg.serve.host}:{cfg.serve.port}/api/health")
+        uvicorn.run(
+            app_,
+            host=cfg.serve.host,
+            port=cfg.serve.port,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
+            log_level=cfg.log_level.lower(),
+        )
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

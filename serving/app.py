@@ -1,0 +1,244 @@
+"""The clinical assistant service: FastAPI over one Spark session per process.
+
+``create_app(spark, cfg)`` wires the governance layer (accounts and sessions from
+:mod:`lakehouse.governance.identity`, guarded and audited reads from
+:mod:`lakehouse.governance.access`) to the assistant's data tools and grounded planner.
+
+Endpoints (docs/assistant.md): ``POST /api/login``, ``POST /api/logout``, ``GET /api/me``,
+``POST /api/ask``, ``GET /api/citations/{citation}``, ``GET /api/health``. Every endpoint
+but login and health needs a valid, unexpired session: ``Authorization: Bearer <token>`` or
+the HttpOnly, Secure session cookie. Errors answer ``{"error": {code, name, message,
+param}}`` with the code's HTTP status; never a stack trace, never a patient value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from pyspark.sql import SparkSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lakehouse import __version__
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance.access import AccessService
+from lakehouse.governance.identity import IdentityService
+from lakehouse.governance.sessions import Principal
+from lakehouse.settings import Settings
+from serving.assistant.citations import Citation
+from serving.assistant.lexicon import Lexicon, load_lexicon
+from serving.assistant.planner import GroundedPlanner
+from serving.assistant.tools import DataTools, ToolTables
+
+logger = logging.getLogger(__name__)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=16)
+    role: str | None = Field(default=None, max_length=32)
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000)
+    patient: str | None = Field(default=None, max_length=128)
+
+
+@dataclass
+class Assistant:
+    """What the endpoints use: identity, tools, planner (one of each per process)."""
+
+    cfg: Settings
+    identity: IdentityService
+    tools: DataTools
+    planner: GroundedPlanner
+
+
+def _principal(request: Request) -> Principal:
+    """The signed-in user: bearer token, else the session cookie (``LH-SEC-005`` if none)."""
+    state: Assistant = request.app.state.assistant
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        token = request.cookies.get(state.cfg.serve.cookie_name, "")
+    if not token.strip():
+        raise error(ErrorCode.SESSION_INVALID, reason="missing")
+    return state.identity.session(token.strip())
+
+
+User = Annotated[Principal, Depends(_principal)]
+
+
+def create_app(
+    spark: SparkSession,
+    cfg: Settings,
+    *,
+    identity: IdentityService | None = None,
+    access: AccessService | None = None,
+    tables: ToolTables | None = None,
+    lexicon: Lexicon | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The service; governance parts are built from ``cfg`` unless given (tests, embedding)."""
+    if identity is None or access is None:
+        from lakehouse.governance.access import access_service
+        from lakehouse.governance.audit_delta import audit_log
+        from lakehouse.governance.identity import identity_service
+
+        access = access or access_service(spark, cfg)
+        identity = identity or identity_service(cfg, audit_log(spark, cfg))
+    if lexicon is None:
+        lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
+    zone = ZoneInfo(cfg.timezone)
+    clock = now or (lambda: datetime.now(zone).replace(tzinfo=None))
+    tools = DataTools(spark, access, tables, max_rows=cfg.serve.max_rows)
+    state = Assistant(cfg, identity, tools, GroundedPlanner(tools, lexicon, now=clock))
+
+    app = FastAPI(
+        title="Clinical lakehouse assistant", version=__version__, docs_url=None, redoc_url=None
+    )
+    app.state.assistant = state
+    _handlers(app)
+
+    @app.get("/api/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.post("/api/login")
+    def login(body: LoginRequest, response: Response) -> dict[str, Any]:
+        token, who = state.identity.login(
+            body.username, body.password, totp=body.totp, role=body.role
+        )
+        response.set_cookie(
+            cfg.serve.cookie_name,
+            token,
+            max_age=state.identity.signer.ttl_s,
+            httponly=True,
+            secure=True,
+            samesite="strict",
+            path="/api",
+        )
+        return {"token": token, "expires_in": state.identity.signer.ttl_s, **_me(who)}
+
+    @app.post("/api/logout")
+    def logout(who: User, response: Response) -> dict[str, str]:
+        response.delete_cookie(cfg.serve.cookie_name, path="/api", secure=True, httponly=True)
+        return {"status": "signed out"}
+
+    @app.get("/api/me")
+    def me(who: User) -> dict[str, Any]:
+        return _me(who)
+
+    @app.post("/api/ask")
+    def ask(body: AskRequest, who: User) -> dict[str, Any]:
+        answer = state.planner.ask(who, body.question, body.patient)
+        out: dict[str, Any] = {
+            "answer": answer.text,
+            "lang": answer.lang,
+            "sentences": [
+                {"text": s.text, "citations": list(s.citations)} for s in answer.sentences
+            ],
+            "citations": answer.citations,
+            "refused": answer.refused,
+        }
+        if answer.code:
+            out["code"] = answer.code
+        return out
+
+    @app.get("/api/citations/{citation:path}")
+    def citation(citation: str, who: User) -> dict[str, Any]:
+        cited = Citation.parse(citation, state.tools.key_widths())
+        row = state.tools.cited_row(who, cited)
+        if row is None:
+            raise error(ErrorCode.SRV_CITATION_NOT_FOUND, table=cited.table, version=cited.version)
+        return {
+            "citation": str(cited),
+            "table": cited.table,
+            "version": cited.version,
+            "key": list(cited.key),
+            "row": jsonable_encoder(row),
+        }
+
+    return app
+
+
+def _me(who: Principal) -> dict[str, Any]:
+    return {
+        "username": who.username,
+        "role": who.role,
+        "department": who.department,
+        "institutions": list(who.institutions),
+    }
+
+
+def _body(exc: LakehouseError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.code.http_status)
+
+
+def _handlers(app: FastAPI) -> None:
+    """Catalogued JSON errors only: no stack trace, no echo of the input."""
+
+    @app.exception_handler(LakehouseError)
+    async def lakehouse_error(request: Request, exc: LakehouseError) -> JSONResponse:
+        return _body(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()})
+        reason = f"missing or invalid field(s): {', '.join(f for f in fields if f) or 'body'}"
+        return _body(error(ErrorCode.SRV_REQUEST_INVALID, reason=reason))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = ErrorCode.SRV_REQUEST_INVALID
+        body = error(code, reason=f"HTTP {exc.status_code}").to_dict()
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # The exception's text may hold data values: log its type only.
+        logger.error(
+            "request %s %s failed: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return _body(error(ErrorCode.SRV_INTERNAL, reason=type(exc).__name__))
+
+
+def tls_files(cfg: Settings) -> tuple[Path, Path] | None:
+    """Certificate and key of the HTTPS listener (:func:`lakehouse.governance.tls.server_tls`);
+    None when ``serve.tls`` is off, which is allowed on a loopback host only."""
+    from lakehouse.governance.tls import server_tls
+
+    if not cfg.serve.tls:
+        if not _loopback(cfg.serve.host):
+            raise error(
+                ErrorCode.CONFIG_INVALID,
+                setting="serve.tls",
+                reason="plain HTTP is allowed on a loopback address only",
+            )
+        return None
+    files = server_tls(cfg)
+    return files.cert, files.key
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""The clinical assistant: guarded data tools, the grounded planner, citations."""

@@ -1,0 +1,271 @@
+"""The assistant service over real HTTP: uvicorn in a thread of the test process, sharing
+the test run's one Spark session, on small silver-shaped tables under unique names."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StringType
+
+from lakehouse.governance.access import AccessService
+from lakehouse.governance.audit import MemoryAuditLog
+from lakehouse.governance.identity import IdentityService
+from lakehouse.governance.policy import load_policy
+from lakehouse.governance.sessions import Principal, SessionSigner
+from lakehouse.governance.sql_guard import SqlGuard
+from lakehouse.governance.tls import client_context
+from lakehouse.settings import SecuritySettings, ServeSettings, Settings
+from lakehouse.tables.silver.clinical import DIAGNOSIS, LAB_RESULT, MEDICATION_ORDER
+from lakehouse.tables.silver.encounter import ENCOUNTER
+from lakehouse.tables.silver.patient import PATIENT
+from lakehouse.tables.spec import Phi, TableSpec, column
+from lakehouse.tables.vocab.concepts import CONCEPT, CONCEPT_SYNONYM
+from lakehouse.terminology import ATC, LOINC
+from lakehouse.terminology.vocabularies import DATA
+from serving.app import create_app, tls_files
+from serving.assistant.lexicon import load_lexicon
+from serving.assistant.tools import ToolTables
+
+KEY = b"k" * 32
+PASSWORD = "Correct-Horse-42"
+NOW = datetime.now().replace(microsecond=0)
+
+POLICY = """
+version: 1
+patient_directory: {directory}
+roles:
+  clinician:
+    read: [silver.*]
+    phi: [name, identifier, contact, address, date, free_text, quasi]
+    scope: [department, institution]
+    break_glass: true
+  admin:
+    read: [ops.*]
+    deny: [audit.*]
+  auditor:
+    read: [audit.*]
+"""
+
+
+@dataclass
+class Service:
+    url: str
+    audit: MemoryAuditLog
+    tables: ToolTables
+    spark: SparkSession
+    verify: ssl.SSLContext
+
+
+def _rows(spec: TableSpec, *records: dict[str, Any]) -> list[tuple[Any, ...]]:
+    base = {
+        "source_system": "lis",
+        "institution_code": "H1",
+        "is_deleted": False,
+        "bronze_table": "bronze.test",
+    }
+    return [tuple({**base, **r}.get(c) for c in spec.column_names) for r in records]
+
+
+def _lab(rid: str, patient: str, code: str, name: str, value: float, unit: str, days: int) -> dict:
+    return {
+        "result_id": rid,
+        "patient_id": patient,
+        "patient_key": f"H1|{patient}",
+        "test_standard_vocabulary": "LOINC",
+        "test_standard_code": code,
+        "test_standard_name": name,
+        "value_std": value,
+        "unit_std": unit,
+        "value_as_number": value,
+        "unit_source": unit,
+        "result_status": "F",
+        "collected_at": NOW - timedelta(days=days),
+    }
+
+
+def _vocab(u: str) -> tuple[tuple[TableSpec, list[tuple[Any, ...]]], ...]:
+    """vocab.concept / concept_synonym-shaped tables holding the shipped demo LOINC and ATC
+    names (lakehouse/terminology/data), so the planner's lexicon loads in a second."""
+    concept = dataclasses.replace(CONCEPT, name=f"vocab.concept_srv_{u}")
+    synonym = dataclasses.replace(CONCEPT_SYNONYM, name=f"vocab.concept_synonym_srv_{u}")
+    concepts: list[tuple[Any, ...]] = []
+    synonyms: list[tuple[Any, ...]] = []
+    files = (
+        (
+            "loinc_demo.csv",
+            LOINC,
+            "LOINC_NUM",
+            "LONG_COMMON_NAME",
+            "LONG_COMMON_NAME_ZH",
+            "SYNONYMS_ZH",
+        ),
+        ("atc_demo.csv", ATC, "code", "name", "name_zh", "synonyms"),
+    )
+    for file, vocab, code, name, name_zh, syn in files:
+        with (DATA / file).open(encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                cid = len(concepts) + 1
+                concepts.append(
+                    _row(
+                        concept,
+                        concept_id=cid,
+                        edition="test",
+                        concept_code=r[code],
+                        concept_name=r[name],
+                        concept_name_zh=r[name_zh],
+                        vocabulary_id=vocab,
+                        standard_concept="S",
+                    )
+                )
+                for alias in filter(None, (r[syn] or "").split(";")):
+                    synonyms.append(
+                        _row(
+                            synonym,
+                            concept_id=cid,
+                            concept_synonym_name=alias,
+                            language="zh",
+                            edition="test",
+                        )
+                    )
+    return (concept, concepts), (synonym, synonyms)
+
+
+def _row(spec: TableSpec, **values: Any) -> tuple[Any, ...]:
+    return tuple(values.get(c) for c in spec.column_names)
+
+
+def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
+    patients = _rows(
+        t.patient,
+        {"patient_id": "P1", "patient_key": "H1|P1", "name": "张三", "sex_code": "1"},
+        {"patient_id": "P2", "patient_key": "H1|P2", "name": "李四", "sex_code": "2"},
+    )
+    visits = _rows(
+        t.encounter,
+        {
+            "encounter_id": "V1",
+            "patient_id": "P1",
+            "patient_key": "H1|P1",
+            "start_at": NOW - timedelta(days=6),
+        },
+    )
+    labs = _rows(
+        t.lab_result,
+        _lab("R1", "P1", "4548-4", "Hemoglobin A1c", 7.9, "%", 90),
+        _lab("R2", "P1", "4548-4", "Hemoglobin A1c", 6.8, "%", 5),
+        _lab("R3", "P1", "2345-7", "Glucose", 7.2, "mmol/L", 60),
+        _lab("R4", "P2", "4548-4", "Hemoglobin A1c", 9.1, "%", 3),
+    )
+    meds = _rows(
+        t.medication_order,
+        {
+            "medication_order_id": "M1",
+            "patient_id": "P1",
+            "patient_key": "H1|P1",
+            "source_system": "his",
+            "drug_standard_vocabulary": "ATC",
+            "drug_standard_code": "A10BA02",
+            "drug_standard_name": "metformin",
+            "dose": 0.5,
+            "dose_unit": "g",
+            "route": "口服",
+            "frequency": "bid",
+            "status": "active",
+            "ordered_at": NOW - timedelta(days=20),
+        },
+    )
+    data = [
+        (directory, [("P1", "A", "H1"), ("P2", "B", "H1")]),
+        (t.patient, patients),
+        (t.encounter, visits),
+        (t.lab_result, labs),
+        (t.medication_order, meds),
+    ]
+    for schema in ("silver", "vocab"):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for spec, rows in data:  # one Delta commit per table
+        df = spark.createDataFrame(rows, spec.schema)
+        df.write.format("delta").saveAsTable(spec.name)
+
+
+@pytest.fixture(scope="module")
+def service(
+    spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    u = uuid.uuid4().hex[:8]
+    specs = (PATIENT, ENCOUNTER, LAB_RESULT, MEDICATION_ORDER, DIAGNOSIS)
+    tables = ToolTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
+    directory = TableSpec(
+        name=f"silver.patient_directory_srv_{u}",
+        comment="Test patient directory: department and site of each patient.",
+        columns=(
+            column("patient_id", StringType(), "Patient id.", phi=Phi.IDENTIFIER),
+            column("department_code", StringType(), "Department."),
+            column("institution_code", StringType(), "Institution."),
+        ),
+    )
+    _seed(spark, tables, directory)
+    tmp = tmp_path_factory.mktemp("serving")
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text(POLICY.format(directory=directory.name))
+    catalog = {s.name: s for s in (*tables.all(), directory)}
+    audit = MemoryAuditLog()
+    access = AccessService(spark, SqlGuard(load_policy(policy_file), catalog), audit, KEY)
+    identity = IdentityService(
+        tmp / "accounts.db", audit, SecuritySettings(), SessionSigner(KEY, 900)
+    )
+    root = Principal("root", "admin")
+    identity.create_account(
+        root, "dr_a", PASSWORD, ("clinician",), department="A", institutions=("H1",)
+    )
+    (concept, concepts), (synonym, synonyms) = _vocab(u)
+    for spec, rows in ((concept, concepts), (synonym, synonyms)):
+        spark.createDataFrame(rows, spec.schema).write.format("delta").saveAsTable(spec.name)
+    lexicon = load_lexicon(
+        spark, max_terms=10_000, concept_table=concept.name, synonym_table=synonym.name
+    )
+    cfg = settings.model_copy(update={"serve": ServeSettings()})  # HTTPS, the default
+    tls = tls_files(cfg)
+    assert tls is not None
+    app = create_app(spark, cfg, identity=identity, access=access, tables=tables, lexicon=lexicon)
+    with _running(app, tls) as url:
+        yield Service(url, audit, tables, spark, client_context(cfg))
+
+
+@contextmanager
+def _running(app: Any, tls: tuple[Path, Path]) -> Iterator[str]:
+    """Serve ``app`` over HTTPS with uvicorn in a daemon thread on a free loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ssl_certfile=tls[0], ssl_keyfile=tls[1]
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the assistant service did not start")
+        time.sleep(0.05)
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,96 @@
+"""Without Spark: the planner's recognition in zh/en, the lexicon's longest match,
+citation parsing and the time-travel guard keeping VERSION AS OF inside the policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.governance.sessions import Principal
+from serving.assistant.citations import Citation, TimeTravelGuard
+from serving.assistant.lexicon import Concept, Lexicon
+from serving.assistant.planner import GroundedPlanner
+from tests.unit.governance.demo import CATALOG, LABS, demo_policy
+
+HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
+HGB = Concept("LOINC", "718-7", "Hemoglobin", "血红蛋白")
+GLU = Concept("LOINC", "2345-7", "Glucose", "葡萄糖")
+NOW = datetime(2026, 11, 26, 12, 0)
+
+
+@pytest.fixture
+def planner() -> GroundedPlanner:
+    lex = Lexicon()
+    names = {
+        HBA1C: ["糖化血红蛋白", "HbA1c", "Hemoglobin A1c"],
+        HGB: ["血红蛋白", "Hemoglobin"],
+        GLU: ["Glucose", "血糖", "GLU"],
+    }
+    for c, terms in names.items():
+        for n in terms:
+            lex.add(n, c)
+    return GroundedPlanner(cast(Any, None), lex, now=lambda: NOW)
+
+
+def test_recognizes_patient_test_latest_and_window(planner: GroundedPlanner) -> None:
+    zh = planner.plan("患者P0001最近一次糖化血红蛋白是多少？")
+    assert (zh.lang, zh.mrn, zh.concepts, zh.kinds, zh.latest) == (
+        "zh",
+        "P0001",
+        (HBA1C,),
+        ("lab",),
+        True,
+    )
+    en = planner.plan("What is the latest HbA1c for MRN H0001-77?")
+    assert (en.lang, en.mrn, en.concepts, en.latest, en.since) == (
+        "en",
+        "H0001-77",
+        (HBA1C,),
+        True,
+        None,
+    )
+    window = planner.plan("glucose of patient P9 over the last 30 days")
+    assert window.latest is False
+    assert window.since == datetime(2026, 10, 27, 12, 0)
+    zh_window = planner.plan("就诊号V0002近3个月的血红蛋白")
+    assert (zh_window.visit, zh_window.mrn, zh_window.concepts) == ("V0002", None, (HGB,))
+    assert zh_window.since == datetime(2026, 8, 28, 12, 0)
+    assert planner.plan("GLUT4 expression of MRN P1").concepts == ()
+    page = planner.plan("该患者的用药", patient="P7")
+    assert (page.mrn, page.kinds) == ("P7", ("drug",))
+
+
+def test_citations_round_trip_and_reject_other_tables() -> None:
+    widths = {"silver.lab_result": 3}
+    c = Citation.parse("silver.lab_result@12:H0001|lis|F123|4548-4", widths)
+    assert c == Citation("silver.lab_result", 12, ("H0001", "lis", "F123|4548-4"))
+    assert str(c) == "silver.lab_result@12:H0001|lis|F123|4548-4"
+    for bad in ("silver.lab_result@x:H1|lis|R1", "audit.events@1:a|b|c", "silver.lab_result@1:H1"):
+        with pytest.raises(LakehouseError) as exc:
+            Citation.parse(bad, widths)
+        assert exc.value.code is ErrorCode.SRV_CITATION_INVALID
+
+
+def test_time_travel_guard_keeps_the_version_inside_the_row_filter(tmp_path: Path) -> None:
+    guard = TimeTravelGuard(demo_policy(tmp_path), CATALOG)
+    who = Principal("dr_a", "clinician", department="A", institutions=("H1",))
+    out = guard.rewrite(who, f"SELECT value FROM {LABS.name} VERSION AS OF 3 WHERE lab_id = 'L1'")
+    assert "VERSION AS OF 3" in out.sql
+    assert "`institution_code` IN ('H1')" in out.sql
+    assert out.sql.count("VERSION AS OF") == 1
+
+
+def test_plain_http_only_on_loopback(tmp_path: Path) -> None:
+    from lakehouse.settings import ServeSettings, Settings
+    from serving.app import tls_files
+
+    loop = Settings(data_dir=tmp_path, serve=ServeSettings(tls=False))
+    assert tls_files(loop) is None
+    wide = Settings(data_dir=tmp_path, serve=ServeSettings(tls=False, host="0.0.0.0"))
+    with pytest.raises(LakehouseError) as exc:
+        tls_files(wide)
+    assert exc.value.code is ErrorCode.CONFIG_INVALID
