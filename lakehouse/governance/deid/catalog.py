@@ -16,8 +16,10 @@ def source_specs(specs: Iterable[TableSpec], policy: DeidPolicy) -> list[TableSp
 
 
 def plans(specs: Iterable[TableSpec], policy: DeidPolicy) -> list[ViewPlan]:
-    """The view plan of every source spec."""
-    return [plan_view(s, policy) for s in source_specs(specs, policy)]
+    """The view plan of every source spec (free text may come from a ``<table>_deid``)."""
+    specs = list(specs)
+    by_name = {s.name: s for s in specs}
+    return [plan_view(s, policy, by_name) for s in source_specs(specs, policy)]
 
 
 def find_plan(name: str, specs: Iterable[TableSpec], policy: DeidPolicy) -> ViewPlan:

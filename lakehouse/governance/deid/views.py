@@ -7,13 +7,20 @@ person's token, dates move by the person's shift and other identifiers become HM
 under the person's identifier key, computed in SQL from the stored HMAC pads. The view's
 text therefore names tables and columns only; no key is ever in it.
 
+A free-text column without a de-identified counterpart in its own table takes it from the
+table's *companion* ``<table>_deid`` (``silver.note`` -> ``silver.note_deid``, written by the
+NLP job) when the companion has the same merge keys: the view ``LEFT JOIN``s it on those keys
+(and on the source's ``sequence_by`` column when both have it, so the text shown is the
+de-identification of the note's current version, else null until the NLP job reruns).
+
 :func:`deid_spec` describes a view as a :class:`TableSpec` (no PHI tags: nothing in it is
 direct PHI), so the SQL guard can resolve analysts' queries against it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
@@ -66,6 +73,11 @@ class ViewPlan:
     dropped: tuple[tuple[str, str], ...]
     person_column: str | None
     policy_version: int
+    #: Table the de-identified text of free-text columns comes from (alias ``d``), and the
+    #: columns it is joined on (equal keys; the sequence column null-safe).
+    companion: str | None = None
+    companion_on: tuple[str, ...] = ()
+    companion_sequence: str | None = None
 
     @property
     def joins_person_keys(self) -> bool:
@@ -106,8 +118,45 @@ def _token_sql(col: str) -> str:
     return f"sha2(concat(k.id_opad, {inner}), 256)"
 
 
-def plan_view(spec: TableSpec, policy: DeidPolicy) -> ViewPlan:
-    """The view of ``spec`` under ``policy`` (pure: no Spark)."""
+def companion_name(source: str) -> str:
+    """``silver.note`` -> ``silver.note_deid``: where a table's de-identified text lives."""
+    return f"{source}_deid"
+
+
+def _companion_counterparts(
+    spec: TableSpec, companion: TableSpec | None, policy: DeidPolicy, taken: set[str]
+) -> dict[str, str]:
+    """Free-text columns of ``spec`` (not in ``taken``) -> their column in ``companion``.
+
+    ``<column>_deid`` first; a generic pattern without ``{column}`` (``text_deid``) only for
+    a column named ``text`` or ``*_text``, and once: a title never shows the whole text.
+    """
+    if companion is None or not spec.keys or tuple(companion.keys) != tuple(spec.keys):
+        return {}
+    their_phi, theirs = companion.phi_columns, set(companion.column_names)
+    out: dict[str, str] = {}
+    for name, tag in spec.phi_columns.items():
+        if tag is not Phi.FREE_TEXT or name in taken:
+            continue
+        for pattern in policy.counterparts:
+            other = pattern.format(column=name)
+            generic = "{column}" not in pattern
+            if generic and not (name == "text" or name.endswith("_text")):
+                continue
+            if other in theirs and other not in their_phi and other not in out.values():
+                out[name] = other
+                break
+    return out
+
+
+def plan_view(
+    spec: TableSpec, policy: DeidPolicy, companions: Mapping[str, TableSpec] | None = None
+) -> ViewPlan:
+    """The view of ``spec`` under ``policy`` (pure: no Spark).
+
+    ``companions``: specs by name, where ``<table>_deid`` is looked up for free-text columns
+    without a counterpart in ``spec`` itself.
+    """
     phi, names = spec.phi_columns, set(spec.column_names)
     person = spec.person_key
     counterparts: dict[str, str] = {}
@@ -119,6 +168,8 @@ def plan_view(spec: TableSpec, policy: DeidPolicy) -> ViewPlan:
                     counterparts[name] = other
                     break
     used = set(counterparts.values())
+    companion = (companions or {}).get(companion_name(spec.name))
+    joined = _companion_counterparts(spec, companion, policy, set(counterparts))
     out: list[ColumnPlan] = []
     dropped: list[tuple[str, str]] = []
     for field in spec.columns:
@@ -183,6 +234,9 @@ def plan_view(spec: TableSpec, policy: DeidPolicy) -> ViewPlan:
         elif tf == "deidentified":
             if name in counterparts:
                 sql, out_type = f"t.{_q(counterparts[name])}", dtype
+            elif name in joined:
+                sql, out_type = f"d.{_q(joined[name])}", dtype
+                note = f"{comment} [de-identified: {companion_name(spec.name)}.{joined[name]}]"
             else:
                 reason = "no de-identified counterpart column"
         if sql is None:
@@ -190,7 +244,17 @@ def plan_view(spec: TableSpec, policy: DeidPolicy) -> ViewPlan:
             continue
         out.append(ColumnPlan(name, name, tf, sql, out_type, note, rule.is_quasi))
     view = policy.view_name(spec.name)
-    return ViewPlan(spec, view, tuple(out), tuple(dropped), person, policy.version)
+    plan = ViewPlan(spec, view, tuple(out), tuple(dropped), person, policy.version)
+    if companion is not None and any(c.sql.startswith("d.") for c in out):
+        seq = spec.sequence_by
+        same_seq = seq if seq and seq in companion.column_names else None
+        plan = replace(
+            plan,
+            companion=companion.name,
+            companion_on=tuple(spec.keys),
+            companion_sequence=same_seq,
+        )
+    return plan
 
 
 def _counterpart_of(counterparts: dict[str, str], name: str) -> str:
@@ -202,9 +266,19 @@ def _name(table: str) -> str:
 
 
 def select_sql(
-    plan: ViewPlan, *, source: str | None = None, person_table: str = PERSON_KEYS.name
+    plan: ViewPlan,
+    *,
+    source: str | None = None,
+    person_table: str = PERSON_KEYS.name,
+    companion: str | None = None,
 ) -> str:
-    """The view's query (over ``source``, default the plan's table): names only."""
+    """The view's query (over ``source``, default the plan's table): names only.
+
+    Over another ``source`` the companion is joined only when ``companion`` names its
+    stand-in; otherwise the de-identified text is null (same columns and types).
+    """
+    if source is not None and plan.companion is not None:
+        plan = replace(plan, companion=companion) if companion else without_companion(plan)
     select = ", ".join(f"{c.sql} AS {_q(c.name)}" for c in plan.columns)
     src = _name(source or plan.source.name)
     query = f"SELECT {select} FROM {src} AS t"  # noqa: S608 - quoted names, escaped literals
@@ -214,6 +288,12 @@ def select_sql(
             f" LEFT JOIN {_name(person_table)} AS k"
             f" ON k.person_id = CAST(t.{_q(plan.person_column)} AS STRING)"
         )
+    if plan.companion is not None:
+        on = [f"d.{_q(c)} = t.{_q(c)}" for c in plan.companion_on]
+        if plan.companion_sequence is not None:
+            seq = _q(plan.companion_sequence)
+            on.append(f"d.{seq} <=> t.{seq}")
+        query += f" LEFT JOIN {_name(plan.companion)} AS d ON {' AND '.join(on)}"
     return query
 
 
@@ -245,10 +325,27 @@ def deid_spec(plan: ViewPlan, *, name: str | None = None, keys: tuple[str, ...] 
     )
 
 
+def without_companion(plan: ViewPlan) -> ViewPlan:
+    """The plan with its companion's columns as nulls (same columns and types, no join)."""
+    cols = tuple(
+        replace(c, sql=f"CAST(NULL AS {c.data_type.simpleString()})")
+        if c.sql.startswith("d.")
+        else c
+        for c in plan.columns
+    )
+    return replace(plan, columns=cols, companion=None, companion_on=(), companion_sequence=None)
+
+
 def create_view(spark: SparkSession, plan: ViewPlan) -> bool:
-    """Create or replace the view; False when the plan leaves it no column."""
+    """Create or replace the view; False when the plan leaves it no column.
+
+    A companion table that does not exist yet (the NLP job has not run) leaves the
+    de-identified text null; the next refresh after it exists joins it.
+    """
     if not plan.columns:
         return False
+    if plan.companion is not None and not spark.catalog.tableExists(plan.companion):
+        plan = without_companion(plan)
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_q(plan.view.split('.')[0])}")
     spark.sql(view_sql(plan))
     return True
