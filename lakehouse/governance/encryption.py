@@ -347,10 +347,14 @@ def protect_table(spark: SparkSession, spec: TableSpec) -> list[str]:
     stored: dict[str, str] = dict(detail["properties"] or {}) if detail else {}
     changed = {k: v for k, v in wanted.items() if stored.get(k) != v}
     if changed:
-        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        assignments = ", ".join(f"{_lit(k)} = {_lit(v)}" for k, v in changed.items())
         spark.sql(f"ALTER TABLE {spec.name} SET TBLPROPERTIES ({assignments})")
         logger.info("table %s: encrypted columns set (%s)", spec.name, ", ".join(sorted(changed)))
     return sorted(changed)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def is_key_error(exc: BaseException) -> bool:
