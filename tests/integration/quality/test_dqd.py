@@ -21,10 +21,13 @@ from tests.integration.quality.omop_rows import (
     write_gold,
 )
 
+DIED = date(2023, 6, 1)
+
 
 def _broken_rows() -> dict[str, list[dict[str, Any]]]:
-    """Person 9 (born 1990) with a measurement in 1980, a visit ending before it starts and
-    a non-standard concept in condition_concept_id: appended to the clean tables."""
+    """Person 9 (born 1990, died 2023-06-01) with a measurement in 1980 (before birth), one
+    in 2024 (after death), a visit ending before it starts and a non-standard concept in
+    condition_concept_id: appended to the clean tables."""
     one = clean_rows(persons=9)
     bad = {t: [r for r in rows if r.get("person_id") == 9] for t, rows in one.items()}
     bad["concept"] = []
@@ -35,6 +38,8 @@ def _broken_rows() -> dict[str, list[dict[str, Any]]]:
     visit["visit_end_date"], visit["visit_end_datetime"] = date(2023, 1, 1), datetime(2023, 1, 1)
     bad["observation_period"][0]["observation_period_start_date"] = date(1980, 1, 1)
     bad["condition_occurrence"][0]["condition_concept_id"] = NON_STANDARD_CONDITION
+    bad["death"] = [{"person_id": 9, "death_date": DIED, "death_datetime": datetime(2023, 6, 1),
+                     "death_type_concept_id": 32817, "etl_source_key": "death9"}]  # fmt: skip
     return bad
 
 
@@ -115,6 +120,11 @@ def test_published_thresholds_pass_clean_rows_and_catch_the_broken_ones(
     assert failing["DQD-visit_occurrence-visit_start_date-plausibleStartBeforeEnd"] == 1
     assert failing["DQD-visit_occurrence-visit_end_date-plausibleTemporalAfter"] == 1
     assert failing["DQD-condition_occurrence-condition_concept_id-isStandardValidConcept"] == 1
+    # the 2024 visit, diagnosis and measurement of a person who died in June 2023 (DQD
+    # checks measurements after death as plausibleBeforeDeath, visits as plausibleDuringLife)
+    assert failing["DQD-measurement-measurement_date-plausibleBeforeDeath"] == 1
+    assert failing["DQD-visit_occurrence-visit_start_date-plausibleDuringLife"] == 1
+    assert failing["DQD-condition_occurrence-condition_start_date-plausibleDuringLife"] == 1
     assert {r.rule.threshold_source for r in report.results} == {"dqd-csv"}
     applied = {r.rule.check_name for r in report.results if r.status in ("pass", "fail")}
     assert {"plausibleAfterBirth", "plausibleStartBeforeEnd", "plausibleDuringLife",
