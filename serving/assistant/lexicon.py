@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
+from lakehouse.errors import ErrorCode, error
 from lakehouse.tables.vocab.concepts import CONCEPT, CONCEPT_SYNONYM
 from lakehouse.terminology import ATC, ICD10, LOINC
 
@@ -103,7 +104,11 @@ def load_lexicon(
     concept_table: str = CONCEPT.name,
     synonym_table: str = CONCEPT_SYNONYM.name,
 ) -> Lexicon:
-    """The lexicon of the current (valid) LOINC, ATC and ICD-10 concepts and synonyms."""
+    """The lexicon of the current (valid) LOINC, ATC and ICD-10 concepts and synonyms
+    (``LH-TBL-007`` when the vocabularies were never loaded)."""
+    for table in (concept_table, synonym_table):
+        if not spark.catalog.tableExists(table):
+            raise error(ErrorCode.TABLE_NOT_FOUND, table=table)
     vocabularies = ", ".join(f"'{v}'" for v in KIND_BY_VOCABULARY)
     rows = spark.sql(
         f"""SELECT c.vocabulary_id, c.concept_code, c.concept_name, c.concept_name_zh,

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlglot
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from sqlglot import exp
 
@@ -237,13 +238,17 @@ class DataTools:
 
     def cited_row(self, who: Principal, citation: Citation) -> dict[str, Any] | None:
         """The cited row at the cited version, as ``who`` may see it (audited); None when
-        it is not there or not visible."""
+        it is not there, not visible, or the version does not exist (any more)."""
         spec = self.tables.by_name()[citation.table]
-        where = exp.and_(
-            *[_col(k).eq(_str(v)) for k, v in zip(spec.keys, citation.key, strict=True)]
-        )
+        if citation.version > self._version(spec.name):
+            return None
+        keys = zip(spec.keys, citation.key, strict=True)
+        where = exp.and_(*[_col(k).eq(_str(v)) for k, v in keys])
         query = exp.select("*").from_(_table(spec, citation.version)).where(where).limit(2)
-        rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=2)
+        try:
+            rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=2)
+        except AnalysisException:  # the version was vacuumed away
+            return None
         return dict(rows[0].asDict()) if len(rows) == 1 else None
 
     # -- helpers -------------------------------------------------------------------------

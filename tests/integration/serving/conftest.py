@@ -99,7 +99,8 @@ def _lab(rid: str, patient: str, code: str, name: str, value: float, unit: str, 
 
 
 def _vocab(u: str) -> tuple[tuple[TableSpec, list[tuple[Any, ...]]], ...]:
-    """vocab.concept / concept_synonym-shaped tables holding the shipped demo LOINC and ATC
+    """vocab.concept / concept_synonym-shaped temporary views (reference data, no Delta
+    commit needed) holding the shipped demo LOINC and ATC
     names (lakehouse/terminology/data), so the planner's lexicon loads in a second."""
     concept = dataclasses.replace(CONCEPT, name=f"vocab.concept_srv_{u}")
     synonym = dataclasses.replace(CONCEPT_SYNONYM, name=f"vocab.concept_synonym_srv_{u}")
@@ -196,8 +197,7 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
         (t.lab_result, labs),
         (t.medication_order, meds),
     ]
-    for schema in ("silver", "vocab"):
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    spark.sql("CREATE SCHEMA IF NOT EXISTS silver")
     for spec, rows in data:  # one Delta commit per table
         df = spark.createDataFrame(rows, spec.schema)
         df.write.format("delta").saveAsTable(spec.name)
@@ -235,9 +235,9 @@ def service(
     )
     (concept, concepts), (synonym, synonyms) = _vocab(u)
     for spec, rows in ((concept, concepts), (synonym, synonyms)):
-        spark.createDataFrame(rows, spec.schema).write.format("delta").saveAsTable(spec.name)
+        spark.createDataFrame(rows, spec.schema).createOrReplaceTempView(spec.table_name)
     lexicon = load_lexicon(
-        spark, max_terms=10_000, concept_table=concept.name, synonym_table=synonym.name
+        spark, max_terms=10_000, concept_table=concept.table_name, synonym_table=synonym.table_name
     )
     cfg = settings.model_copy(update={"serve": ServeSettings()})  # HTTPS, the default
     tls = tls_files(cfg)

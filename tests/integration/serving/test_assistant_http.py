@@ -135,5 +135,7 @@ def test_other_department_patient_is_refused_and_audited(service: Service, token
     assert (r.status_code, r.json()["error"]["code"]) == (404, "LH-SRV-003")
     assert "9.1" not in r.text
     assert len(service.audit.rows) == before + 1
+    future = _resolve(service, token, f"{lab}@999:H1|lis|R2")
+    assert (future.status_code, future.json()["error"]["code"]) == (404, "LH-SRV-003")
     bad = _resolve(service, token, "silver.secret@1:x")
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "LH-SRV-002")
