@@ -86,7 +86,7 @@ def test_canaries_never_reach_disk_and_only_keyed_sessions_read(
 
     schema = spark.table(spec.name).schema
     first = [(1, ID_CARD, NAME, PHONE, {"cn-id": ID_CARD}, CONTROL)]
-    upsert(spark, spec, spark.createDataFrame(first, schema))
+    spark.createDataFrame(first, schema).write.insertInto(spec.name)  # a plain Delta append
     changed = [
         (1, ID_CARD, NAME, PHONE_2, {"cn-id": ID_CARD}, CONTROL),
         (2, ID_CARD_2, NAME, PHONE, {"cn-id": ID_CARD_2}, CONTROL),
