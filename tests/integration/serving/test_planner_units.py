@@ -94,3 +94,18 @@ def test_plain_http_only_on_loopback(tmp_path: Path) -> None:
     with pytest.raises(LakehouseError) as exc:
         tls_files(wide)
     assert exc.value.code is ErrorCode.CONFIG_INVALID
+
+
+def test_every_tool_column_is_a_column_of_its_silver_table() -> None:
+    from serving.assistant import tools as t
+
+    specs = t.ToolTables()
+    for spec, columns in (
+        (specs.lab_result, t._LAB_COLUMNS),
+        (specs.medication_order, t._MED_COLUMNS),
+        (specs.diagnosis, t._DX_COLUMNS),
+        (specs.patient, t._PATIENT_COLUMNS),
+    ):
+        assert set(columns) <= set(spec.column_names), spec.name
+        assert {"patient_id", "is_deleted"} <= set(spec.column_names)
+    assert {"encounter_id", "patient_id", "start_at"} <= set(specs.encounter.column_names)
