@@ -19,7 +19,7 @@ from lakehouse.errors import ErrorCode, error
 from lakehouse.runs import job_run
 from lakehouse.settings import Settings
 from lakehouse.tables.registry import all_specs
-from lakehouse.tables.writer import ensure_table
+from lakehouse.tables.writer import ensure_tables
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DemoReport:
 
 def foundation(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     """Create the catalog's schemas and every specified table (idempotent)."""
-    reports = [ensure_table(spark, spec) for spec in all_specs()]
+    reports = ensure_tables(spark, all_specs())
     return {
         "tables": len(reports),
         "tables_created": sum(r.created for r in reports),

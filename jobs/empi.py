@@ -40,7 +40,7 @@ from lakehouse.tables.silver.person_index import (
     PERSON_INDEX,
     PERSON_REVIEW,
 )
-from lakehouse.tables.writer import ensure_table, upsert
+from lakehouse.tables.writer import ensure_tables, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +117,9 @@ def run(
     t0 = time.perf_counter()
     with job_run(spark, cfg, "empi") as rec:
         rep = EmpiReport(rec.run_id, mdl.version, e.match_threshold, e.review_threshold)
-        for spec in (PERSON_INDEX, PERSON_HISTORY, PERSON_REVIEW, PERSON_FEATURES, EMPI_PROGRESS):
-            ensure_table(spark, spec)
+        ensure_tables(
+            spark, [PERSON_INDEX, PERSON_HISTORY, PERSON_REVIEW, PERSON_FEATURES, EMPI_PROGRESS]
+        )
         done = spark.table(EMPI_PROGRESS.name).where(F.col("source_table") == source_table).first()
         last = None if full or done is None else done["last_version"]
         version = _latest_version(spark, source_table)

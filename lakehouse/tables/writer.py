@@ -1,4 +1,5 @@
-"""The only writers of Delta tables: :func:`ensure_table`, :func:`upsert` and :func:`append`.
+"""The only writers of Delta tables: :func:`ensure_table` (:func:`ensure_tables` for many),
+:func:`upsert` and :func:`append`.
 
 ``ensure_table`` creates a table from its :class:`~lakehouse.tables.spec.TableSpec` or
 evolves it: new columns are added with their metadata, safe type widenings are applied with
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -156,6 +158,24 @@ def ensure_table(spark: SparkSession, spec: TableSpec) -> EnsureReport:
             report.properties_set,
         )
     return report
+
+
+def ensure_tables(
+    spark: SparkSession, specs: list[TableSpec], *, parallelism: int = 4
+) -> list[EnsureReport]:
+    """:func:`ensure_table` for many specs at once, reports in the order of ``specs``.
+
+    Creating or checking a table is mostly driver round trips (catalog calls, the Delta log)
+    rather than cluster work, so a few threads on one session overlap them; schemas are
+    created first, one at a time, so no two threads race to create the same one.
+    """
+    for schema in dict.fromkeys(s.schema_name for s in specs):
+        if not spark.catalog.databaseExists(schema):
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+    if parallelism <= 1 or len(specs) <= 1:
+        return [ensure_table(spark, spec) for spec in specs]
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="ensure") as pool:
+        return list(pool.map(lambda spec: ensure_table(spark, spec), specs))
 
 
 def _evolve(

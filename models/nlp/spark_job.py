@@ -47,7 +47,7 @@ from lakehouse.tables.governance.person_keys import PERSON_KEYS
 from lakehouse.tables.ops.nlp import NLP_PROGRESS
 from lakehouse.tables.silver.documents import NOTE
 from lakehouse.tables.silver.note_nlp import NOTE_DEID, NOTE_PROBLEM
-from lakehouse.tables.writer import WriteReport, ensure_table, replace_scoped, upsert
+from lakehouse.tables.writer import WriteReport, ensure_tables, replace_scoped, upsert
 from lakehouse.terminology.api import ATC, ICD10, LOINC, map_codes
 from models.nlp.notes import ENTITY, NOTE_KEYS, RESULT_SCHEMA, process_batches
 from models.nlp.resources import versions
@@ -109,8 +109,7 @@ def run(spark: SparkSession, settings: Settings, *, full: bool = False) -> NlpRe
     t0 = time.perf_counter()
     with job_run(spark, settings, "nlp") as rec:
         report = NlpReport(rec.run_id, pipeline=pipeline_version())
-        for spec in (NLP_PROGRESS, NOTE_NLP, NOTE_DEID, NOTE_PROBLEM):
-            ensure_table(spark, spec)
+        ensure_tables(spark, [NLP_PROGRESS, NOTE_NLP, NOTE_DEID, NOTE_PROBLEM])
         if not spark.catalog.tableExists(SOURCE):
             report.mode = "no_source"
             return report
