@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
+from time import monotonic
 
 from pyspark.sql import functions as F
 
@@ -38,20 +39,38 @@ def main(out_json: str, patients: str) -> int:
     )
     spark = build_spark(cfg)
     result: dict[str, object] = {}
+    timings: dict[str, float] = {}
+    result["seconds"] = timings
+    clock = monotonic()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = monotonic()
+        timings[phase] = round(now - clock, 1)
+        clock = now
+
+    lap("generate_and_start")
     terminology.run(spark, cfg)
+    lap("vocab")
     ingest.run(spark, cfg)
+    lap("ingest")
     first = silver.run(spark, cfg)
+    lap("silver_first")
     result["first"] = [asdict(b) for b in first.bronze]
     result["patients_filled_first"] = first.patients_filled
     result["scores_before_corrections"] = [asdict(s) for s in evaluate(spark, out / "truth")]
 
+    lap("evaluate")
     again = silver.run(spark, cfg)
     result["again"] = [asdict(b) for b in again.bronze]
+    lap("silver_again")
 
     result["corrections"] = apply_late_corrections(out, at=datetime(2026, 11, 20, 9, 30))
     ingest.run(spark, cfg, source="his")
+    lap("ingest_his")
     third = silver.run(spark, cfg)
     result["third"] = [asdict(b) for b in third.bronze]
+    lap("silver_third")
     result["scores"] = [asdict(s) for s in evaluate(spark, out / "truth")]
 
     truth = out / "truth"
@@ -87,6 +106,7 @@ def main(out_json: str, patients: str) -> int:
         },
     }
     result["rejects"] = spark.table("ops.silver_rejects").count()
+    lap("evaluate_and_counts")
     Path(out_json).write_text(json.dumps(result, default=str, indent=1), encoding="utf-8")
     spark.stop()
     return 0
