@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +21,12 @@ from lakehouse.terminology import loaders
 from lakehouse.terminology.store import FIRST_DAY, LoadReport, load_edition
 from lakehouse.terminology.vocabularies import ATC, DATA, GB2261, ICD9CM3, ICD10, UCUM
 
-DEMO_EDITION = "lakehouse-demo-2026.1"
+DEMO_EDITION = "lakehouse-demo-2026.2"
+#: Each demo edition is valid from the day after the previous one (2026.1: 1970-01-01), so a
+#: lakehouse that loaded an earlier one takes the new one as its successor (LH-VOC-008
+#: otherwise); clinical dates are all later. 2026.2: local procedure codes of H0001
+#: (LOCAL:H0001:PROC -> ICD-9-CM-3), chest X-ray 87.4401, ICD-10 Z codes in Observation.
+DEMO_VALID_FROM = FIRST_DAY + timedelta(days=1)
 
 CODE_LISTS = (
     (ICD10, "icd10_demo.csv"),
@@ -53,12 +59,19 @@ def load_demo(spark: SparkSession, *, edition: str = DEMO_EDITION) -> DemoLoad:
     out = DemoLoad()
     batches = [
         loaders.read_code_list(
-            spark, DATA / name, vocabulary_id=vocab, edition=edition, valid_from=FIRST_DAY
+            spark, DATA / name, vocabulary_id=vocab, edition=edition, valid_from=DEMO_VALID_FROM
         )
         for vocab, name in CODE_LISTS
     ]
-    batches.append(loaders.read_loinc(spark, DATA / "loinc_demo.csv", edition=edition))
-    batches.append(loaders.read_local_map(spark, DATA / "local_code_map_demo.csv", edition=edition))
+    since = DEMO_VALID_FROM
+    batches.append(
+        loaders.read_loinc(spark, DATA / "loinc_demo.csv", edition=edition, valid_from=since)
+    )
+    batches.append(
+        loaders.read_local_map(
+            spark, DATA / "local_code_map_demo.csv", edition=edition, valid_from=since
+        )
+    )
     # One edition over all demo files: one write per table.
     files = [name for _, name in CODE_LISTS] + ["loinc_demo.csv", "local_code_map_demo.csv"]
     digest = hashlib.sha256("".join(loaders.file_sha256(DATA / f) for f in files).encode())

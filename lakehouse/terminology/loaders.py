@@ -51,6 +51,7 @@ from lakehouse.terminology.vocabularies import (
     ICD9CM3,
     ICD10,
     ICD10CM,
+    LOCAL_KINDS,
     LOINC,
     OPEN_END,
     UCUM,
@@ -84,13 +85,27 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 #: Domain and concept class of the simple code lists.
 LIST_KINDS: dict[str, tuple[str, str, str]] = {
-    ICD10: ("ICD-10 国家临床版", "Condition", "ICD10 code"),
+    ICD10: ("ICD-10 国家临床版", "Condition", "ICD10 code"),  # V-Z: see icd10_domain
     ICD9CM3: ("ICD-9-CM-3 国家临床版", "Procedure", "ICD9 procedure"),
     ATC: ("WHO ATC", "Drug", "ATC"),
     GB2261: ("GB/T 2261.1 生理性别", "Gender", "Gender"),
     UCUM: ("UCUM", "Unit", "Unit"),
 }
-_KIND_DOMAIN = {"LAB": "Measurement", "DX": "Condition", "DRUG": "Drug"}
+#: ICD-10 chapters whose codes OMOP files under Observation, not Condition: XX external
+#: causes (V01-Y98) and XXI factors influencing health status and contact with health
+#: services (Z00-Z99: a health check-up, a history of, a family history of...).
+_ICD10_OBSERVATION = r"^[V-Zv-z]"
+
+
+def icd10_domain(code: Column) -> Column:
+    """OMOP domain of an ICD-10 (or ICD-10-CM) code: Observation for chapters XX and XXI
+    (:data:`_ICD10_OBSERVATION`), Condition otherwise."""
+    return F.when(code.rlike(_ICD10_OBSERVATION), F.lit("Observation")).otherwise(
+        F.lit("Condition")
+    )
+
+
+_KIND_DOMAIN = {"LAB": "Measurement", "DX": "Condition", "DRUG": "Drug", "PROC": "Procedure"}
 _SEP = "\u0000"
 
 
@@ -288,7 +303,7 @@ def read_code_list(
     UCUM (or a test vocabulary) as one edition. Chinese names go to ``concept_name_zh``;
     ``concept_name`` is the English name where given."""
     vocab = vocabulary_id
-    title, domain, klass = LIST_KINDS.get(vocab, (vocab, "Observation", "Code"))
+    title, domain_name, klass = LIST_KINDS.get(vocab, (vocab, "Observation", "Code"))
     df = read_table(
         spark,
         path,
@@ -296,6 +311,7 @@ def read_code_list(
         optional=("name_en", "name_zh", "synonyms"),
         encoding=encoding,
     )
+    domain: str | Column = icd10_domain(F.col("code")) if vocab == ICD10 else domain_name
     name = F.coalesce(_opt(df, "name_en"), F.col("name"))
     name_zh = F.coalesce(_opt(df, "name_zh"), F.when(_cjk(F.col("name")), F.col("name")))
     batch = Batch(
@@ -355,7 +371,7 @@ def read_icd10cm(
     concepts = _concepts(
         df,
         vocab=ICD10CM,
-        domain="Condition",
+        domain=icd10_domain(F.col("code")),
         concept_class=klass,
         name=name,
         name_zh=F.lit(None).cast("string"),
@@ -544,7 +560,7 @@ def read_local_map(
     """A site's local code map: each local code becomes a (non-standard) concept of
     ``LOCAL:<institution>:<kind>`` and a source_to_concept_map row to its target.
 
-    ``local_system`` is LAB, DX or DRUG, or a system name :func:`vocabulary_for` knows
+    ``local_system`` is LAB, DX, DRUG or PROC, or a system name :func:`vocabulary_for` knows
     (``A0002-JY``, ``99LIS``); ``target_vocabulary`` a vocabulary id or system name.
     """
     df = read_table(
@@ -570,7 +586,7 @@ def read_local_map(
         inst, system, target = p["institution"], p["local_system"], p["target_vocabulary"]
         local = (
             f"LOCAL:{inst}:{system.upper()}"
-            if system.upper() in ("LAB", "DX", "DRUG")
+            if system.upper() in LOCAL_KINDS
             else vocabulary_for(system, institution=inst)
         )
         if local is None or not local.startswith("LOCAL:"):

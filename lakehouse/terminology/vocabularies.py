@@ -2,7 +2,8 @@
 
 Vocabulary ids: ``ICD10`` (the Chinese national clinical edition, 国家临床版, as HIS, CDA,
 FHIR and HL7 sources send it: E11.900), ``ICD10CM``, ``ICD9CM3``, ``LOINC``, ``ATC``, ``UCUM``,
-``GB2261`` (sex, GB/T 2261.1) and ``LOCAL:<institution>:<LAB|DX|DRUG>`` for a site's own codes.
+``GB2261`` (sex, GB/T 2261.1) and ``LOCAL:<institution>:<LAB|DX|DRUG|PROC>`` for a site's own codes
+(PROC: procedure and examination item codes, e.g. the HIS order item ``CT``).
 
 Concept ids of codes not loaded from an Athena bundle are derived, deterministically, from
 (vocabulary_id, concept_code): ``2_000_000_000 + the first 60 bits of SHA-256("vocab|code")``,
@@ -35,23 +36,25 @@ ATC = "ATC"
 UCUM = "UCUM"
 GB2261 = "GB2261"
 STANDARD_VOCABULARIES = (ICD10, ICD10CM, ICD9CM3, LOINC, ATC, UCUM, GB2261)
-LOCAL_KINDS = ("LAB", "DX", "DRUG")
+LOCAL_KINDS = ("LAB", "DX", "DRUG", "PROC")
 #: Vocabulary a local code of each kind maps to.
-KIND_TARGET = {"LAB": LOINC, "DX": ICD10, "DRUG": ATC}
+KIND_TARGET = {"LAB": LOINC, "DX": ICD10, "DRUG": ATC, "PROC": ICD9CM3}
 #: Kind of local code each standard vocabulary is the target of.
-TARGET_KIND = {v: k for k, v in KIND_TARGET.items()} | {ICD9CM3: "DX", ICD10CM: "DX"}
+TARGET_KIND = {v: k for k, v in KIND_TARGET.items()} | {ICD10CM: "DX"}
 
-_LOCAL = re.compile(r"^LOCAL:([A-Za-z0-9_.-]+):(LAB|DX|DRUG)$")
+_LOCAL = re.compile(r"^LOCAL:([A-Za-z0-9_.-]+):(LAB|DX|DRUG|PROC)$")
 #: Site-local system names like "A0002-JY" (the CSV members' code-system labels).
 _SITE_SYSTEM = re.compile(r"^([A-Za-z0-9]+)-(ZD|JY|YP)$")
 _SITE_KIND = {"ZD": "DX", "JY": "LAB", "YP": "DRUG"}
 
 
 def local_vocabulary(institution: str, kind: str) -> str:
-    """``LOCAL:<institution>:<kind>``; ``LH-VOC-009`` for a kind not in LAB, DX, DRUG."""
+    """``LOCAL:<institution>:<kind>``; ``LH-VOC-009`` for a kind not in LAB, DX, DRUG, PROC."""
     vocab = f"LOCAL:{institution}:{kind}"
     if not _LOCAL.match(vocab):
-        raise error(ErrorCode.VOCAB_UNKNOWN, name=vocab, reason="kind must be LAB, DX or DRUG")
+        raise error(
+            ErrorCode.VOCAB_UNKNOWN, name=vocab, reason="kind must be LAB, DX, DRUG or PROC"
+        )
     return vocab
 
 
