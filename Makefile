@@ -11,7 +11,7 @@ LOCK := requirements/lock.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-all check bench venv jars java postgres lock docs clean
+.PHONY: help demo test test-all check bench venv jars java postgres browser lock docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -20,11 +20,11 @@ demo: venv jars java ## Run every pipeline stage end to end on embedded defaults
 	@echo "==> lakehouse demo"
 	$(BIN)/lakehouse demo
 
-test: venv jars java postgres ## Run the test suite (no slow cases)
+test: venv jars java postgres browser ## Run the test suite (no slow cases)
 	@echo "==> pytest (fast suite; 'make test-all' adds the slow cases)"
 	$(BIN)/pytest
 
-test-all: venv jars java postgres ## Run every test, slow ones included
+test-all: venv jars java postgres browser ## Run every test, slow ones included
 	$(BIN)/pytest -m ""
 
 check: venv ## ruff (format + lint), mypy, import-linter layer contracts, generated docs
@@ -77,6 +77,15 @@ postgres: ## Make sure PostgreSQL server binaries exist (tests start throw-away 
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else \
 	    echo "error: PostgreSQL server binaries not found; install them (apt-get install postgresql)"; exit 69; \
+	  fi; }
+
+browser: ## Make sure Debian's chromium exists (the chat page's Playwright test drives it)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing chromium (Debian package) for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "error: /usr/bin/chromium not found; install it (apt-get install chromium)"; exit 69; \
 	  fi; }
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
