@@ -905,6 +905,31 @@ class ErrorCode(Enum):
         remedy="Retry; if it persists, see the service log (it carries no patient data).",
     )
 
+    # --- FHIR API (LH-FHR) ---
+    FHIR_TYPE_UNSUPPORTED = ErrorDef(
+        "LH-FHR-001",
+        "Resource type or operation {name} is not served by this FHIR endpoint.",
+        404,
+        EX_USAGE,
+        remedy="GET /fhir/r4/metadata lists the resource types, interactions and search "
+        "parameters served (docs/fhir.md).",
+    )
+    FHIR_SEARCH_INVALID = ErrorDef(
+        "LH-FHR-002",
+        "Search parameter {name} is not valid: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="Use the search parameters of the CapabilityStatement (GET /fhir/r4/metadata) "
+        "with the documented value formats (docs/fhir.md).",
+    )
+    FHIR_NOT_FOUND = ErrorDef(
+        "LH-FHR-003",
+        "No {name} with this id is visible to you.",
+        404,
+        EX_NOINPUT,
+        remedy="The resource may not exist, or it may be outside your department or site.",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id

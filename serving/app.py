@@ -40,6 +40,7 @@ from serving.assistant.citations import Citation
 from serving.assistant.lexicon import Lexicon, load_lexicon
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
+from serving.fhir.api import fhir_app
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def create_app(
     )
     app.state.assistant = state
     _handlers(app)
+    app.mount("/fhir/r4", fhir_app(tools, identity, cfg))  # FHIR R4 read API (docs/fhir.md)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlglot
-from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from sqlglot import exp
@@ -29,6 +27,7 @@ from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import TableSpec
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.citations import Citation, TimeTravelGuard
+from serving.sql import col, delta_version, pinned_table, string
 
 PURPOSE = "treatment"
 
@@ -314,21 +313,17 @@ class DataTools:
         return ToolResult(tool, out)
 
     def _version(self, name: str) -> int:
-        last = DeltaTable.forName(self.spark, name).history(1).select("version").first()
-        return int(last["version"]) if last else 0
+        return delta_version(self.spark, name)
 
 
 def _col(name: str) -> exp.Column:
-    return exp.column(name, quoted=True)
+    return col(name)
 
 
 def _str(value: str) -> exp.Literal:
-    return exp.Literal.string(value)
+    return string(value)
 
 
 def _table(spec: TableSpec, version: int) -> exp.Table:
     """``schema.table VERSION AS OF version`` (names come from specs, never from users)."""
-    sql = f"SELECT 1 FROM `{spec.schema_name}`.`{spec.table_name}` VERSION AS OF {int(version)}"  # noqa: S608
-    table = sqlglot.parse_one(sql, read="spark").find(exp.Table)
-    assert table is not None
-    return table
+    return pinned_table(spec.schema_name, spec.table_name, version)

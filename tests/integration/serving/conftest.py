@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,14 @@ def _row(spec: TableSpec, **values: Any) -> tuple[Any, ...]:
 def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
     patients = _rows(
         t.patient,
-        {"patient_id": "P1", "patient_key": "H1|P1", "name": "张三", "sex_code": "1"},
+        {
+            "patient_id": "P1",
+            "patient_key": "H1|P1",
+            "name": "张三",
+            "sex_code": "1",
+            "birth_date": date(1960, 5, 17),
+            "identifiers": {"urn:oid:2.16.156.10011.1.2": "P1-HIS"},
+        },
         {"patient_id": "P2", "patient_key": "H1|P2", "name": "李四", "sex_code": "2"},
     )
     visits = _rows(
@@ -162,7 +169,40 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
             "encounter_id": "V1",
             "patient_id": "P1",
             "patient_key": "H1|P1",
+            "source_system": "his",
+            "encounter_class": "inpatient",
+            "status": "finished",
+            "dept_name": "内分泌科",
+            "attending_provider_id": "D7",
             "start_at": NOW - timedelta(days=6),
+            "end_at": NOW - timedelta(days=2),
+        },
+    )
+    diagnoses = _rows(
+        t.diagnosis,
+        {
+            "diagnosis_id": "DX1",
+            "patient_id": "P1",
+            "patient_key": "H1|P1",
+            "encounter_id": "V1",
+            "source_system": "his",
+            "source_vocabulary": "LOCAL:H1:dx",
+            "source_code": "TNB",
+            "source_name": "2型糖尿病",
+            "standard_vocabulary": "ICD10",
+            "standard_code": "E11.9",
+            "standard_name": "Type 2 diabetes mellitus without complications",
+            "clinical_status": "active",
+            "diagnosed_at": NOW - timedelta(days=5),
+        },
+        {
+            "diagnosis_id": "DX2",
+            "patient_id": "P2",
+            "patient_key": "H1|P2",
+            "source_system": "his",
+            "standard_vocabulary": "ICD10",
+            "standard_code": "I10",
+            "diagnosed_at": NOW - timedelta(days=3),
         },
     )
     labs = _rows(
@@ -196,6 +236,7 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
         (t.encounter, visits),
         (t.lab_result, labs),
         (t.medication_order, meds),
+        (t.diagnosis, diagnoses),
     ]
     spark.sql("CREATE SCHEMA IF NOT EXISTS silver")
     for spec, rows in data:  # one Delta commit per table

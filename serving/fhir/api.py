@@ -1,0 +1,256 @@
+"""The FHIR R4 REST endpoints, mounted by :func:`serving.app.create_app` under ``/fhir/r4``.
+
+``GET metadata`` (CapabilityStatement, no sign-in), ``GET {type}/{id}`` (read),
+``GET {type}?...`` (search: a ``searchset`` Bundle with ``total`` and ``next`` links),
+``GET Patient/{id}/$everything``. Sign-in is the assistant's: ``Authorization: Bearer
+<token>`` from ``POST /api/login``. Errors answer a FHIR ``OperationOutcome`` carrying the
+catalogued code (``LH-…``) with the code's HTTP status; never a stack trace or a patient
+value. docs/fhir.md has the mappings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lakehouse import __version__
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance.identity import IdentityService
+from lakehouse.governance.sessions import Principal
+from lakehouse.settings import Settings
+from serving.assistant.tools import DataTools
+from serving.fhir.resources import KINDS, Kind, Resource
+from serving.fhir.search import MAX_COUNT, parse
+from serving.fhir.store import FhirStore
+
+logger = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+FHIR_VERSION = "4.0.1"
+PREFIX = "/fhir/r4"
+ERROR_CODES = "urn:lakehouse:error-code"
+_ISSUE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 422: "invalid"}
+T = TypeVar("T")
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+def outcome(exc: LakehouseError) -> JSONResponse:
+    """The OperationOutcome of a catalogued error, with the code's HTTP status."""
+    status = exc.code.http_status
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": _ISSUE.get(status, "exception"),
+                "details": {
+                    "coding": [
+                        {"system": ERROR_CODES, "code": exc.code.id, "display": exc.code.name}
+                    ],
+                    "text": exc.render(),
+                },
+            }
+        ],
+    }
+    headers = {"WWW-Authenticate": 'Bearer realm="fhir"'} if status == 401 else None
+    return FhirResponse(body, status_code=status, headers=headers)
+
+
+@dataclass(frozen=True)
+class _State:
+    identity: IdentityService
+    cookie_name: str
+
+
+def _principal(request: Request) -> Principal:
+    """The signed-in user: bearer token, else the session cookie (``LH-SEC-005`` if none)."""
+    state: _State = request.app.state.fhir
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        token = request.cookies.get(state.cookie_name, "")
+    if not token.strip():
+        raise error(ErrorCode.SESSION_INVALID, reason="missing")
+    return state.identity.session(token.strip())
+
+
+User = Annotated[Principal, Depends(_principal)]
+
+
+def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> FastAPI:
+    """The FHIR sub-application over the assistant's data tools and identity service."""
+    store = FhirStore(tools, ZoneInfo(cfg.timezone))
+    app = FastAPI(
+        title="Clinical lakehouse FHIR R4",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=FhirResponse,
+    )
+    app.state.fhir = _State(identity, cfg.serve.cookie_name)
+
+    @app.exception_handler(LakehouseError)
+    async def lakehouse_error(request: Request, exc: LakehouseError) -> JSONResponse:
+        return outcome(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = outcome(error(ErrorCode.FHIR_TYPE_UNSUPPORTED, name=f"HTTP {exc.status_code}"))
+        body.status_code = exc.status_code
+        return body
+
+    @app.get("/metadata")
+    def metadata(request: Request) -> Resource:
+        return capability_statement(_base(request))
+
+    @app.get("/Patient/{fhir_id}/$everything")
+    def everything(fhir_id: str, request: Request, who: User) -> Resource:
+        resources = _guarded(lambda: store.everything(who, fhir_id))
+        return _bundle(_base(request), str(request.url), resources, len(resources), [], None)
+
+    @app.get("/{rtype}/{fhir_id}")
+    def read(rtype: str, fhir_id: str, who: User) -> Resource:
+        kind = _kind(rtype)
+        return _guarded(lambda: store.read(who, kind, fhir_id))
+
+    @app.get("/{rtype}")
+    def search(rtype: str, request: Request, who: User) -> Resource:
+        kind = _kind(rtype)
+        params = list(request.query_params.multi_items())
+        found = parse(kind, params, store.zone)
+        page = _guarded(lambda: store.search(who, kind, found))
+        nxt = None
+        seen = found.offset + found.count
+        if len(page.resources) == found.count and (page.total is None or page.total > seen):
+            kept = [(k, v) for k, v in params if k != "_offset"]
+            nxt = f"{_base(request)}/{rtype}?{urlencode([*kept, ('_offset', str(seen))])}"
+        return _bundle(
+            _base(request), str(request.url), page.resources, page.total, page.included, nxt
+        )
+
+    return app
+
+
+def _kind(rtype: str) -> Kind:
+    kind = KINDS.get(rtype)
+    if kind is None:
+        raise error(ErrorCode.FHIR_TYPE_UNSUPPORTED, name=rtype if rtype.isalpha() else "?")
+    return kind
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """Run a read; an uncatalogued failure becomes ``LH-SRV-004`` (its type logged only:
+    the exception text may hold data values)."""
+    try:
+        return fn()
+    except LakehouseError:
+        raise
+    except Exception as exc:
+        logger.error("FHIR read failed: %s", type(exc).__name__)
+        raise error(ErrorCode.SRV_INTERNAL, reason=type(exc).__name__) from None
+
+
+def _base(request: Request) -> str:
+    url = str(request.url)
+    return url[: url.index(PREFIX) + len(PREFIX)] if PREFIX in url else url.rstrip("/")
+
+
+def _bundle(
+    base: str,
+    self_url: str,
+    resources: list[Resource],
+    total: int | None,
+    included: list[Resource],
+    next_url: str | None,
+) -> Resource:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    entries = [
+        {
+            "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": mode},
+        }
+        for group, mode in ((resources, "match"), (included, "include"))
+        for r in group
+    ]
+    bundle: Resource = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if total is not None:
+        bundle["total"] = total
+    bundle["entry"] = entries
+    return bundle
+
+
+def capability_statement(base: str) -> Resource:
+    """What this server serves: types, interactions, search parameters, operations."""
+    resources: list[dict[str, Any]] = []
+    for kind in KINDS.values():
+        params = [{"name": "_id", "type": "token"}]
+        if kind.clinical:
+            params += [
+                {"name": "patient", "type": "reference"},
+                {"name": "subject", "type": "reference"},
+            ]
+        if kind.codes:
+            params.append({"name": "code", "type": "token"})
+        if kind.date:
+            params.append({"name": kind.date_param, "type": "date"})
+        entry: dict[str, Any] = {
+            "type": kind.type,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": params,
+        }
+        if kind.clinical:
+            entry["searchInclude"] = [f"{kind.type}:patient"]
+        else:
+            entry["operation"] = [
+                {
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }
+            ]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-26",
+        "publisher": "Clinical data lakehouse",
+        "kind": "instance",
+        "software": {"name": "lakehouse", "version": __version__},
+        "implementation": {"description": "FHIR R4 read API over silver", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": f"Searches page by _count (at most {MAX_COUNT}) and _offset.",
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/"
+                                    "restful-security-service",
+                                    "code": "Basic",
+                                }
+                            ],
+                            "text": "Bearer session token from POST /api/login",
+                        }
+                    ]
+                },
+                "resource": resources,
+            }
+        ],
+    }

@@ -1,0 +1,213 @@
+"""The FHIR R4 read API over real HTTPS (uvicorn in a thread, the test run's one Spark
+session, the serving tests' small seeded world): every resource validates as FHIR
+(``fhir.resources`` R4B models, the R4 resources used here unchanged), search by patient,
+code and date prefixes with paging, ``$everything``, a patient outside the user's scope
+refused and audited, 401 without a session, and errors as OperationOutcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from lakehouse.governance.audit import patient_ref
+from tests.integration.serving.conftest import KEY, PASSWORD, Service
+
+pytestmark = pytest.mark.spark
+
+R4 = "/fhir/r4"
+
+
+def _client(service: Service, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=service.url, headers=headers, timeout=120, verify=service.verify)
+
+
+@pytest.fixture(scope="module")
+def token(service: Service) -> str:
+    with _client(service) as c:
+        r = c.post("/api/login", json={"username": "dr_a", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+def _get(service: Service, token: str | None, path: str, **params: Any) -> httpx.Response:
+    with _client(service, token) as c:
+        return c.get(path if path.startswith("http") else R4 + path, params=params or None)
+
+
+def _ok(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    body: dict[str, Any] = r.json()
+    _valid(body)
+    return body
+
+
+def _valid(resource: dict[str, Any]) -> None:
+    """Validates the resource (and a Bundle's entries) against the FHIR models."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def _outcome(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    _valid(body)
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["details"]["coding"][0]["code"] == code
+    assert "Traceback" not in r.text
+
+
+def _ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
+
+
+def test_metadata_is_open_and_everything_else_needs_a_session(service: Service) -> None:
+    cap = _ok(_get(service, None, "/metadata"))
+    assert cap["fhirVersion"] == "4.0.1"
+    served = {r["type"] for r in cap["rest"][0]["resource"]}
+    assert {"Patient", "Encounter", "Condition", "Observation", "MedicationRequest"} <= served
+    for path in ("/Patient/H1-P1", "/Observation", "/Patient/H1-P1/$everything"):
+        r = _get(service, None, path)
+        _outcome(r, 401, "LH-SEC-005")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    _outcome(_get(service, "forged.token", "/Patient/H1-P1"), 401, "LH-SEC-005")
+
+
+def test_bad_requests_answer_operation_outcomes(service: Service, token: str) -> None:
+    _outcome(_get(service, token, "/Specimen/x"), 404, "LH-FHR-001")
+    _outcome(_get(service, token, "/Observation", value="7"), 400, "LH-FHR-002")
+    _outcome(_get(service, token, "/Observation", date="yesterday"), 400, "LH-FHR-002")
+    _outcome(_get(service, token, "/Observation", _count="0"), 400, "LH-FHR-002")
+    _outcome(_get(service, token, "/Observation/not-an-id"), 404, "LH-FHR-003")
+
+
+def test_reads_validate_and_keep_codings_and_source_ids(service: Service, token: str) -> None:
+    patient = _ok(_get(service, token, "/Patient/H1-P1"))
+    assert (patient["gender"], patient["birthDate"]) == ("male", "1960-05-17")
+    assert patient["identifier"][0] == {
+        "use": "official",
+        "system": "urn:lakehouse:H1:lis:patient",
+        "value": "P1",
+    }
+    assert {"system": "urn:oid:2.16.156.10011.1.2", "value": "P1-HIS"} in patient["identifier"]
+
+    obs = _ok(_get(service, token, "/Observation/H1-lis-R2"))
+    assert obs["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "4548-4",
+        "display": "Hemoglobin A1c",
+    }
+    assert obs["valueQuantity"] == {
+        "value": 6.8,
+        "unit": "%",
+        "system": "http://unitsofmeasure.org",
+        "code": "%",
+    }
+    assert (obs["status"], obs["subject"]["reference"]) == ("final", "Patient/H1-P1")
+    assert obs["effectiveDateTime"][-6:] in ("+08:00", "+00:00")  # local time with its zone
+
+    cond = _ok(_get(service, token, "/Condition/H1-his-DX1"))
+    icd, local = cond["code"]["coding"]
+    assert (icd["system"], icd["code"]) == ("http://hl7.org/fhir/sid/icd-10", "E11.9")
+    assert (local["system"], local["code"]) == ("urn:lakehouse:H1:vocabulary:LOCAL:H1:dx", "TNB")
+    assert cond["encounter"]["identifier"] == {"system": "urn:lakehouse:H1:visit", "value": "V1"}
+
+    med = _ok(_get(service, token, "/MedicationRequest/H1-his-M1"))
+    atc = med["medicationCodeableConcept"]["coding"][0]
+    assert (atc["system"], atc["code"]) == ("http://www.whocc.no/atc", "A10BA02")
+    dose = med["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
+    assert dose == {"value": 0.5, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}
+
+    enc = _ok(_get(service, token, "/Encounter/H1-his-V1"))
+    assert (enc["class"]["code"], enc["status"]) == ("IMP", "finished")
+    # Each patient-level read is audited with the patient's pseudonym.
+    reads = [r for r in service.audit.rows if r["patient_ref"] == patient_ref(KEY, "P1")]
+    assert reads
+    assert all(r["actor"] == "dr_a" for r in reads)
+
+
+def test_search_by_patient_code_date_and_pages(service: Service, token: str) -> None:
+    hba1c = _ok(
+        _get(service, token, "/Observation", patient="H1-P1", code="http://loinc.org|4548-4")
+    )
+    assert (hba1c["type"], hba1c["total"]) == ("searchset", 2)
+    assert _ids(hba1c) == ["H1-lis-R2", "H1-lis-R1"]  # newest first
+    assert (
+        _ok(_get(service, token, "/Observation", code="http://snomed.info/sct|4548-4")).get("total")
+        == 0
+    )
+    with _client(service, token) as c:  # date repeated: a range, AND-ed
+        r = c.get(
+            f"{R4}/Observation",
+            params=[("patient", "Patient/H1-P1"), ("date", "ge2000-01-01"), ("date", "lt1900")],
+        )
+    assert _ok(r)["total"] == 0
+    recent = _ok(
+        _get(service, token, "/Observation", patient="H1-P1", code="4548-4", date="gt2000")
+    )
+    assert recent["total"] == 2
+    assert _ok(_get(service, token, "/Condition", patient="H1-P1", code="E11.9"))["total"] == 1
+
+    first = _ok(
+        _get(
+            service,
+            token,
+            "/Observation",
+            patient="H1-P1",
+            _count="2",
+            _include="Observation:patient",
+        )
+    )
+    assert first["total"] == 3
+    assert len(_ids(first)) == 2
+    assert _ids(first, "include") == ["H1-P1"]
+    nxt = {link["relation"]: link["url"] for link in first["link"]}["next"]
+    second = _ok(_get(service, token, nxt))
+    assert len(_ids(second)) == 1
+    assert "next" not in {link["relation"] for link in second["link"]}
+    assert set(_ids(first)) | set(_ids(second)) == {"H1-lis-R1", "H1-lis-R2", "H1-lis-R3"}
+
+
+def test_everything_is_the_patients_record(service: Service, token: str) -> None:
+    bundle = _ok(_get(service, token, "/Patient/H1-P1/$everything"))
+    types = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
+    assert types == [
+        "Condition",
+        "Encounter",
+        "MedicationRequest",
+        "Observation",
+        "Observation",
+        "Observation",
+        "Patient",
+    ]
+    assert bundle["total"] == 7
+    assert all(
+        e["resource"].get("subject", {}).get("reference", "Patient/H1-P1") == "Patient/H1-P1"
+        for e in bundle["entry"]
+    )
+
+
+def test_patient_outside_scope_is_refused_audited_and_not_revealed(
+    service: Service, token: str
+) -> None:
+    other = _get(service, token, "/Patient/H1-P2")
+    _outcome(other, 403, "LH-SEC-006")
+    last = service.audit.rows[-1]
+    assert (last["action"], last["outcome"], last["actor"]) == ("access_denied", "denied", "dr_a")
+    assert last["patient_ref"] == patient_ref(KEY, "P2")
+    assert "李四" not in other.text
+    assert "P2" not in other.text
+    # A patient that does not exist answers the same as one the user may not see.
+    unknown = _get(service, token, "/Patient/H1-P9")
+    _outcome(unknown, 403, "LH-SEC-006")
+    assert unknown.json()["issue"] == other.json()["issue"]
+    _outcome(_get(service, token, "/Observation", patient="H1-P2"), 403, "LH-SEC-006")
+    _outcome(_get(service, token, "/Patient/H1-P2/$everything"), 403, "LH-SEC-006")
+    # Their rows are not found by id, and a search without a patient leaves them out.
+    _outcome(_get(service, token, "/Observation/H1-lis-R4"), 404, "LH-FHR-003")
+    every = _ok(_get(service, token, "/Observation", code="4548-4"))
+    assert every["total"] == 2
+    assert "H1-lis-R4" not in _ids(every)
