@@ -129,14 +129,18 @@ class AccessService:
 
 def access_service(spark: SparkSession, cfg: Settings) -> AccessService:
     """The configured access service: policy file, every TableSpec and de-identified view,
-    ``audit.events``."""
+    the patient directory view (refreshed here), ``audit.events``."""
     from lakehouse.governance.audit_delta import audit_log
     from lakehouse.governance.deid.catalog import deid_catalog
     from lakehouse.governance.deid.policy import load_deid_policy
+    from lakehouse.governance.directory import PATIENT_DIRECTORY, refresh_patient_directory
     from lakehouse.tables.registry import all_specs
 
     specs = all_specs()
     catalog = {s.name: s for s in specs}
     catalog.update(deid_catalog(specs, load_deid_policy(cfg.deid.policy_file)))
-    guard = SqlGuard(load_policy(cfg.security.policy_file), catalog)
+    policy = load_policy(cfg.security.policy_file)
+    if policy.patient_directory == PATIENT_DIRECTORY.name and refresh_patient_directory(spark):
+        catalog[PATIENT_DIRECTORY.name] = PATIENT_DIRECTORY  # else department scopes refuse
+    guard = SqlGuard(policy, catalog)
     return AccessService(spark, guard, audit_log(spark, cfg), pseudonym_key(cfg))

@@ -160,6 +160,10 @@ class SqlGuard:
                 raise self._deny(who, spec.name, "no patient directory to scope rows by")
             db, tbl = directory.split(".")
             lookup = exp.select(_col(cols.patient)).from_(exp.table_(tbl, db=db, quoted=True))
+            sites = ALL_SITES not in who.institutions
+            if sites and cols.institution in self.catalog[directory].column_names:
+                # Patient ids are per institution: the department's patients at the user's sites.
+                mine = exp.and_(mine, _in(cols.institution, who.institutions))
             mine = _col(cols.patient).isin(query=lookup.where(mine))
         return exp.or_(mine, _in(cols.patient, who.care_team))
 
