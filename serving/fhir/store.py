@@ -1,10 +1,11 @@
 """Guarded, audited reads of silver for the FHIR API.
 
-Every read is one SELECT over tables pinned at their current Delta version, run as the
-signed-in user through :meth:`AccessService.query` (the access service the assistant's
-:class:`~serving.assistant.tools.DataTools` holds): the policy's row and column rules apply,
-a named patient outside the user's scope is refused (``LH-SEC-006``), and every read or
-refusal is audited with the patient's keyed pseudonym.
+Every read is one SELECT over the current version of one silver table (the count of all
+matches comes in the same query, as a window), run as the signed-in user through
+:meth:`AccessService.query` (the access service the assistant's
+:class:`~serving.assistant.tools.DataTools` holds): the policy's row and column rules
+apply, a named patient outside the user's scope is refused (``LH-SEC-006``), and every
+read or refusal is audited with the patient's keyed pseudonym.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from serving.assistant.tools import PURPOSE, DataTools
 from serving.fhir.ids import decode
 from serving.fhir.resources import KINDS, Kind, Resource
 from serving.fhir.search import Search, where_patient
-from serving.sql import col, delta_version, pinned_table, string
+from serving.sql import col, string
 
 EVERYTHING_MAX = 1000  # resources of one type in a $everything answer
 _TOTAL = "_fhir_total"
@@ -102,12 +103,12 @@ class FhirStore:
         total: bool = False,
     ) -> tuple[list[dict[str, Any]], int | None]:
         spec = kind.table(self.tools.tables)
-        version = delta_version(self.tools.spark, spec.name)
         cols: list[exp.Expr] = [col(c) for c in dict.fromkeys([*spec.keys, *kind.columns])]
         if total:
             cols.append(exp.alias_(sqlglot.parse_one("COUNT(*) OVER ()", read="spark"), _TOTAL))
         live = exp.or_(col("is_deleted").is_(exp.null()), exp.not_(col("is_deleted")))
-        query = exp.select(*cols).from_(pinned_table(spec.schema_name, spec.table_name, version))
+        table = exp.table_(spec.table_name, db=spec.schema_name, quoted=True)
+        query = exp.select(*cols).from_(table)
         query = query.where(exp.and_(where, live) if where is not None else live)
         query = query.order_by(*_order(kind, spec.keys)).limit(limit)
         if offset:
