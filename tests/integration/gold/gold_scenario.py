@@ -2,7 +2,9 @@
 
 ``python -m tests.integration.gold.gold_scenario OUT_JSON``, with ``LAKEHOUSE_DATA_DIR`` the
 data folder the silver scenario left (synthetic hospital, bronze, silver, vocab): link
-persons, build gold, reconcile its counts with the truth, rerun (nothing to do), then
+persons, build gold, reconcile its counts with the truth, run the OMOP DataQualityDashboard
+checks over it (at the published thresholds when ``LAKEHOUSE_REFDATA`` holds them), rerun
+(nothing to do), then
 change silver the way sources and the EMPI do (a corrected diagnosis code, a deleted lab
 result, a patient moved to another person) and build again. Writes what it saw as JSON.
 """
@@ -30,6 +32,31 @@ def _counts(spark: SparkSession) -> dict[str, int]:
     return {t: spark.table(s.name).count() for t, s in omop.SPECS.items()}
 
 
+def _dqd(spark: SparkSession, cfg: Any) -> dict[str, Any]:
+    """Every DQD check over the first build: status counts, where the thresholds came from,
+    and the checks that failed or errored (percent failing, threshold, sample keys)."""
+    from lakehouse.quality.dqd import run_dqd
+
+    # The scenario's environment carries no LAKEHOUSE_* value of the test run (hermetic), so
+    # the published thresholds are taken from where the project keeps them, ../shared/refdata.
+    published = Path(__file__).resolve().parents[3].parent / "shared/refdata/omop-dqd-checks"
+    if cfg.quality.dqd_thresholds_dir is None and published.is_dir():
+        quality = cfg.quality.model_copy(update={"dqd_thresholds_dir": published})
+        cfg = cfg.model_copy(update={"quality": quality})
+    report = run_dqd(spark, cfg)
+    return {
+        "counts": report.counts(),
+        "threshold_sources": sorted({r.rule.threshold_source for r in report.results}),
+        "failed": {
+            r.rule.id: {"status": r.status, "pct": r.percent_failing, "threshold": r.rule.threshold,
+                        "rows_failing": r.rows_failing, "message": r.message,
+                        "samples": list(r.samples or [])[:3]}
+            for r in report.results
+            if r.status in ("fail", "error")
+        },
+    }  # fmt: skip
+
+
 def main(out_json: str) -> int:
     from jobs import empi, gold
     from lakehouse.gold.evaluate import reconcile
@@ -45,6 +72,7 @@ def main(out_json: str) -> int:
     result["first"] = {"mode": first.mode, "counts": first.counts()}
     result["reconcile"] = [asdict(c) for c in reconcile(spark, truth)]
     result["tables"] = _counts(spark)
+    result["dqd"] = _dqd(spark, cfg)
     ids_before = _ids(spark)
 
     again = gold.run(spark, cfg)
