@@ -29,7 +29,7 @@ _DATE = re.compile(
     r"(?P<prefix>eq|ge|gt|le|lt)?"
     r"(?P<value>\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?)"
 )
-_CONTROL = {"_count", "_offset", "_include", "_format"}
+_NAME = re.compile(r"_?[a-z][a-z\-]{0,39}(:[a-z]+)?")
 
 
 @dataclass
@@ -44,7 +44,9 @@ class Search:
 
 
 def invalid(name: str, reason: str) -> Exception:
-    return error(ErrorCode.FHIR_SEARCH_INVALID, name=name, reason=reason)
+    """``LH-FHR-002``; a parameter name that does not look like one is not echoed."""
+    shown = name if _NAME.fullmatch(name) else "(not shown)"
+    return error(ErrorCode.FHIR_SEARCH_INVALID, name=shown, reason=reason)
 
 
 def patient_key(name: str, value: str) -> tuple[str, str]:

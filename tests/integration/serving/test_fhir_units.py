@@ -86,6 +86,15 @@ def test_invalid_search_parameters_are_refused(params: list[tuple[str, str]]) ->
     assert params[0][1] not in caught.value.render() or params[0][1] in ("", "xml")
 
 
+def test_unknown_parameter_names_are_not_echoed() -> None:
+    with pytest.raises(LakehouseError) as caught:
+        parse(KINDS["Patient"], [("张三", "1")], ZONE)
+    assert "张三" not in caught.value.render()
+    with pytest.raises(LakehouseError) as caught:
+        parse(KINDS["Patient"], [("gender", "male")], ZONE)
+    assert "gender" in caught.value.render()
+
+
 def test_built_resources_validate_and_drop_empty_elements() -> None:
     base = {"institution_code": "H1", "source_system": "lis", "patient_id": "P1"}
     obs = KINDS["Observation"].build(
