@@ -42,6 +42,7 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.errors import ErrorCode, error
+from lakehouse.governance import encryption
 from lakehouse.tables.spec import TableSpec
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def ensure_table(spark: SparkSession, spec: TableSpec) -> EnsureReport:
     if not spark.catalog.databaseExists(spec.schema_name):
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(spec.schema_name)}")
     props = spec.table_properties
+    props.update(encryption.table_properties(spark, spec))  # empty unless settings choose
     props[PHI_PROPERTY] = json.dumps(
         {k: v.value for k, v in sorted(spec.phi_columns.items())}, ensure_ascii=False
     )

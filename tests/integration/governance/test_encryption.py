@@ -79,9 +79,10 @@ def test_canaries_never_reach_disk_and_only_keyed_sessions_read(
 ) -> None:
     spec, cfg = encrypted
     key_file = encryption.key_file_path(cfg)
-    ensure_table(spark, spec)
-    assert encryption.protect_table(spark, spec)  # column keys, footer key, stats columns
-    assert encryption.protect_table(spark, spec) == []  # idempotent
+    ensure_table(spark, spec)  # created with the column keys, footer key and stats columns
+    props = spark.sql(f"DESCRIBE DETAIL {spec.name}").first()["properties"]  # type: ignore[index]
+    assert encryption.table_properties(spark, spec).items() <= props.items()
+    assert encryption.protect_table(spark, spec) == []  # already protected: idempotent
     assert key_file.stat().st_mode & 0o777 == 0o600
 
     schema = spark.table(spec.name).schema
