@@ -173,8 +173,9 @@ def audited(
     """
     try:
         rows = list(read())
-    except LakehouseError as exc:
-        _record_all(log, [replace(e, outcome="failed", reason=exc.code.id) for e in events])
+    except Exception as exc:  # any failure of the read is on the record, then re-raised
+        reason = exc.code.id if isinstance(exc, LakehouseError) else type(exc).__name__
+        _record_all(log, [replace(e, outcome="failed", reason=reason) for e in events])
         raise
     _record_all(log, [replace(e, row_count=len(rows)) for e in events])
     return rows

@@ -116,6 +116,18 @@ def test_audited_returns_rows_only_after_recording() -> None:
     assert exc.value.code is ErrorCode.AUDIT_WRITE_FAILED
 
 
+def test_a_read_that_fails_in_any_way_is_recorded_as_failed() -> None:
+    log = MemoryAuditLog()
+    event = AuditEvent(Action.READ, "dr", purpose="treatment")
+
+    def broken() -> list[int]:
+        raise RuntimeError("engine failure")
+
+    with pytest.raises(RuntimeError):
+        audited(log, [event], broken)
+    assert (log.rows[-1]["outcome"], log.rows[-1]["reason"]) == ("failed", "RuntimeError")
+
+
 def test_patient_refs_are_keyed_and_stable() -> None:
     a, b = patient_ref(b"k1" * 16, "P1"), patient_ref(b"k2" * 16, "P1")
     assert a == patient_ref(b"k1" * 16, "P1")
