@@ -5,7 +5,9 @@
 :mod:`lakehouse.governance.access`) to the assistant's data tools and grounded planner.
 
 Endpoints (docs/assistant.md): ``POST /api/login``, ``POST /api/logout``, ``GET /api/me``,
-``POST /api/ask``, ``GET /api/citations/{citation}``, ``GET /api/health``. Every endpoint
+``POST /api/ask``, ``GET /api/citations/{citation}``, ``GET /api/health``, ``GET`` and
+``DELETE /api/history`` (the user's own questions and answers), and the chat page at ``/``
+(:mod:`serving.page`). Every endpoint
 but login and health needs a valid, unexpired session: ``Authorization: Bearer <token>`` or
 the HttpOnly, Secure session cookie. Errors answer ``{"error": {code, name, message,
 param}}`` with the code's HTTP status; never a stack trace, never a patient value.
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -41,6 +43,8 @@ from serving.assistant.lexicon import Lexicon, load_lexicon
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
 from serving.fhir.api import fhir_app
+from serving.history import ChatHistory
+from serving.page import mount_page
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class Assistant:
     identity: IdentityService
     tools: DataTools
     planner: GroundedPlanner
+    history: ChatHistory | None = None
 
 
 def _principal(request: Request) -> Principal:
@@ -94,6 +99,7 @@ def create_app(
     tables: ToolTables | None = None,
     lexicon: Lexicon | None = None,
     now: Callable[[], datetime] | None = None,
+    history: ChatHistory | None = None,
 ) -> FastAPI:
     """The service; governance parts are built from ``cfg`` unless given (tests, embedding)."""
     if identity is None or access is None:
@@ -109,6 +115,7 @@ def create_app(
     clock = now or (lambda: datetime.now(zone).replace(tzinfo=None))
     tools = DataTools(spark, access, tables, max_rows=cfg.serve.max_rows)
     state = Assistant(cfg, identity, tools, GroundedPlanner(tools, lexicon, now=clock))
+    state.history = history or ChatHistory(cfg.data_dir / "serving" / "history.db", identity.audit)
 
     app = FastAPI(
         title="Clinical lakehouse assistant", version=__version__, docs_url=None, redoc_url=None
@@ -160,7 +167,18 @@ def create_app(
         }
         if answer.code:
             out["code"] = answer.code
+        _remember(state, who, body, out)
         return out
+
+    @app.get("/api/history")
+    def history_list(who: User, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+        assert state.history is not None
+        return {"entries": state.history.entries(who, limit)}
+
+    @app.delete("/api/history")
+    def history_clear(who: User) -> dict[str, int]:
+        assert state.history is not None
+        return {"deleted": state.history.clear(who)}
 
     @app.get("/api/citations/{citation:path}")
     def citation(citation: str, who: User) -> dict[str, Any]:
@@ -176,7 +194,19 @@ def create_app(
             "row": jsonable_encoder(row),
         }
 
+    mount_page(app)
     return app
+
+
+def _remember(state: Assistant, who: Principal, body: AskRequest, out: dict[str, Any]) -> None:
+    """Keep the answered question in the user's history; a failure there loses the entry
+    (logged by type), never the answer."""
+    if state.history is None:
+        return
+    try:
+        state.history.add(who, body.question, body.patient, out)
+    except Exception as exc:
+        logger.warning("chat history write failed: %s", type(exc).__name__)
 
 
 def _me(who: Principal) -> dict[str, Any]:
