@@ -1,5 +1,9 @@
 """The assistant service over real HTTP: uvicorn in a thread of the test process, sharing
-the test run's one Spark session, on small silver-shaped tables under unique names."""
+the test run's one Spark session, on small silver-shaped tables under unique names.
+
+One seeded world serves every module of this package (``scope="package"``: the seeding is
+most of the Spark time): tests may add versions (the assistant's correction of R2) but
+must not rely on another module having run or not."""
 
 from __future__ import annotations
 
@@ -244,7 +248,7 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
         df.write.format("delta").saveAsTable(spec.name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def service(
     spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:

