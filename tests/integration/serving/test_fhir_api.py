@@ -6,6 +6,7 @@ refused and audited, 401 without a session, and errors as OperationOutcome."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from lakehouse.governance.audit import patient_ref
-from tests.integration.serving.conftest import KEY, PASSWORD, Service
+from tests.integration.serving.conftest import KEY, NOW, PASSWORD, Service
 
 pytestmark = pytest.mark.spark
 
@@ -135,20 +136,18 @@ def test_search_by_patient_code_date_and_pages(service: Service, token: str) -> 
     )
     assert (hba1c["type"], hba1c["total"]) == ("searchset", 2)
     assert _ids(hba1c) == ["H1-lis-R2", "H1-lis-R1"]  # newest first
-    assert (
-        _ok(_get(service, token, "/Observation", code="http://snomed.info/sct|4548-4")).get("total")
-        == 0
-    )
-    with _client(service, token) as c:  # date repeated: a range, AND-ed
+    # Labs were taken 90 (R1), 60 (R3) and 5 (R2) days ago: a date range, AND-ed prefixes.
+    since, until = ((NOW - timedelta(days=d)).date().isoformat() for d in (70, 30))
+    with _client(service, token) as c:
         r = c.get(
             f"{R4}/Observation",
-            params=[("patient", "Patient/H1-P1"), ("date", "ge2000-01-01"), ("date", "lt1900")],
+            params=[("patient", "Patient/H1-P1"), ("date", f"ge{since}"), ("date", f"lt{until}")],
         )
-    assert _ok(r)["total"] == 0
+    assert _ids(_ok(r)) == ["H1-lis-R3"]
     recent = _ok(
-        _get(service, token, "/Observation", patient="H1-P1", code="4548-4", date="gt2000")
+        _get(service, token, "/Observation", patient="H1-P1", code="4548-4", date=f"gt{until}")
     )
-    assert recent["total"] == 2
+    assert (_ids(recent), recent["total"]) == (["H1-lis-R2"], 1)
     assert _ok(_get(service, token, "/Condition", patient="H1-P1", code="E11.9"))["total"] == 1
 
     first = _ok(
