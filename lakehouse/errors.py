@@ -472,7 +472,7 @@ class ErrorCode(Enum):
         422,
         EX_DATAERR,
         remedy="Use one of ICD10, ICD10CM, ICD9CM3, LOINC, ATC, UCUM, GB2261 or "
-        "LOCAL:<institution>:<LAB|DX|DRUG>.",
+        "LOCAL:<institution>:<LAB|DX|DRUG|PROC>.",
     )
     VOCAB_TARGET_MISSING = ErrorDef(
         "LH-VOC-010",

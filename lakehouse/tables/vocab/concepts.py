@@ -33,7 +33,7 @@ VOCABULARY = TableSpec(
             "vocabulary_id",
             StringType(),
             "Vocabulary id: ICD10 (national clinical edition), ICD10CM, ICD9CM3, LOINC, ATC, "
-            "UCUM, GB2261 or LOCAL:<institution>:<LAB|DX|DRUG>; Athena ids as in the bundle.",
+            "UCUM, GB2261 or LOCAL:<institution>:<LAB|DX|DRUG|PROC>; Athena ids as in the bundle.",
             nullable=False,
         ),
         column(
