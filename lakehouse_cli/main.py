@@ -326,6 +326,86 @@ def audit_verify() -> None:
     _guard(go)
 
 
+accounts_app = typer.Typer(
+    help="Local accounts of the services (argon2 passwords; TOTP for admin and auditor).",
+    no_args_is_help=True,
+)
+app.add_typer(accounts_app, name="accounts")
+
+#: Who manages accounts from the command line: the host's operator, who already holds the
+#: data folder and its keys. Every change is still an audited admin action under this name.
+OPERATOR = "local-operator"
+
+
+def _operator_identity() -> tuple[Any, Any]:
+    from lakehouse.governance.audit_delta import audit_log
+    from lakehouse.governance.identity import identity_service
+    from lakehouse.governance.sessions import Principal
+    from lakehouse.spark import build_spark
+
+    cfg = _settings()
+    return identity_service(cfg, audit_log(build_spark(cfg), cfg)), Principal(OPERATOR, "admin")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    username: Annotated[str, typer.Argument(help="Unique account name.")],
+    role: Annotated[
+        list[str],
+        typer.Option(
+            "--role",
+            help="A role (repeat for several): clinician, nurse, "
+            "analyst, data_scientist, admin, auditor.",
+        ),
+    ],
+    department: Annotated[
+        str | None, typer.Option("--department", help="Department code (clinicians, nurses).")
+    ] = None,
+    institution: Annotated[
+        list[str] | None, typer.Option("--institution", help="Institution code (repeat).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an account; the password is prompted (never an argument). Admin and auditor
+    accounts get a TOTP secret to enrol, printed once as an otpauth:// URI."""
+    import pyotp
+
+    def go() -> None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        identity, operator = _operator_identity()
+        secret = identity.create_account(
+            operator, username, password, tuple(role),
+            department=department, institutions=tuple(institution or ()),
+        )  # fmt: skip
+        typer.echo(f"account {username} created ({', '.join(role)})")
+        if secret:
+            uri = pyotp.TOTP(secret).provisioning_uri(
+                name=username, issuer_name="clinical-lakehouse"
+            )
+            typer.echo(f"enrol this second factor in an authenticator app, now: {uri}")
+
+    _guard(go)
+
+
+@accounts_app.command("unlock")
+def accounts_unlock(
+    username: Annotated[str, typer.Argument(help="Account to unlock.")],
+) -> None:
+    """Clear an account's lockout after repeated failed logins (an audited admin action)."""
+
+    def go() -> None:
+        identity, operator = _operator_identity()
+        identity.unlock(operator, username)
+        typer.echo(f"account {username} unlocked")
+
+    _guard(go)
+
+
 deid_app = typer.Typer(
     help="De-identified views deid.<layer>_<table> for analysts and model training.",
     no_args_is_help=True,
