@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from pyspark.sql import SparkSession
@@ -314,3 +315,18 @@ def _running(app: Any, tls: tuple[Path, Path]) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def client(service: Service, token: str | None = None) -> httpx.Client:
+    """An HTTPS client of the service, trusting its certificate, signed in with ``token``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=service.url, headers=headers, timeout=120, verify=service.verify)
+
+
+@pytest.fixture(scope="module")
+def token(service: Service) -> str:
+    """A session token of the department-A clinician ``dr_a``."""
+    with client(service) as c:
+        r = c.post("/api/login", json={"username": "dr_a", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])

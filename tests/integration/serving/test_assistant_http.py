@@ -11,26 +11,13 @@ import httpx
 import pytest
 
 from lakehouse.governance.audit import patient_ref
-from tests.integration.serving.conftest import KEY, PASSWORD, Service
+from tests.integration.serving.conftest import KEY, PASSWORD, Service, client
 
 pytestmark = pytest.mark.spark
 
 
-def _client(service: Service, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=service.url, headers=headers, timeout=120, verify=service.verify)
-
-
-@pytest.fixture(scope="module")
-def token(service: Service) -> str:
-    with _client(service) as c:
-        r = c.post("/api/login", json={"username": "dr_a", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return str(r.json()["token"])
-
-
 def _ask(service: Service, token: str, question: str, **extra: Any) -> dict[str, Any]:
-    with _client(service, token) as c:
+    with client(service, token) as c:
         r = c.post("/api/ask", json={"question": question, **extra})
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
@@ -38,12 +25,12 @@ def _ask(service: Service, token: str, question: str, **extra: Any) -> dict[str,
 
 
 def _resolve(service: Service, token: str, citation: str) -> httpx.Response:
-    with _client(service, token) as c:
+    with client(service, token) as c:
         return c.get(f"/api/citations/{quote(citation, safe='')}")
 
 
 def test_sign_in_and_every_data_endpoint_needs_a_session(service: Service) -> None:
-    with _client(service) as c:
+    with client(service) as c:
         for method, path in (("GET", "/api/me"), ("POST", "/api/ask"), ("GET", "/api/citations/x")):
             r = c.request(method, path, json={"question": "HbA1c of MRN P1"})
             assert r.status_code == 401

@@ -14,28 +14,15 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from lakehouse.governance.audit import patient_ref
-from tests.integration.serving.conftest import KEY, NOW, PASSWORD, Service
+from tests.integration.serving.conftest import KEY, NOW, Service, client
 
 pytestmark = pytest.mark.spark
 
 R4 = "/fhir/r4"
 
 
-def _client(service: Service, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=service.url, headers=headers, timeout=120, verify=service.verify)
-
-
-@pytest.fixture(scope="module")
-def token(service: Service) -> str:
-    with _client(service) as c:
-        r = c.post("/api/login", json={"username": "dr_a", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return str(r.json()["token"])
-
-
 def _get(service: Service, token: str | None, path: str, **params: Any) -> httpx.Response:
-    with _client(service, token) as c:
+    with client(service, token) as c:
         return c.get(path if path.startswith("http") else R4 + path, params=params or None)
 
 
@@ -138,7 +125,7 @@ def test_search_by_patient_code_date_and_pages(service: Service, token: str) -> 
     assert _ids(hba1c) == ["H1-lis-R2", "H1-lis-R1"]  # newest first
     # Labs were taken 90 (R1), 60 (R3) and 5 (R2) days ago: a date range, AND-ed prefixes.
     since, until = ((NOW - timedelta(days=d)).date().isoformat() for d in (70, 30))
-    with _client(service, token) as c:
+    with client(service, token) as c:
         r = c.get(
             f"{R4}/Observation",
             params=[("patient", "Patient/H1-P1"), ("date", f"ge{since}"), ("date", f"lt{until}")],
