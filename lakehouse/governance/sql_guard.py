@@ -159,12 +159,20 @@ class SqlGuard:
             if directory is None or directory not in self.catalog:
                 raise self._deny(who, spec.name, "no patient directory to scope rows by")
             db, tbl = directory.split(".")
-            lookup = exp.select(_col(cols.patient)).from_(exp.table_(tbl, db=db, quoted=True))
-            sites = ALL_SITES not in who.institutions
-            if sites and cols.institution in self.catalog[directory].column_names:
-                # Patient ids are per institution: the department's patients at the user's sites.
-                mine = exp.and_(mine, _in(cols.institution, who.institutions))
-            mine = _col(cols.patient).isin(query=lookup.where(mine))
+            source = exp.table_(tbl, db=db, quoted=True)
+            if (
+                cols.institution in names
+                and cols.institution in self.catalog[directory].column_names
+            ):
+                # Patient ids are per institution: match (institution, patient) pairs, so the
+                # same id at another site is another patient.
+                pair = [_col(cols.institution), _col(cols.patient)]
+                lookup = exp.select(*[c.copy() for c in pair]).from_(source).where(mine)
+                mine = exp.In(this=exp.Tuple(expressions=pair), query=lookup.subquery())
+            else:
+                mine = _col(cols.patient).isin(
+                    query=exp.select(_col(cols.patient)).from_(source).where(mine)
+                )
         return exp.or_(mine, _in(cols.patient, who.care_team))
 
     def _patients(self, tree: exp.Expr) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from lakehouse.tables.writer import conform
 
 CARDIO = Principal("dr_c", "clinician", department="CARD", institutions=("H1",))
 ENDO = Principal("dr_e", "clinician", department="ENDO", institutions=("H1",))
+BOTH_SITES = Principal("dr_b", "clinician", department="CARD", institutions=("H1", "H2"))
 
 
 def _write(spark: SparkSession, spec: TableSpec, rows: list[dict[str, Any]]) -> None:
@@ -88,6 +89,11 @@ def test_department_scope_reaches_labs_through_encounters_and_transfers(
     # P1 (seen in CARD) and P2 (transferred into CARD); not P3, nor H2's other P3.
     assert _labs(world, CARDIO) == [("H1", "L1"), ("H1", "L2")]
     assert _labs(world, ENDO) == [("H1", "L2"), ("H1", "L3")]
+
+
+def test_the_same_patient_id_at_another_site_is_another_patient(world: dict[str, Any]) -> None:
+    # H2's P3 was seen in cardiology; H1's P3 only in endocrinology: not visible to CARD.
+    assert _labs(world, BOTH_SITES) == [("H1", "L1"), ("H1", "L2"), ("H2", "L4")]
 
 
 def test_a_named_patient_of_another_department_is_refused(world: dict[str, Any]) -> None:
