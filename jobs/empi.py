@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,6 +39,7 @@ from lakehouse.tables.silver.person_index import (
     PERSON_INDEX,
     PERSON_REVIEW,
 )
+from lakehouse.tables.versions import require_version
 from lakehouse.tables.writer import ensure_tables, upsert
 
 logger = logging.getLogger(__name__)
@@ -64,12 +64,6 @@ class EmpiReport:
 
 def _rkey(df: DataFrame) -> Column:
     return features.record_key(df["institution_code"], df["source_system"], df["patient_id"])
-
-
-def _latest_version(spark: SparkSession, table: str) -> int:
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
 
 
 def _read(spark: SparkSession, table: str, last: int | None, version: int) -> tuple[DataFrame, str]:
@@ -122,7 +116,7 @@ def run(
         )
         done = spark.table(EMPI_PROGRESS.name).where(F.col("source_table") == source_table).first()
         last = None if full or done is None else done["last_version"]
-        version = _latest_version(spark, source_table)
+        version = require_version(spark, source_table)
         rep.from_version, rep.to_version = last, version
         if last is not None and last >= version:
             batch = spark.table(source_table).limit(0)

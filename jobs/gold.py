@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,6 +46,7 @@ from lakehouse.settings import Settings
 from lakehouse.tables.gold import omop
 from lakehouse.tables.ops.gold import GOLD_PROGRESS, OMOP_IDS
 from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.versions import latest_version
 from lakehouse.tables.writer import delete_keys, ensure_table, upsert
 
 logger = logging.getLogger(__name__)
@@ -119,13 +119,6 @@ class _Ctx:
         return self.spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}")  # noqa: S608
 
 
-def _latest_version(spark: SparkSession, table: str) -> int | None:
-    if not spark.catalog.tableExists(table):
-        return None
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    return None if row is None else int(row["version"])
-
-
 def run(spark: SparkSession, cfg: Settings, *, full: bool = False) -> GoldReport:
     """Bring gold up to date with silver (see the module docstring)."""
     t0 = time.perf_counter()
@@ -137,7 +130,7 @@ def run(spark: SparkSession, cfg: Settings, *, full: bool = False) -> GoldReport
         versions = {
             t: v
             for t in (*EVENT_SOURCES, *DIMENSION_SOURCES, INDEX, *VOCAB_SOURCES)
-            if (v := _latest_version(spark, t)) is not None
+            if (v := latest_version(spark, t)) is not None
         }
         done = {
             r["source_table"]: r["source_version"]

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -49,6 +48,7 @@ from lakehouse.silver.standardize import (
 from lakehouse.tables.ops.silver import SILVER_PROGRESS, SILVER_REJECTS
 from lakehouse.tables.registry import all_specs
 from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.versions import require_version
 from lakehouse.tables.writer import ensure_table, fill, upsert
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _process(
     t0 = time.perf_counter()
     run_id = state.run_id
     rep = BronzeReport(src.bronze_table, from_version=last)
-    version = _latest_version(spark, src.bronze_table)
+    version = require_version(spark, src.bronze_table)
     rep.to_version = version
     if last is not None and last >= version:
         return rep
@@ -303,12 +303,6 @@ def _sizes(table: str, rows: DataFrame) -> tuple[int, int]:
     ).first()
     assert row is not None
     return int(row["n"]), int(row["u"])
-
-
-def _latest_version(spark: SparkSession, table: str) -> int:
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
 
 
 def _version(spark: SparkSession, table: str, version: int) -> DataFrame:

@@ -4,9 +4,10 @@ at a version (``VERSION AS OF``), built by sqlglot, never by pasting user text."
 from __future__ import annotations
 
 import sqlglot
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from sqlglot import exp
+
+from lakehouse.tables.versions import latest_version
 
 
 def col(name: str) -> exp.Column:
@@ -29,5 +30,4 @@ def pinned_table(schema: str, table: str, version: int) -> exp.Table:
 
 def delta_version(spark: SparkSession, name: str) -> int:
     """The latest version of a Delta table (0 for an empty history)."""
-    last = DeltaTable.forName(spark, name).history(1).select("version").first()
-    return int(last["version"]) if last else 0
+    return latest_version(spark, name) or 0

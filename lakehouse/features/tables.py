@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.errors import ErrorCode, error
@@ -27,6 +26,7 @@ from lakehouse.tables.features.ml import (
 )
 from lakehouse.tables.gold import omop
 from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.versions import require_version
 
 #: Gold tables a build reads; ``concept`` is optional (codes fall back to concept ids).
 GOLD_INPUTS = (
@@ -82,9 +82,7 @@ def latest_version(spark: SparkSession, table: str) -> int:
     """The newest Delta version of ``table`` (``LH-FEA-001`` when it does not exist)."""
     if not spark.catalog.tableExists(table):
         raise error(ErrorCode.FEATURES_NO_INPUT, table=table)
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
+    return require_version(spark, table)
 
 
 def pin_versions(

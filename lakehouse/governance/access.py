@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from delta.tables import DeltaTable
 from pyspark.sql import Row, SparkSession
 from sqlglot import exp
 
@@ -30,6 +29,7 @@ from lakehouse.governance.policy import load_policy
 from lakehouse.governance.sessions import Principal
 from lakehouse.governance.sql_guard import SqlGuard
 from lakehouse.settings import Settings
+from lakehouse.tables.versions import latest_version
 
 
 class AccessService:
@@ -123,8 +123,8 @@ class AccessService:
             rows = self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()
             source = {r[0]: r[1] for r in rows}.get(SOURCE_PROPERTY)
             return f"view({source}@{self._version(source)})" if source else "view"
-        last = DeltaTable.forName(self.spark, name).history(1).select("version").first()
-        return str(last["version"]) if last else "?"
+        last = latest_version(self.spark, name)
+        return "?" if last is None else str(last)
 
 
 def access_service(spark: SparkSession, cfg: Settings) -> AccessService:

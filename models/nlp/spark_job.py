@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -47,6 +46,7 @@ from lakehouse.tables.governance.person_keys import PERSON_KEYS
 from lakehouse.tables.ops.nlp import NLP_PROGRESS
 from lakehouse.tables.silver.documents import NOTE
 from lakehouse.tables.silver.note_nlp import NOTE_DEID, NOTE_PROBLEM
+from lakehouse.tables.versions import require_version
 from lakehouse.tables.writer import WriteReport, ensure_tables, replace_scoped, upsert
 from lakehouse.terminology.api import ATC, ICD10, LOINC, map_codes
 from models.nlp.notes import ENTITY, NOTE_KEYS, RESULT_SCHEMA, process_batches
@@ -119,7 +119,7 @@ def run(spark: SparkSession, settings: Settings, *, full: bool = False) -> NlpRe
             .select("source_version", "nlp_system")
             .first()
         )
-        version = _latest_version(spark, SOURCE)
+        version = require_version(spark, SOURCE)
         last = None
         if done is not None and not full and done["nlp_system"] == report.pipeline:
             last = int(done["source_version"])
@@ -144,12 +144,6 @@ def _finish(report: NlpReport, t0: float) -> NlpReport:
     report.duration_s = time.perf_counter() - t0
     logger.info("nlp run %s: %s", report.run_id, asdict(report))
     return report
-
-
-def _latest_version(spark: SparkSession, table: str) -> int:
-    row = DeltaTable.forName(spark, table).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
 
 
 def _changed_notes(
