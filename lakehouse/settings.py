@@ -176,6 +176,23 @@ class SecuritySettings(BaseModel):
     hash_algorithm: Literal["sm3", "sha256"] = Field(
         "sm3", description="Hash of the audit log's chain links: SM3 (GB/T 32905) or SHA-256."
     )
+    audit_journal: bool = Field(
+        True,
+        description="Services make audit events durable in a local fsync'd journal and ship "
+        "them to audit.events in batches (docs/adr/0017); False: one Delta commit per event.",
+    )
+    audit_ship_delay_s: float = Field(
+        0.5,
+        gt=0,
+        description="How long a batch of journaled audit events gathers before it "
+        "is committed to audit.events, in seconds.",
+    )
+    audit_max_backlog_s: float = Field(
+        60.0,
+        gt=0,
+        description="Services refuse reads (LH-SEC-009) once the oldest audit "
+        "event not yet in audit.events is older than this, in seconds.",
+    )
     lockout_threshold: int = Field(
         10, ge=1, description="Consecutive failed logins that lock a local account."
     )

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lakehouse import __version__
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.access import AccessService
+from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_log
 from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
@@ -102,13 +104,17 @@ def create_app(
     history: ChatHistory | None = None,
 ) -> FastAPI:
     """The service; governance parts are built from ``cfg`` unless given (tests, embedding)."""
+    journal: JournaledAuditLog | None = None
     if identity is None or access is None:
         from lakehouse.governance.access import access_service
-        from lakehouse.governance.audit_delta import audit_log
         from lakehouse.governance.identity import identity_service
 
-        access = access or access_service(spark, cfg)
-        identity = identity or identity_service(cfg, audit_log(spark, cfg))
+        # One audit log for sign-ins and reads: journaled, so a read waits for an fsync,
+        # not a Delta commit (docs/adr/0017).
+        log = service_audit_log(spark, cfg, "serve")
+        journal = log if isinstance(log, JournaledAuditLog) else None
+        access = access or access_service(spark, cfg, audit=log)
+        identity = identity or identity_service(cfg, log)
     if lexicon is None:
         lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
     zone = ZoneInfo(cfg.timezone)
@@ -117,8 +123,18 @@ def create_app(
     state = Assistant(cfg, identity, tools, GroundedPlanner(tools, lexicon, now=clock))
     state.history = history or ChatHistory(cfg.data_dir / "serving" / "history.db", identity.audit)
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if journal is not None:  # ship what is journaled before the process ends
+            journal.close()
+
     app = FastAPI(
-        title="Clinical lakehouse assistant", version=__version__, docs_url=None, redoc_url=None
+        title="Clinical lakehouse assistant",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.assistant = state
     _handlers(app)

@@ -127,9 +127,11 @@ class AccessService:
         return "?" if last is None else str(last)
 
 
-def access_service(spark: SparkSession, cfg: Settings) -> AccessService:
+def access_service(
+    spark: SparkSession, cfg: Settings, *, audit: AuditLog | None = None
+) -> AccessService:
     """The configured access service: policy file, every TableSpec and de-identified view,
-    the patient directory view (refreshed here), ``audit.events``."""
+    the patient directory view (refreshed here), ``audit`` (default ``audit.events``)."""
     from lakehouse.governance.audit_delta import audit_log
     from lakehouse.governance.deid.catalog import deid_catalog
     from lakehouse.governance.deid.policy import load_deid_policy
@@ -143,4 +145,4 @@ def access_service(spark: SparkSession, cfg: Settings) -> AccessService:
     if policy.patient_directory == PATIENT_DIRECTORY.name and refresh_patient_directory(spark):
         catalog[PATIENT_DIRECTORY.name] = PATIENT_DIRECTORY  # else department scopes refuse
     guard = SqlGuard(policy, catalog)
-    return AccessService(spark, guard, audit_log(spark, cfg), pseudonym_key(cfg))
+    return AccessService(spark, guard, audit or audit_log(spark, cfg), pseudonym_key(cfg))
