@@ -1,13 +1,24 @@
-"""Reference documents generated from code: error codes, data dictionary, settings.
+"""Reference documents generated from code, and the checks that keep docs/ true.
 
-``lakehouse docs`` writes them under ``docs/``; ``lakehouse docs --check`` (and a test)
-fails when a committed file differs from what the code says.
+Generated: error codes, data dictionary, settings, the change-impact matrix (static
+analysis of the source, :func:`render_change_impact`), and the renderers of the OpenAPI
+files and the interfaces page (their schemas come from :mod:`serving.openapi`, which this
+bottom layer may not import: callers pass them in as ``extra``). ``lakehouse docs`` writes
+them under ``docs/``; ``lakehouse docs --check`` (and a test) fails when a committed file
+differs from what the code says. :func:`broken_links` checks the links of hand-written docs.
 """
 
 from __future__ import annotations
 
+import ast
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -105,29 +116,669 @@ def render_settings() -> str:
     )
 
 
-def documents() -> dict[str, str]:
-    """File name under docs/ -> generated content."""
-    return {
+def documents(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Path under docs/ -> generated content (``extra``: documents made by upper layers)."""
+    docs = {
         "error-codes.md": render_catalog(),
         "data-dictionary.md": render_data_dictionary(),
         "settings.md": render_settings(),
+        "change-impact.md": render_change_impact(),
     }
+    docs.update(extra or {})
+    return dict(sorted(docs.items()))
 
 
-def write_documents(docs_dir: Path) -> list[Path]:
+def write_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[Path]:
     """Write every generated document; returns the paths written."""
     written = []
-    for name, text in documents().items():
+    for name, text in documents(extra).items():
         path = docs_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 
 
-def stale_documents(docs_dir: Path) -> list[str]:
+def stale_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[str]:
     """Names of generated documents whose committed text differs from the code's."""
     return [
         name
-        for name, text in documents().items()
+        for name, text in documents(extra).items()
         if not (docs_dir / name).exists() or (docs_dir / name).read_text(encoding="utf-8") != text
     ]
+
+
+# -- OpenAPI and interfaces ----------------------------------------------------------------
+
+
+def render_openapi(schema: Mapping[str, Any]) -> str:
+    """An OpenAPI document as stable JSON (sorted keys, two-space indent, final newline)."""
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def render_interfaces(services: Iterable[tuple[str, str, str, Mapping[str, Any]]]) -> str:
+    """docs/interfaces.md: every HTTP endpoint of ``(title, spec path, base, schema)``."""
+    out = [
+        "# Interfaces",
+        "",
+        GENERATED.format(source="the FastAPI route tables (serving/openapi.py)"),
+        "",
+        "What other systems and people call, generated from the code:",
+        "",
+        "- HTTP services: the OpenAPI 3.1 documents below, built from the FastAPI route tables",
+        "  without a Spark session; request and response bodies, and the catalogued error",
+        "  codes each route answers with (the full list is in [error-codes.md](error-codes.md)).",
+        '- SQL: `lakehouse sql "…"` runs Spark SQL against the catalog for the host operator;',
+        "  users' reads go through the SQL guard and the audit log ([security.md](security.md)).",
+        "- Tables: the [data dictionary](data-dictionary.md), generated from the table specs.",
+        "- Settings: [settings.md](settings.md); commands: `lakehouse --help`.",
+        "",
+        "Endpoints marked *session* need a signed-in user (`Authorization: Bearer <token>` from",
+        "`POST /api/login`, or its session cookie). `lakehouse serve` listens on HTTPS; plain",
+        "HTTP is refused unless the host is a loopback address ([deployment.md](deployment.md)).",
+        "Besides the codes listed, any catalogued error can answer with the same body.",
+        "",
+    ]
+    for title, spec_path, base, schema in services:
+        info = schema.get("info", {})
+        out += [
+            f"## {title}",
+            "",
+            f"Spec: [{spec_path}]({spec_path}) (OpenAPI {schema.get('openapi', '?')}, "
+            f"version {info.get('version', '?')}); base path `{base or '/'}`.",
+            "",
+            "| method | path | what | session | error responses |",
+            "|---|---|---|---|---|",
+        ]
+        for path, ops in sorted(schema.get("paths", {}).items()):
+            for method in _METHODS:
+                op = ops.get(method)
+                if op is None:
+                    continue
+                responses = op.get("responses", {})
+                errors = [
+                    f"{status} {desc}"
+                    for status, r in sorted(responses.items())
+                    if status[:1] in "45"
+                    for desc in [str(r.get("description", "")).replace("|", "\\|")]
+                ]
+                session = "yes" if "LH-SEC-005" in " ".join(errors) else "no"
+                what = (op.get("description") or op.get("summary") or "").split("\n")[0]
+                out.append(
+                    f"| {method.upper()} | `{base}{path}` | {what} | {session} "
+                    f"| {'<br>'.join(errors)} |"
+                )
+        out.append("")
+    return "\n".join(out)
+
+
+# -- links ---------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+).+?\1")
+_INLINE_LINK = re.compile(
+    r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*(<[^>]*>|[^)\s]*)(?:\s+\"[^\"]*\")?\s*\)"
+)
+_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
+_HTML_LINK = re.compile(r"<(?:a|img)\s[^>]*?(?:href|src)=\"([^\"]*)\"", re.IGNORECASE)
+_HTML_ANCHOR = re.compile(r"<a\s[^>]*?(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
+_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$|^localhost$")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
+def _prose_lines(text: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) outside fenced code blocks, inline code spans blanked."""
+    fence = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _FENCE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if m:
+            fence = m.group(1)
+            continue
+        yield number, _CODE_SPAN.sub("", line)
+
+
+def heading_slug(heading: str) -> str:
+    """GitHub's anchor of a heading: formatting dropped, lower case, punctuation removed
+    (letters and digits of any script kept, so Chinese headings keep their characters),
+    each space a hyphen."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = text.replace("`", "").lower()
+    kept = "".join(
+        ch
+        for ch in text
+        if ch in " -_" or unicodedata.category(ch)[0] in "LNM" or unicodedata.category(ch) == "Pc"
+    )
+    return kept.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every anchor of a Markdown document: heading slugs (duplicates numbered ``-1``,
+    ``-2`` as GitHub does) and explicit ``<a name|id>`` anchors."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fence = ""
+    for line in text.splitlines():
+        m = _FENCE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if m:
+            fence = m.group(1)
+            continue
+        found.update(_HTML_ANCHOR.findall(line))
+        h = _HEADING.match(line)
+        if not h:
+            continue
+        slug = heading_slug(h.group(2))
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+def links(text: str) -> list[tuple[int, str]]:
+    """(line, target) of every link and image of a Markdown text, outside code."""
+    out: list[tuple[int, str]] = []
+    for number, line in _prose_lines(text):
+        targets = _INLINE_LINK.findall(line) + _HTML_LINK.findall(line)
+        ref = _REF_DEF.match(line)
+        if ref:
+            targets.append(ref.group(1))
+        out += [(number, t.strip("<>")) for t in targets]
+    return out
+
+
+def _external_problem(url: str) -> str | None:
+    """Why an absolute URL is malformed, or None (never fetched: no network needed)."""
+    if url.startswith("mailto:"):
+        return None if re.fullmatch(r"mailto:[^@\s]+@[^@\s]+\.[^@\s]+", url) else "bad mailto"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"malformed URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"unsupported scheme {parts.scheme}:"
+    host = parts.hostname or ""
+    if re.search(r"\s", url) or not (_HOST.match(host) or _IPV4.match(host)):
+        return "malformed URL (host)"
+    del port
+    return None
+
+
+def broken_links(root: Path, files: Iterable[Path]) -> list[str]:
+    """``file:line: target: why`` for every link that does not resolve: a relative path to
+    a missing file (or outside ``root``), an ``#anchor`` that is no heading of its target, a
+    malformed http(s) URL. External URLs are checked for form only."""
+    root = root.resolve()
+    cache: dict[Path, set[str]] = {}
+
+    def anchors_of(path: Path) -> set[str]:
+        if path not in cache:
+            cache[path] = anchors(path.read_text(encoding="utf-8"))
+        return cache[path]
+
+    problems: list[str] = []
+    for file in sorted(Path(f).resolve() for f in files):
+        rel = file.relative_to(root).as_posix()
+        for number, target in links(file.read_text(encoding="utf-8")):
+            why: str | None = None
+            if not target:
+                why = "empty link"
+            elif _SCHEME.match(target):
+                why = _external_problem(target)
+            else:
+                path_part, _, anchor = target.partition("#")
+                path_part = unquote(path_part)
+                if path_part.startswith("/"):
+                    dest = (root / path_part.lstrip("/")).resolve()
+                else:
+                    dest = (file.parent / path_part).resolve() if path_part else file
+                if not dest.is_relative_to(root):
+                    why = "outside the repository"
+                elif not dest.exists():
+                    why = "no such file"
+                elif (
+                    anchor
+                    and dest.is_file()
+                    and dest.suffix == ".md"
+                    and unquote(anchor).lower() not in anchors_of(dest)
+                ):
+                    why = f"no heading #{anchor} in {dest.relative_to(root).as_posix()}"
+            if why:
+                problems.append(f"{rel}:{number}: {target}: {why}")
+    return problems
+
+
+def documentation_files(root: Path) -> list[Path]:
+    """README.md, CHANGELOG.md and every Markdown file under docs/."""
+    files = [root / name for name in ("README.md", "CHANGELOG.md") if (root / name).exists()]
+    return files + sorted((root / "docs").rglob("*.md"))
+
+
+# -- change-impact matrix --------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+_PACKAGES = ("lakehouse", "jobs", "models", "serving")
+_WRITERS = frozenset(
+    {"ensure_table", "ensure_tables", "upsert", "append", "fill", "delete_keys", "replace_scoped"}
+)
+_EMITS = frozenset({"add"})  # SilverOutput.add("silver.x", rows) and the like
+_SQL_WRITE = (
+    r"(?:INSERT\s+(?:INTO|OVERWRITE)(?:\s+TABLE)?|MERGE\s+INTO|DELETE\s+FROM|UPDATE"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|TABLE)(?:\s+IF\s+NOT\s+EXISTS)?)\s+`?"
+)
+_MODULE_STRING = re.compile(r"^((?:lakehouse|jobs|models|serving)(?:\.\w+)+):?\w*$")
+
+
+@dataclass
+class _Module:
+    name: str
+    path: Path
+    imports: set[str] = field(default_factory=set)
+    writes: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _spec_symbols() -> dict[tuple[str, str], str]:
+    """(module, attribute) -> table name, for every TableSpec under lakehouse/tables/."""
+    import importlib
+    import pkgutil
+
+    import lakehouse.tables as tables_pkg
+
+    found: dict[tuple[str, str], str] = {}
+    for info in pkgutil.walk_packages(tables_pkg.__path__, prefix="lakehouse.tables."):
+        module = importlib.import_module(info.name)
+        for attr, value in vars(module).items():
+            if isinstance(value, TableSpec):
+                found[(info.name, attr)] = value.name
+    return found
+
+
+def _resolve_from(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base[: len(base) - node.level + (1 if is_package else 0)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _docstrings(nodes: Iterable[ast.AST]) -> set[int]:
+    ids: set[int] = set()
+    for node in nodes:
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            ids.add(id(body[0].value))
+    return ids
+
+
+class _Scanner:
+    """Parses the project's modules once: imports, tables written and tables named."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.specs = _spec_symbols()
+        self.table_set = set(self.specs.values())
+        self.tables = sorted(self.table_set, key=lambda t: (-len(t), t))
+        alternation = "|".join(re.escape(t) for t in self.tables)
+        schemas = sorted({t.split(".")[0] for t in self.tables})
+        self.schema_re = re.compile(rf"\b(?:{'|'.join(schemas)})\.\w")
+        self.table_re = re.compile(rf"(?<![\w.])({alternation})(?![\w])")
+        self.write_re = re.compile(rf"{_SQL_WRITE}({alternation})(?![\w])", re.IGNORECASE)
+        self.modules: dict[str, _Module] = {}
+        self.trees: dict[str, ast.Module] = {}
+        for package in _PACKAGES:
+            for path in sorted((root / package).rglob("*.py")):
+                name = _module_name(root, path)
+                self.modules[name] = _Module(name, path)
+        for mod in self.modules.values():
+            self._scan(mod)
+
+    def table_named(self, value: object) -> str | None:
+        """``value`` when it is a table's name."""
+        return value if isinstance(value, str) and value in self.table_set else None
+
+    def parse(self, path: Path) -> ast.Module:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+    def imports_of(self, module: str, is_package: bool, nodes: Iterable[ast.AST]) -> set[str]:
+        """Project modules named by import statements (and ``"pkg.mod:fn"`` strings)."""
+        out: set[str] = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name in self.modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve_from(module, is_package, node)
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    if sub in self.modules:
+                        out.add(sub)
+                    elif base in self.modules:
+                        out.add(base)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                m = _MODULE_STRING.match(node.value)
+                if m and m.group(1) in self.modules:
+                    out.add(m.group(1))
+        return out
+
+    def _scan(self, mod: _Module) -> None:
+        tree = self.parse(mod.path)
+        self.trees[mod.name] = tree
+        is_package = mod.path.name == "__init__.py"
+        nodes = list(ast.walk(tree))
+        mod.imports = self.imports_of(mod.name, is_package, nodes) - {mod.name}
+        local_specs: dict[str, str] = {}  # local name -> table
+        local_modules: dict[str, str] = {}  # local name -> lakehouse.tables module
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve_from(mod.name, is_package, node)
+                for a in node.names:
+                    local = a.asname or a.name
+                    if (base, a.name) in self.specs:
+                        local_specs[local] = self.specs[(base, a.name)]
+                    elif f"{base}.{a.name}".startswith("lakehouse.tables."):
+                        local_modules[local] = f"{base}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname and a.name.startswith("lakehouse.tables."):
+                        local_modules[a.asname] = a.name
+
+        def table_of(node: ast.AST) -> str | None:
+            if isinstance(node, ast.Name):
+                return local_specs.get(node.id)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                owner = local_modules.get(node.value.id)
+                return self.specs.get((owner, node.attr)) if owner else None
+            return None
+
+        in_write: set[int] = set()
+        for node in nodes:
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            fname = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            args = [*node.args, *(k.value for k in node.keywords)]
+            if fname in _WRITERS:
+                for arg in args:
+                    for sub in ast.walk(arg):
+                        in_write.add(id(sub))
+                        table = table_of(sub)
+                        if table is None and isinstance(sub, ast.Constant):
+                            table = self.table_named(sub.value)
+                        if table:
+                            mod.writes.add(table)
+            elif fname in _EMITS and node.args:
+                first = node.args[0]
+                emitted = self.table_named(first.value) if isinstance(first, ast.Constant) else None
+                if emitted:
+                    in_write.add(id(first))
+                    mod.writes.add(emitted)
+        skip = _docstrings(nodes)
+        for node in nodes:
+            if id(node) in in_write or id(node) in skip:
+                continue
+            table = table_of(node)
+            if table:
+                mod.names.add(table)
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and self.schema_re.search(node.value)
+            ):
+                mod.writes.update(m.group(1) for m in self.write_re.finditer(node.value))
+                mod.names.update(self.table_re.findall(node.value))
+
+    def closure(self, start: Iterable[str]) -> set[str]:
+        """The modules ``start`` imports, directly or not, with ``start`` itself."""
+        todo, seen = list(start), set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.modules:
+                continue
+            seen.add(name)
+            todo += self.modules[name].imports
+        return seen
+
+
+def _component(module: str) -> str | None:
+    """``lakehouse.silver``, ``jobs.silver``, ``serving.fhir``...; None for the core
+    modules of ``lakehouse`` (used everywhere), the table specs and package roots."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] not in _PACKAGES:
+        return None
+    if parts[0] == "lakehouse" and (parts[1] == "tables" or len(parts) == 2):
+        return None
+    comp = ".".join(parts[:2])
+    if parts[0] == "lakehouse" and not (ROOT / "lakehouse" / parts[1]).is_dir():
+        return None
+    return comp
+
+
+def _cli_commands(scanner: _Scanner) -> dict[str, set[str]]:
+    """``lakehouse <command>`` -> project modules its code imports (helpers included)."""
+    cli_dir = scanner.root / "lakehouse_cli"
+    main = scanner.parse(cli_dir / "main.py")
+    funcs = {n.name: n for n in main.body if isinstance(n, ast.FunctionDef)}
+    groups: dict[str, str] = {}
+    for node in ast.walk(main):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_typer"
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+        ):
+            for k in node.keywords:
+                if k.arg == "name" and isinstance(k.value, ast.Constant):
+                    groups[node.args[0].id] = f"{k.value.value!s} "
+
+    def uses(fn: ast.FunctionDef, module: str, defs: dict[str, ast.FunctionDef]) -> set[str]:
+        todo, seen, found = [fn], set(), set()
+        while todo:
+            f = todo.pop()
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            found |= scanner.imports_of(module, False, ast.walk(f))
+            for n in ast.walk(f):
+                if (
+                    isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Name)
+                    and n.func.id in defs
+                    and n.func.id != f.name
+                ):
+                    todo.append(defs[n.func.id])
+        return found
+
+    def command_name(call: ast.Call, fn_name: str) -> str | None:
+        func = call.func
+        if not (
+            isinstance(func, ast.Attribute)
+            and func.attr == "command"
+            and isinstance(func.value, ast.Name)
+        ):
+            return None
+        prefix = groups.get(func.value.id, "")
+        if call.args and isinstance(call.args[0], ast.Constant):
+            return f"{prefix}{call.args[0].value!s}"
+        return prefix + fn_name.replace("_", "-")
+
+    commands: dict[str, set[str]] = {}
+    for fn in funcs.values():
+        for deco in fn.decorator_list:
+            if isinstance(deco, ast.Call) and (name := command_name(deco, fn.name)):
+                commands[name] = uses(fn, "lakehouse_cli.main", funcs)
+    imported = {
+        a.asname or a.name: node.module
+        for node in main.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lakehouse_cli.")
+        for a in node.names
+    }
+    for node in main.body:  # app.command("synth")(synth)
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Call)
+            and node.value.args
+            and isinstance(node.value.args[0], ast.Name)
+        ):
+            target = node.value.args[0].id
+            name = command_name(node.value.func, target)
+            source = imported.get(target)
+            if name and source:
+                path = cli_dir / f"{source.split('.')[-1]}.py"
+                tree = scanner.parse(path)
+                defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+                top = scanner.imports_of(source, False, tree.body)
+                commands[name] = top | (
+                    uses(defs[target], source, defs) if target in defs else set()
+                )
+    return {name: scanner.closure(mods) for name, mods in commands.items()}
+
+
+def _doc_mentions(root: Path, components: Iterable[str]) -> dict[str, list[str]]:
+    """Component -> links (relative to docs/) of hand-written docs naming its module path."""
+    files = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    texts = {
+        f: f.read_text(encoding="utf-8")
+        for f in files
+        if f.exists() and "<!-- Generated by `lakehouse docs`" not in f.read_text(encoding="utf-8")
+    }
+    out: dict[str, list[str]] = {}
+    for comp in components:
+        head, _, tail = comp.partition(".")
+        pattern = re.compile(rf"(?<![\w.-]){re.escape(head)}[./]{re.escape(tail)}(?!\w)")
+        out[comp] = [
+            Path("..", f.relative_to(root)).as_posix()
+            if f.parent == root
+            else f.relative_to(root / "docs").as_posix()
+            for f, text in texts.items()
+            if pattern.search(text)
+        ]
+    return out
+
+
+def _test_imports(scanner: _Scanner) -> dict[str, set[str]]:
+    """Test module path -> project modules it imports (anywhere in the file)."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((scanner.root / "tests").rglob("*.py")):
+        tree = scanner.parse(path)
+        out[path.relative_to(scanner.root).as_posix()] = scanner.imports_of(
+            _module_name(scanner.root, path), path.name == "__init__.py", ast.walk(tree)
+        )
+    return out
+
+
+def render_change_impact(root: Path = ROOT) -> str:
+    """docs/change-impact.md: per component, the tables it writes and names, the jobs and
+    commands that run it, the docs that name it and the tests that import it (static
+    analysis of the source; nothing is imported but the table specs)."""
+    scanner = _Scanner(root)
+    members: dict[str, set[str]] = {}
+    for name in scanner.modules:
+        comp = _component(name)
+        if comp:
+            members.setdefault(comp, set()).add(name)
+    components = sorted(members)
+    jobs = sorted(c for c in components if c.startswith("jobs."))
+    job_closure = {j: scanner.closure(members[j]) for j in jobs}
+    commands = _cli_commands(scanner)
+    docs = _doc_mentions(root, components)
+    tests = _test_imports(scanner)
+    out = [
+        "# Change-impact matrix",
+        "",
+        GENERATED.format(source="the source tree (static analysis, reference.py)"),
+        "",
+        "Before changing a component, see what it touches. Found by reading the source (AST):",
+        "what the component's own modules do, then (_through imported modules_) what the",
+        "project modules it imports, directly or not, do; an imported module counts whole, so",
+        "that second list can hold tables the component's code paths never reach.",
+        "",
+        "- **writes**: tables passed to a writer (`ensure_table`, `upsert`, `append`, `fill`,",
+        "  `delete_keys`, `replace_scoped`) as a spec or by name, rows emitted for a table by",
+        '  name (`out.add("silver.patient", rows)`), or SQL that inserts, merges, deletes,',
+        "  updates or creates it;",
+        "- **reads or names**: other tables it refers to (spec or name), reads for the most part;",
+        "- **jobs** and **commands** (`lakehouse …`) whose code imports it, directly or not;",
+        "- **docs** whose text names its module path (`jobs/silver.py`, `lakehouse.silver`);",
+        "- **tests**: test modules that import it directly.",
+        "",
+        "Tables chosen at run time (a spec looked up by a computed name) are only seen where",
+        "their names appear in the code. The core modules of `lakehouse` (settings, errors,",
+        "spark, runs, writer…) are used by nearly everything and are not listed as components;",
+        "what they write (`ops.job_runs`) shows under the components that import them.",
+        "",
+        "| component | writes | reads or names | jobs | commands | docs | tests |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sections: list[str] = []
+    for comp in components:
+        own, closure = members[comp], scanner.closure(members[comp])
+        writes = set().union(*(scanner.modules[m].writes for m in own))
+        writes_via = set().union(*(scanner.modules[m].writes for m in closure)) - writes
+        named = set().union(*(scanner.modules[m].names for m in own)) - writes - writes_via
+        named_via = (
+            set().union(*(scanner.modules[m].names for m in closure)) - writes - writes_via - named
+        )
+        used_jobs = [j for j in jobs if j != comp and job_closure[j] & members[comp]]
+        used_cmds = [c for c in sorted(commands) if commands[c] & members[comp]]
+        used_tests = [t for t in sorted(tests) if tests[t] & members[comp]]
+        title = f"`{comp}`"
+        out.append(
+            f"| [{title}](#{heading_slug(title)}) | {len(writes) + len(writes_via)} "
+            f"| {len(named) + len(named_via)} "
+            f"| {len(used_jobs)} | {len(used_cmds)} | {len(docs[comp])} | {len(used_tests)} |"
+        )
+
+        def items(values: Iterable[str], fmt: str = "`{}`") -> str:
+            text = ", ".join(fmt.format(v) for v in sorted(values))
+            return text or "none"
+
+        def split(direct: set[str], via: set[str]) -> str:
+            text = items(direct) if direct or not via else "none itself"
+            return text + (f"; through imported modules: {items(via)}" if via else "")
+
+        sections += [
+            f"## {title}",
+            "",
+            f"- **writes**: {split(writes, writes_via)}",
+            f"- **reads or names**: {split(named, named_via)}",
+            f"- **jobs**: {items(used_jobs)}",
+            f"- **commands**: {items(used_cmds, '`lakehouse {}`')}",
+            f"- **docs**: {', '.join(f'[{d}]({d})' for d in docs[comp]) or 'none'}",
+            f"- **tests**: {items(used_tests)}",
+            "",
+        ]
+    return "\n".join([*out, "", *sections])

@@ -230,17 +230,20 @@ def docs(
     ] = False,
     docs_dir: Annotated[Path, typer.Option(help="Folder of the documents.")] = Path("docs"),
 ) -> None:
-    """Generate docs/error-codes.md, docs/data-dictionary.md and docs/settings.md."""
+    """Generate the reference docs: error codes, data dictionary, settings, change-impact
+    matrix, OpenAPI specs (docs/openapi/) and interfaces."""
     from lakehouse.reference import stale_documents, write_documents
+    from serving.openapi import openapi_documents
 
+    extra = openapi_documents()
     if check:
-        stale = stale_documents(docs_dir)
+        stale = stale_documents(docs_dir, extra)
         if stale:
             typer.echo(f"stale generated documents: {', '.join(stale)}; run `lakehouse docs`")
             raise typer.Exit(1)
         typer.echo("generated documents are current")
         return
-    for path in write_documents(docs_dir):
+    for path in write_documents(docs_dir, extra):
         typer.echo(f"wrote {path}")
 
 

@@ -1,0 +1,263 @@
+"""The OpenAPI documents of the HTTP services, built from the route table without Spark.
+
+``create_app`` needs a Spark session and the governance services, but its route table does
+not: :func:`openapi_schemas` builds the app with inert stand-ins (nothing is read, written
+or started; every dependency call returns another stand-in) and asks FastAPI for the schema
+of the assistant and, separately, of the FHIR sub-application mounted at ``/fhir/r4``
+(FastAPI does not merge mounted applications into the parent's schema).
+
+FastAPI's default ``422`` (its own validation body) is replaced by the catalogued errors a
+route answers with, found in the code: an invalid request (when the app has its handler),
+a missing or invalid session (routes that depend on a signed-in :class:`Principal`), the
+codes the endpoint raises itself or through helpers of its module, and the service's
+internal error. ``default`` stands for any other catalogued error, same body.
+
+:func:`openapi_documents` renders ``docs/openapi/*.json`` and ``docs/interfaces.md``
+(through :mod:`lakehouse.reference`); ``lakehouse docs`` writes them and the staleness test
+fails when a route changes without them.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import tempfile
+import textwrap
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
+
+from lakehouse.errors import ErrorCode
+from lakehouse.governance.sessions import Principal
+from lakehouse.reference import render_interfaces, render_openapi
+from lakehouse.settings import load_settings
+
+
+class _SchemaOnly:
+    """An inert stand-in for a service dependency while only the route table is built."""
+
+    def __getattr__(self, name: str) -> _SchemaOnly:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _SchemaOnly()
+
+    def __call__(self, *args: object, **kwargs: object) -> _SchemaOnly:
+        return _SchemaOnly()
+
+    def __iter__(self) -> typing.Iterator[Any]:
+        return iter(())
+
+
+@dataclass(frozen=True)
+class Service:
+    """One HTTP service: its file under docs/openapi/, base path and error body."""
+
+    name: str
+    title: str
+    base: str
+    media_type: str
+    error_schema: str
+    internal: ErrorCode | None
+
+
+ASSISTANT = Service(
+    "assistant", "Clinical assistant", "", "application/json", "Error", ErrorCode.SRV_INTERNAL
+)
+FHIR = Service(
+    "fhir-r4", "FHIR R4 read API", "/fhir/r4", "application/fhir+json", "OperationOutcome", None
+)
+
+_ERROR = {
+    "type": "object",
+    "description": "A catalogued error (docs/error-codes.md); never a patient value.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "name", "message", "param"],
+            "properties": {
+                "code": {"type": "string", "example": "LH-SRV-001"},
+                "name": {"type": "string", "example": "SRV_REQUEST_INVALID"},
+                "message": {"type": "string"},
+                "param": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    },
+}
+_OUTCOME = {
+    "type": "object",
+    "description": "A FHIR OperationOutcome whose issue carries the catalogued code "
+    "(docs/error-codes.md) in details.coding; never a patient value.",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def build_app() -> FastAPI:
+    """The assistant app over inert stand-ins (no Spark, no files outside a temp dir)."""
+    from serving.app import create_app
+    from serving.assistant.lexicon import Lexicon
+
+    with tempfile.TemporaryDirectory(prefix="lakehouse-openapi-") as tmp:
+        cfg = load_settings(home=Path(tmp), data_dir=Path(tmp) / "var")
+        stand_in = cast(Any, _SchemaOnly())
+        return create_app(
+            stand_in,
+            cfg,
+            identity=stand_in,
+            access=stand_in,
+            lexicon=Lexicon(),
+            history=stand_in,
+        )
+
+
+def openapi_schemas(app: FastAPI | None = None) -> dict[str, dict[str, Any]]:
+    """Service name -> its OpenAPI document, catalogued error responses filled in."""
+    app = app or build_app()
+    out = {ASSISTANT.name: _with_errors(app, app.openapi(), ASSISTANT)}
+    for route in app.routes:
+        if isinstance(route, Mount) and route.path == FHIR.base and isinstance(route.app, FastAPI):
+            sub = route.app
+            schema = _with_errors(sub, sub.openapi(), FHIR)
+            schema["servers"] = [{"url": FHIR.base}]
+            out[FHIR.name] = schema
+    return out
+
+
+def openapi_documents() -> dict[str, str]:
+    """Path under docs/ -> generated text: the OpenAPI files and docs/interfaces.md."""
+    schemas = openapi_schemas()
+    docs = {f"openapi/{name}.json": render_openapi(schema) for name, schema in schemas.items()}
+    services = [(s.title, f"openapi/{s.name}.json", s.base) for s in (ASSISTANT, FHIR)]
+    docs["interfaces.md"] = render_interfaces(
+        [(title, path, base, schemas[path[8:-5]]) for title, path, base in services]
+    )
+    return docs
+
+
+def _with_errors(app: FastAPI, schema: dict[str, Any], service: Service) -> dict[str, Any]:
+    schema.setdefault("components", {}).setdefault("schemas", {})
+    schema["components"]["schemas"][service.error_schema] = (
+        _OUTCOME if service.error_schema == "OperationOutcome" else _ERROR
+    )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    if not schema["components"]["schemas"]:
+        del schema["components"]["schemas"]
+    schema["components"]["securitySchemes"] = {
+        "session": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The token of POST /api/login; the HttpOnly session cookie it "
+            "sets works too (docs/assistant.md).",
+        }
+    }
+    invalid = app.exception_handlers.get(RequestValidationError)
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        codes = set(_raised(route.endpoint))
+        signed_in = any(_gives_principal(d.call) for d in route.dependant.dependencies)
+        if signed_in:
+            codes.add(ErrorCode.SESSION_INVALID)
+        if service.internal is not None:
+            codes.add(service.internal)
+        for method in sorted(route.methods or ()):
+            op = schema["paths"][route.path_format][method.lower()]
+            if signed_in:
+                op["security"] = [{"session": []}]
+            responses: dict[str, Any] = op.setdefault("responses", {})
+            had_422 = responses.pop("422", None) is not None
+            op_codes = set(codes)
+            if had_422 and invalid is not None:
+                op_codes |= set(_raised(invalid))
+            elif had_422:
+                responses["422"] = {"description": "Validation error (FastAPI's body)"}
+            for status, group in _by_status(op_codes).items():
+                responses[str(status)] = _response(service, group)
+            responses["default"] = {
+                "description": "Any other catalogued error (docs/error-codes.md), same body",
+                "content": {service.media_type: {"schema": _ref(service)}},
+            }
+    return schema
+
+
+def _ref(service: Service) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{service.error_schema}"}
+
+
+def _response(service: Service, codes: list[ErrorCode]) -> dict[str, Any]:
+    return {
+        "description": "; ".join(f"{c.id} {c.name}" for c in codes),
+        "content": {service.media_type: {"schema": _ref(service)}},
+    }
+
+
+def _by_status(codes: set[ErrorCode]) -> dict[int, list[ErrorCode]]:
+    out: dict[int, list[ErrorCode]] = {}
+    for code in sorted(codes, key=lambda c: c.id):
+        out.setdefault(code.value.http_status, []).append(code)
+    return dict(sorted(out.items()))
+
+
+def _gives_principal(call: Callable[..., Any] | None) -> bool:
+    if call is None:
+        return False
+    try:
+        hints = typing.get_type_hints(call)
+    except (NameError, TypeError):
+        return False
+    return hints.get("return") is Principal
+
+
+def _raised(fn: Callable[..., Any], seen: set[str] | None = None) -> list[ErrorCode]:
+    """Codes named (``ErrorCode.X``) in ``fn`` and in the module's functions it calls."""
+    seen = set() if seen is None else seen
+    key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+    if key in seen:
+        return []
+    seen.add(key)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found: list[ErrorCode] = []
+    module_globals: dict[str, Any] = getattr(fn, "__globals__", {})
+    package = str(getattr(fn, "__module__", "")).split(".")[0]
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "ErrorCode"
+            and node.attr in ErrorCode.__members__
+        ):
+            found.append(ErrorCode[node.attr])
+        elif isinstance(node, ast.Call):
+            target = _callee(node.func, module_globals)
+            if target is not None and target.__module__.split(".")[0] == package:
+                found += _raised(target, seen)
+    return found
+
+
+def _callee(func: ast.expr, names: dict[str, Any]) -> Callable[..., Any] | None:
+    """The function a call names: ``f(...)`` or ``Class.method(...)``, else None."""
+    target: Any = None
+    if isinstance(func, ast.Name):
+        target = names.get(func.id)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        owner = names.get(func.value.id)
+        if inspect.isclass(owner):
+            target = inspect.getattr_static(owner, func.attr, None)
+            if isinstance(target, (classmethod, staticmethod)):
+                target = target.__func__
+    return target if inspect.isfunction(target) else None
