@@ -20,6 +20,7 @@ fails when a route changes without them.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import tempfile
 import textwrap
@@ -220,8 +221,14 @@ def _gives_principal(call: Callable[..., Any] | None) -> bool:
     return hints.get("return") is Principal
 
 
-def _raised(fn: Callable[..., Any], seen: set[str] | None = None) -> list[ErrorCode]:
-    """Codes named (``ErrorCode.X``) in ``fn`` and in the module's functions it calls."""
+def _raised(
+    fn: Callable[..., Any], seen: set[str] | None = None, *, follow: bool = True
+) -> list[ErrorCode]:
+    """Codes ``fn`` raises as far as its source shows: ``ErrorCode.X`` named in it (not in a
+    comparison, which is a code being handled), in the functions of its own package it calls,
+    and (one step, not further) in the methods of the services it calls, found through the
+    type annotations of the objects it holds (``state.identity.login`` ->
+    ``IdentityService.login``)."""
     seen = set() if seen is None else seen
     key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
     if key in seen:
@@ -231,8 +238,13 @@ def _raised(fn: Callable[..., Any], seen: set[str] | None = None) -> list[ErrorC
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):
         return []
+    handled = {
+        id(sub)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        for sub in ast.walk(node)
+    }
     found: list[ErrorCode] = []
-    module_globals: dict[str, Any] = getattr(fn, "__globals__", {})
     package = str(getattr(fn, "__module__", "")).split(".")[0]
     for node in ast.walk(tree):
         if (
@@ -240,24 +252,56 @@ def _raised(fn: Callable[..., Any], seen: set[str] | None = None) -> list[ErrorC
             and isinstance(node.value, ast.Name)
             and node.value.id == "ErrorCode"
             and node.attr in ErrorCode.__members__
+            and id(node) not in handled
         ):
             found.append(ErrorCode[node.attr])
-        elif isinstance(node, ast.Call):
-            target = _callee(node.func, module_globals)
-            if target is not None and target.__module__.split(".")[0] == package:
-                found += _raised(target, seen)
+        elif isinstance(node, ast.Call) and follow:
+            target = _callee(node.func, fn)
+            if target is None:
+                continue
+            inside = target.__module__.split(".")[0] == package
+            if inside or isinstance(node.func, ast.Attribute):
+                found += _raised(target, seen, follow=inside)
     return found
 
 
-def _callee(func: ast.expr, names: dict[str, Any]) -> Callable[..., Any] | None:
-    """The function a call names: ``f(...)`` or ``Class.method(...)``, else None."""
-    target: Any = None
-    if isinstance(func, ast.Name):
-        target = names.get(func.id)
-    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-        owner = names.get(func.value.id)
-        if inspect.isclass(owner):
-            target = inspect.getattr_static(owner, func.attr, None)
-            if isinstance(target, (classmethod, staticmethod)):
-                target = target.__func__
+def _names(fn: Callable[..., Any]) -> dict[str, Any]:
+    """What the names in ``fn`` refer to: its module's globals and its closure."""
+    names: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
+    with contextlib.suppress(TypeError, ValueError):
+        names.update(inspect.getclosurevars(fn).nonlocals)
+    return names
+
+
+def _callee(func: ast.expr, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The function a call in ``fn`` names: ``f(...)``, ``Class.method(...)``,
+    ``obj.attr.method(...)`` (attributes typed by annotations) or ``self.method(...)``."""
+    chain: list[str] = []
+    node = func
+    while isinstance(node, ast.Attribute):
+        chain.insert(0, node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    names = _names(fn)
+    owner: Any
+    if node.id == "self" and "." in fn.__qualname__:
+        owner = names.get(fn.__qualname__.split(".")[-2])
+    else:
+        owner = names.get(node.id)
+    if not chain:
+        target = owner
+    else:
+        cls = owner if inspect.isclass(owner) else type(owner)
+        for attr in chain[:-1]:
+            try:
+                hint = typing.get_type_hints(cls).get(attr)
+            except (NameError, TypeError, AttributeError):
+                return None
+            if not inspect.isclass(hint):
+                return None
+            cls = hint
+        target = inspect.getattr_static(cls, chain[-1], None)
+        if isinstance(target, (classmethod, staticmethod)):
+            target = target.__func__
     return target if inspect.isfunction(target) else None

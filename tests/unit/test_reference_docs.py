@@ -71,7 +71,11 @@ def test_openapi_of_ask_has_its_catalogued_errors(schemas: dict[str, dict[str, A
     assert "HTTPValidationError" not in json.dumps(assistant)
     citation = assistant["paths"]["/api/citations/{citation}"]["get"]["responses"]
     assert "LH-SRV-003" in citation["404"]["description"]
-    assert "security" not in assistant["paths"]["/api/login"]["post"]
+    assert "403" not in ask["responses"]  # access denied is a refused answer (200), handled
+    login = assistant["paths"]["/api/login"]["post"]
+    assert "security" not in login
+    assert "LH-SEC-001" in login["responses"]["401"]["description"]  # via IdentityService.login
+    assert "LH-SEC-002" in login["responses"]["423"]["description"]
     assert not any(p.startswith("/fhir") for p in assistant["paths"])
 
 
