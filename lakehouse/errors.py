@@ -930,6 +930,75 @@ class ErrorCode(Enum):
         remedy="The resource may not exist, or it may be outside your department or site.",
     )
 
+    # --- knowledge base (LH-KNB) ---
+    KB_PATH_INVALID = ErrorDef(
+        "LH-KNB-001",
+        "The knowledge-base path is not valid: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="Use a relative folder path of plain names (no '..', no leading '/', no "
+        "hidden or '_' names) outside the read-only 'project' section.",
+    )
+    KB_NOT_FOUND = ErrorDef(
+        "LH-KNB-002",
+        "No knowledge-base {name} at this path is visible to you.",
+        404,
+        EX_NOINPUT,
+        remedy="GET /api/kb/tree lists the folders and documents you may read.",
+    )
+    KB_FILE_TOO_LARGE = ErrorDef(
+        "LH-KNB-003",
+        "File {file} is {found} bytes, over the limit of {expected} bytes.",
+        413,
+        EX_DATAERR,
+        remedy="Split the document, or raise knowledge.max_file_mb.",
+    )
+    KB_TEXT_ENCODING = ErrorDef(
+        "LH-KNB-004",
+        "File {file} is neither UTF-8 nor GB18030 (GBK) text.",
+        422,
+        EX_DATAERR,
+        remedy="Save the document as UTF-8 (or GB18030/GBK for Chinese) and add it again.",
+    )
+    KB_PDF_ENCRYPTED = ErrorDef(
+        "LH-KNB-005",
+        "PDF {file} is encrypted with a password.",
+        422,
+        EX_DATAERR,
+        remedy="Add an unencrypted copy of the PDF.",
+    )
+    KB_PDF_UNREADABLE = ErrorDef(
+        "LH-KNB-006",
+        "PDF {file} cannot be read: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Check the file opens in a PDF viewer; a scanned PDF needs OCR (a text layer) "
+        "first.",
+    )
+    KB_UNSUPPORTED = ErrorDef(
+        "LH-KNB-007",
+        "File {file} is of an unsupported type ({found}); expected {expected}.",
+        415,
+        EX_DATAERR,
+        remedy="Add Markdown (.md), plain text (.txt) or PDF (.pdf) documents.",
+    )
+    KB_ACCESS_FILE_INVALID = ErrorDef(
+        "LH-KNB-008",
+        "Access file {file} is not valid ({reason}); its folder is closed to everyone "
+        "until it is fixed.",
+        500,
+        EX_CONFIG,
+        remedy="Fix the folder's _access.yaml: `roles:` and/or `departments:` lists "
+        "(docs/knowledge-base.md).",
+    )
+    KB_QUERY_INVALID = ErrorDef(
+        "LH-KNB-009",
+        "The search query is not valid: {reason}.",
+        422,
+        EX_USAGE,
+        remedy="Send q with 1 to 500 characters holding at least one word.",
+    )
+
     @property
     def id(self) -> str:
         return self.value.id

@@ -456,6 +456,26 @@ class ServeSettings(BaseModel):
     )
 
 
+class KnowledgeSettings(BaseModel):
+    """The knowledge base (lakehouse/knowledge, ``lakehouse kb``, ``/api/kb``)."""
+
+    root: Path | None = Field(
+        None,
+        description="Folder of the users' documents (hospital SOPs), one subfolder per "
+        "section, each with an _access.yaml. Default: <data_dir>/knowledge; relative paths "
+        "are under data_dir. The index is <data_dir>/search/knowledge.db.",
+    )
+    max_file_mb: float = Field(
+        20, gt=0, le=1024, description="Largest document (MB) added or indexed."
+    )
+    refresh_s: int = Field(
+        60,
+        ge=0,
+        description="The service re-reads the tree (changed files only) at most this often "
+        "(seconds) when searched; 0: on every request.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -499,6 +519,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

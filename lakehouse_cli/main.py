@@ -788,6 +788,61 @@ def serve(
     _guard(go)
 
 
+kb_app = typer.Typer(
+    help="Knowledge base: documents, folders and search (docs/knowledge-base.md).",
+    no_args_is_help=True,
+)
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("add")
+def kb_add(
+    file: Annotated[Path, typer.Argument(help="Markdown, text or PDF file to add.")],
+    folder: Annotated[str, typer.Argument(help="Folder of the tree, e.g. sops/icu.")],
+) -> None:
+    """Copy a document into a user folder and index it (the folder's _access.yaml applies)."""
+    from lakehouse.knowledge import knowledge_base
+
+    def go() -> None:
+        path, report = knowledge_base(_settings()).add(file, folder)
+        typer.echo(f"added {path}")
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@kb_app.command("reindex")
+def kb_reindex() -> None:
+    """Index what changed in the tree (unchanged files are not re-read); list failures."""
+    from lakehouse.knowledge import knowledge_base
+
+    def go() -> None:
+        report = knowledge_base(_settings()).sync()
+        typer.echo(report.describe())
+        if report.failures:
+            raise typer.Exit(65)
+
+    _guard(go)
+
+
+@kb_app.command("search")
+def kb_search(
+    query: Annotated[str, typer.Argument(help='Words and "quoted phrases", zh/en.')],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 10,
+) -> None:
+    """Search every folder (the host operator's view) and print path, score and snippet."""
+    from lakehouse.knowledge import OPERATOR, knowledge_base
+
+    def go() -> None:
+        total, hits = knowledge_base(_settings()).search(OPERATOR, query, limit=limit)
+        typer.echo(f"{total} document(s)")
+        for hit in hits:
+            typer.echo(f"{hit.score:8.3f}  {hit.path}  {hit.title}")
+            typer.echo(f"          {' '.join(hit.snippet.html.split())}")
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:
