@@ -128,10 +128,26 @@ def documents(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return dict(sorted(docs.items()))
 
 
-def write_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[Path]:
-    """Write every generated document; returns the paths written."""
+def _orphans(docs_dir: Path, names: Iterable[str]) -> list[str]:
+    """Files left in a generated-only folder (``openapi/``) that nothing generates now."""
+    folders = {Path(n).parent for n in names} - {Path(".")}
+    known = set(names)
+    return sorted(
+        p.relative_to(docs_dir).as_posix()
+        for folder in folders
+        if (docs_dir / folder).is_dir()
+        for p in (docs_dir / folder).iterdir()
+        if p.is_file() and p.relative_to(docs_dir).as_posix() not in known
+    )
+
+
+def write_files(docs_dir: Path, docs: Mapping[str, str]) -> list[Path]:
+    """Write ``docs`` (path under ``docs_dir`` -> text) and remove what a generated-only
+    folder no longer holds, e.g. the spec of a removed service; returns the paths written."""
+    for name in _orphans(docs_dir, docs):
+        (docs_dir / name).unlink()
     written = []
-    for name, text in documents(extra).items():
+    for name, text in docs.items():
         path = docs_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -139,13 +155,24 @@ def write_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> l
     return written
 
 
-def stale_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[str]:
-    """Names of generated documents whose committed text differs from the code's."""
+def stale_files(docs_dir: Path, docs: Mapping[str, str]) -> list[str]:
+    """Names of ``docs`` whose file differs from their text, and files in a generated-only
+    folder that nothing generates any more."""
     return [
         name
-        for name, text in documents(extra).items()
+        for name, text in docs.items()
         if not (docs_dir / name).exists() or (docs_dir / name).read_text(encoding="utf-8") != text
-    ]
+    ] + _orphans(docs_dir, docs)
+
+
+def write_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[Path]:
+    """Write every generated document; returns the paths written."""
+    return write_files(docs_dir, documents(extra))
+
+
+def stale_documents(docs_dir: Path, extra: Mapping[str, str] | None = None) -> list[str]:
+    """Names of generated documents whose committed text differs from the code's."""
+    return stale_files(docs_dir, documents(extra))
 
 
 # -- OpenAPI and interfaces ----------------------------------------------------------------

@@ -13,6 +13,8 @@ from lakehouse.reference import (
     render_openapi,
     render_settings,
     stale_documents,
+    stale_files,
+    write_files,
 )
 from lakehouse.tables.ops.runs import JOB_RUNS
 from serving.openapi import openapi_documents, openapi_schemas
@@ -34,6 +36,18 @@ def matrix() -> str:
 def test_generated_documents_are_current() -> None:
     stale = stale_documents(DOCS, openapi_documents())
     assert stale == [], "run `.venv/bin/lakehouse docs` and commit docs/"
+
+
+def test_a_removed_service_spec_is_stale_and_removed(tmp_path: Path) -> None:
+    docs = {"x.md": "# x\n", "openapi/a.json": "{}\n"}
+    write_files(tmp_path, docs)
+    (tmp_path / "openapi" / "gone.json").write_text("{}\n")
+    (tmp_path / "hand-written.md").write_text("# kept\n")
+    assert stale_files(tmp_path, docs) == ["openapi/gone.json"]
+    write_files(tmp_path, docs)
+    assert sorted(p.name for p in (tmp_path / "openapi").iterdir()) == ["a.json"]
+    assert (tmp_path / "hand-written.md").exists()
+    assert stale_files(tmp_path, docs) == []
 
 
 def test_dictionary_lists_columns_with_tags() -> None:
