@@ -210,6 +210,10 @@ def create_app(
             "row": jsonable_encoder(row),
         }
 
+    from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
+    from serving.kb import knowledge_router
+
+    app.include_router(knowledge_router(knowledge_base(cfg), identity.audit, _principal))
     mount_page(app)
     return app
 

@@ -1,0 +1,82 @@
+"""Knowledge-base endpoints: ``GET /api/kb/search``, ``/api/kb/tree``, ``/api/kb/doc``.
+
+:func:`knowledge_router` is mounted by :func:`serving.app.create_app` with the app's own
+sign-in dependency, so the same bearer token or session cookie applies. Results, the tree
+and documents are limited to the folders the user may read (docs/knowledge-base.md).
+
+Every search and document read is a ``read`` audit event recorded before the answer is
+returned (fail closed: ``LH-SEC-009``). A query may name a patient, so the event holds no
+query text: only its length and a keyed hash (HMAC-SHA256 with a key made per process),
+which ties repeated searches together within one service run and reveals nothing else.
+"""
+
+# No ``from __future__ import annotations``: FastAPI must see the route signatures'
+# ``Annotated`` dependency (a local of the factory) as objects, not strings.
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from lakehouse.governance.audit import Action, AuditEvent, AuditLog, audited
+from lakehouse.governance.sessions import Principal
+from lakehouse.knowledge import KbHit, KnowledgeBase, tree_path
+from lakehouse.search.query import MAX_QUERY_CHARS
+
+PURPOSE = "knowledge"
+
+
+def knowledge_router(
+    kb: KnowledgeBase, audit: AuditLog, principal: Callable[..., Principal]
+) -> APIRouter:
+    """The ``/api/kb`` routes over ``kb``; ``principal`` is the app's sign-in dependency."""
+    router = APIRouter(prefix="/api/kb")
+    user = Annotated[Principal, Depends(principal)]
+    key = secrets.token_bytes(32)
+
+    def event(who: Principal, target: str, detail: str | None = None) -> AuditEvent:
+        return AuditEvent(
+            Action.READ,
+            who.username,
+            role=who.role,
+            session_id=who.session_id,
+            target=target,
+            purpose=PURPOSE,
+            detail=detail,
+        )
+
+    @router.get("/search")
+    def search(
+        who: user,
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+        offset: Annotated[int, Query(ge=0, le=1000)] = 0,
+    ) -> dict[str, Any]:
+        digest = hmac.new(key, q.encode(), hashlib.sha256).hexdigest()[:32]
+        found: dict[str, Any] = {}
+
+        def run() -> list[KbHit]:
+            total, hits = kb.search(who, q, limit=limit, offset=offset)
+            found["total"] = total
+            return hits
+
+        detail = f"query_hmac={digest} query_chars={len(q)}"
+        hits = audited(audit, [event(who, "kb:search", detail)], run)
+        return {"total": found["total"], "hits": [h.to_dict() for h in hits]}
+
+    @router.get("/tree")
+    def tree(who: user) -> dict[str, Any]:
+        return kb.tree(who)
+
+    @router.get("/doc")
+    def doc(
+        who: user, path: Annotated[str, Query(min_length=1, max_length=1000)]
+    ) -> dict[str, Any]:
+        target = "/".join(tree_path(path))  # LH-KNB-001 before anything is read or logged
+        docs = audited(audit, [event(who, f"kb:{target}")], lambda: [kb.read(who, target)])
+        d = docs[0]
+        return {"path": d.path, "title": d.title, "kind": d.kind, "text": d.text}
+
+    return router
