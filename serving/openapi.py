@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -164,8 +165,8 @@ def _with_errors(app: FastAPI, schema: dict[str, Any], service: Service) -> dict
         }
     }
     invalid = app.exception_handlers.get(RequestValidationError)
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in _api_routes(app):
+        if not route.include_in_schema:
             continue
         codes = set(_raised(route.endpoint))
         signed_in = any(_gives_principal(d.call) for d in route.dependant.dependencies)
@@ -191,6 +192,15 @@ def _with_errors(app: FastAPI, schema: dict[str, Any], service: Service) -> dict
                 "content": {service.media_type: {"schema": _ref(service)}},
             }
     return schema
+
+
+def _api_routes(app: FastAPI) -> list[Any]:
+    """The app's API routes, those of included routers too, with their full paths
+    (FastAPI >= 0.16x keeps included routers as one entry of ``app.routes``)."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iterate is None:
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [ctx for ctx in iterate(app.routes) if isinstance(ctx.original_route, APIRoute)]
 
 
 def _ref(service: Service) -> dict[str, str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, Depends, FastAPI
 
+from lakehouse.errors import ErrorCode, error
+from lakehouse.governance.sessions import Principal
 from lakehouse.reference import (
     render_data_dictionary,
     render_openapi,
@@ -91,6 +94,27 @@ def test_openapi_of_ask_has_its_catalogued_errors(schemas: dict[str, dict[str, A
     assert "LH-SEC-001" in login["responses"]["401"]["description"]  # via IdentityService.login
     assert "LH-SEC-002" in login["responses"]["423"]["description"]
     assert not any(p.startswith("/fhir") for p in assistant["paths"])
+
+
+def _signed_in() -> Principal:
+    raise error(ErrorCode.SESSION_INVALID, reason="missing")
+
+
+_ROUTER = APIRouter(prefix="/api/x")
+
+
+@_ROUTER.get("/y")
+def _y(who: Annotated[Principal, Depends(_signed_in)]) -> dict[str, str]:
+    raise error(ErrorCode.SRV_CITATION_NOT_FOUND, table="t", version=1)
+
+
+def test_openapi_errors_cover_routes_of_included_routers() -> None:
+    app = FastAPI()
+    app.include_router(_ROUTER)
+    op = openapi_schemas(app)["assistant"]["paths"]["/api/x/y"]["get"]
+    assert op["security"] == [{"session": []}]
+    assert "LH-SEC-005" in op["responses"]["401"]["description"]
+    assert "LH-SRV-003" in op["responses"]["404"]["description"]
 
 
 def test_openapi_of_fhir_is_its_own_document(schemas: dict[str, dict[str, Any]]) -> None:
