@@ -930,6 +930,58 @@ class ErrorCode(Enum):
         remedy="The resource may not exist, or it may be outside your department or site.",
     )
 
+    # --- MLflow tracking server and model registry (LH-MLF) ---
+    MLFLOW_START_FAILED = ErrorDef(
+        "LH-MLF-001",
+        "The MLflow tracking server did not start on {url}: {reason}.",
+        500,
+        EX_UNAVAILABLE,
+        remedy="See <data_dir>/mlflow/server.log; check that the port is free and the "
+        "artifacts destination writable, or raise mlflow.start_timeout_s on a slow machine.",
+    )
+    MLFLOW_ALREADY_RUNNING = ErrorDef(
+        "LH-MLF-002",
+        "A tracking server already answers on {url}.",
+        409,
+        EX_TEMPFAIL,
+        remedy="Use that server (`lakehouse mlflow status`), stop it, or set "
+        "LAKEHOUSE_MLFLOW__PORT to another port.",
+    )
+    MLFLOW_BACKEND_UNREACHABLE = ErrorDef(
+        "LH-MLF-003",
+        "The MLflow backend store {url} cannot be reached: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Check that the database server runs, the database exists and the user may "
+        "connect (LAKEHOUSE_MLFLOW__BACKEND_STORE_URI).",
+    )
+    MLFLOW_UNREACHABLE = ErrorDef(
+        "LH-MLF-004",
+        "The MLflow tracking server at {url} does not answer: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Start it with `lakehouse mlflow serve`, or point LAKEHOUSE_MLFLOW__TRACKING_URI "
+        "at the hospital's server.",
+    )
+    MLFLOW_REGISTRY_FAILED = ErrorDef(
+        "LH-MLF-005",
+        "The model registry refused {operation} of model {name}: {reason}.",
+        502,
+        EX_SOFTWARE,
+        remedy="Check that the run logged a model under that name (the run's artifacts in "
+        "the MLflow UI) and that the registry is reachable.",
+    )
+    MLFLOW_SETTINGS_INVALID = ErrorDef(
+        "LH-MLF-006",
+        "MLflow setting {setting} is invalid: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="The backend store is sqlite:///<absolute path> or "
+        "postgresql+psycopg://user:password@host:port/database; see docs/mlflow.md.",
+    )
+
     # --- knowledge base (LH-KNB) ---
     KB_PATH_INVALID = ErrorDef(
         "LH-KNB-001",

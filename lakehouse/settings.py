@@ -456,6 +456,57 @@ class ServeSettings(BaseModel):
     )
 
 
+class MlflowSettings(BaseModel):
+    """The MLflow tracking server and model registry (lakehouse/tracking, docs/mlflow.md)."""
+
+    backend_store_uri: SecretStr | None = Field(
+        None,
+        description="Database of runs and registered models (SQLAlchemy URL; may hold a "
+        "password: never logged). Default: sqlite:///<data_dir>/mlflow/mlflow.db; a hospital "
+        "uses postgresql+psycopg://user:password@host:5432/mlflow.",
+    )
+    artifacts_destination: str | None = Field(
+        None,
+        description="Where the server stores artifacts (models, plots): a path or any URI "
+        "MLflow supports (s3://..., hdfs://...). Clients reach it only through the server "
+        "(proxied, mlflow-artifacts:/). Default: <data_dir>/mlflow/artifacts.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `lakehouse mlflow serve` binds; set allowed_hosts too when "
+        "it is not loopback.",
+    )
+    port: int = Field(5000, ge=1, le=65535, description="Port of the tracking server.")
+    workers: int = Field(1, ge=1, description="Server worker processes.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers the server accepts (its DNS-rebinding guard). Empty: "
+        "MLflow's default (localhost and private addresses).",
+    )
+    tracking_uri: str | None = Field(
+        None,
+        description="Tracking URI clients (training, scoring) use: an external server's "
+        "http(s)://host:port. Default: http://<host>:<port> of the project's own server.",
+    )
+    start_timeout_s: float = Field(
+        180.0, gt=0, description="How long `serve` waits for the server's /health, in seconds."
+    )
+    job_execution: bool = Field(
+        False,
+        description="Run MLflow's server-side job runner (GenAI evaluation and trace jobs: "
+        "about eight more Python processes). Tracking and the registry do not need it.",
+    )
+
+    def server_environment(self, backend_store_uri: str) -> dict[str, str]:
+        """The server process's environment: this one's plus the backend store URI, which
+        travels there rather than on the command line (where `ps` would show a password)."""
+        return {
+            **os.environ,
+            "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if self.job_execution else "false",
+        }
+
+
 class KnowledgeSettings(BaseModel):
     """The knowledge base (lakehouse/knowledge, ``lakehouse kb``, ``/api/kb``)."""
 
@@ -520,6 +571,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

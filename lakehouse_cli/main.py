@@ -311,6 +311,53 @@ def metastore_status() -> None:
     raise typer.Exit(0 if up else 69)
 
 
+mlflow_app = typer.Typer(
+    help="The MLflow tracking server and model registry (docs/mlflow.md).", no_args_is_help=True
+)
+app.add_typer(mlflow_app, name="mlflow")
+
+
+@mlflow_app.command("serve")
+def mlflow_serve() -> None:
+    """Run the MLflow tracking server in the foreground until interrupted (Ctrl-C, SIGTERM)."""
+    import signal
+
+    from lakehouse.tracking import TrackingServer
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, kill) stops the server like Ctrl-C
+
+    server = _guard(lambda: TrackingServer(_settings()))
+    signal.signal(signal.SIGTERM, terminate)
+    _guard(server.start)
+    typer.echo(
+        f"mlflow tracking server at {server.url} (backend {server.backend}, artifacts "
+        f"{server.artifacts}); clients set LAKEHOUSE_MLFLOW__TRACKING_URI={server.url}"
+    )
+    try:
+        status = server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        typer.echo("stopped")
+        return
+    server.stop()
+    raise typer.Exit(status)
+
+
+@mlflow_app.command("status")
+def mlflow_status() -> None:
+    """Exit 0 when the configured tracking server answers, 69 when it does not."""
+    from lakehouse.tracking import ping, redact_uri, tracking_uri
+    from lakehouse.tracking.client import server_version
+
+    uri = tracking_uri(_guard(_settings))
+    up = ping(uri)
+    version = server_version(uri) if up else None
+    shown = redact_uri(uri)
+    typer.echo(f"{shown} answers (MLflow {version})" if up else f"{shown} does not answer")
+    raise typer.Exit(0 if up else 69)
+
+
 audit_app = typer.Typer(help="The hash-chained audit log (audit.events).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

@@ -69,6 +69,22 @@ def postgres() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real MLflow tracking server for the test run (SQLite backend, local artifacts, free
+    loopback port); its ``.settings`` point clients (start_run, register_champion) at it."""
+    import socket
+
+    from lakehouse.tracking import TrackingServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cfg = _test_settings(tmp_path_factory.mktemp("mlflow"), mlflow={"port": port})
+    with TrackingServer(cfg) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def refdata() -> Path:
     """../shared/refdata, from LAKEHOUSE_REFDATA; tests that need it skip when unset."""
     value = os.environ.get("LAKEHOUSE_REFDATA")
