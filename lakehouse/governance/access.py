@@ -78,7 +78,7 @@ class AccessService:
                                         reason=exc.code.id),
                 )  # fmt: skip
             raise
-        event = replace(event, versions=self._versions(guarded.tables))
+        event = replace(event, versions=self._versions(guarded.tables, dict(guarded.pinned)))
         return audited(
             self.audit,
             self._named(event, guarded.patients),
@@ -97,14 +97,17 @@ class AccessService:
         if directory is None or "department" not in self.guard.policy.grant(who).scope:
             return
         db, tbl = directory.split(".")
+        # The service's own lookup: the directory is scoped like any patient table, but the
+        # user needs no read grant on it (it is not returned; roles do not read governance.*).
+        named = exp.column(cols.patient, quoted=True).isin(*map(exp.Literal.string, patients))
+        scope = self.guard.row_filter(who, directory)
         lookup = (
             exp.select(exp.column(cols.patient, quoted=True))
             .distinct()
             .from_(exp.table_(tbl, db=db, quoted=True))
-            .where(exp.column(cols.patient, quoted=True).isin(*map(exp.Literal.string, patients)))
+            .where(named if scope is None else exp.and_(named, scope))
         )
-        visible = self.guard.rewrite(who, lookup.sql(dialect="spark"))
-        seen = {r[0] for r in self.spark.sql(visible.sql).collect()}
+        seen = {r[0] for r in self.spark.sql(lookup.sql(dialect="spark")).collect()}
         outside = tuple(p for p in patients if p not in seen)
         if outside:
             exc = error(
@@ -114,8 +117,10 @@ class AccessService:
             exc.patients = outside  # type: ignore[attr-defined]
             raise exc
 
-    def _versions(self, tables: tuple[str, ...]) -> str:
-        return ",".join(f"{name}@{self._version(name)}" for name in tables)
+    def _versions(self, tables: tuple[str, ...], pinned: dict[str, int]) -> str:
+        """``table@version`` of each table read: the version a query pinned (no lookup),
+        else the latest."""
+        return ",".join(f"{n}@{pinned[n] if n in pinned else self._version(n)}" for n in tables)
 
     def _version(self, name: str) -> str:
         """A Delta table's latest version; for a de-identified view, its source's."""

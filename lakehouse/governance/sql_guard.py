@@ -10,7 +10,10 @@ passes :meth:`SqlGuard.rewrite`:
    see is refused wherever it appears (select list, WHERE, JOIN, GROUP BY, subqueries) and
    ``SELECT *`` expands to the visible columns only;
 4. every reference to a table is replaced by ``(SELECT visible columns FROM table WHERE
-   row filter) AS alias``, so the filter holds inside joins, subqueries and CTEs.
+   row filter) AS alias``, so the filter holds inside joins, subqueries and CTEs;
+5. a table read at a version (``VERSION AS OF n``, Delta time travel: what the assistant
+   pins and cites) keeps it on the table inside that subquery; the versions come back in
+   :attr:`GuardedQuery.pinned` so the audit event names the version actually read.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class GuardedQuery:
     tables: tuple[str, ...]
     patients: tuple[str, ...]
     break_glass: bool
+    #: (table, version) of every table the query reads ``VERSION AS OF`` a version.
+    pinned: tuple[tuple[str, int], ...] = ()
 
 
 class SqlGuard:
@@ -81,6 +86,7 @@ class SqlGuard:
     def rewrite(self, who: Principal, sql: str, *, break_glass: bool = False) -> GuardedQuery:
         """The query as ``who`` may run it, or ``LH-SEC-006/007/008``."""
         tree = self.parse(sql)
+        pinned = self._take_versions(tree)
         grant = self.policy.grant(who)
         if break_glass and not grant.break_glass:
             raise self._deny(who, "(any)", "break-glass is not granted to the role")
@@ -116,15 +122,45 @@ class SqlGuard:
             name = f"{t.db}.{t.name}".lower()
             cols = list(schema[t.db.lower()][t.name.lower()])
             condition = self._row_filter(who, self.catalog[name], break_glass)
-            inner = exp.select(*[_col(c) for c in cols]).from_(
-                exp.table_(t.name, db=t.db, quoted=True)
-            )
+            source = exp.table_(t.name, db=t.db, quoted=True)
+            if name in pinned:
+                source.set("version", _version_of(pinned[name]))
+            inner = exp.select(*[_col(c) for c in cols]).from_(source)
             if condition is not None:
                 inner = inner.where(condition)
             t.replace(inner.subquery(exp.to_identifier(t.alias_or_name, quoted=True)))
         sql_out = tree.sql(dialect="spark")
         self.parse(sql_out)  # defense in depth: what runs must itself pass the read-only check
-        return GuardedQuery(sql_out, tuple(sorted(tables)), patients, break_glass)
+        versions = tuple(sorted((n, v) for n, v in pinned.items() if n in tables))
+        return GuardedQuery(sql_out, tuple(sorted(tables)), patients, break_glass, versions)
+
+    def _take_versions(self, tree: exp.Expr) -> dict[str, int]:
+        """Remove ``VERSION AS OF n`` from every table (the resolver does not know it) and
+        return table -> n; one version per table and integers only (``LH-SEC-008``)."""
+        pinned: dict[str, int] = {}
+        for t in tree.find_all(exp.Table):
+            version = t.args.get("version")
+            if version is None:
+                continue
+            value = version.expression
+            if (
+                str(version.this).upper() != "VERSION"
+                or not isinstance(value, exp.Literal)
+                or value.is_string
+                or not str(value.this).isdigit()
+            ):
+                raise error(ErrorCode.SQL_UNPARSEABLE, reason="only VERSION AS OF <integer>")
+            name = f"{t.db}.{t.name}".lower()
+            if pinned.setdefault(name, int(value.this)) != int(value.this):
+                raise error(ErrorCode.SQL_UNPARSEABLE, reason="one version per table")
+            t.set("version", None)
+        return pinned
+
+    def row_filter(self, who: Principal, table: str) -> exp.Expr | None:
+        """The rows of ``table`` the policy scopes ``who`` to (None: all), without a read
+        grant check: for the access service's own lookups (the patient directory), never
+        for running a user's query."""
+        return self._row_filter(who, self.catalog[table], False)
 
     def _row_filter(self, who: Principal, spec: TableSpec, break_glass: bool) -> exp.Expr | None:
         cols, grant = self.policy.columns, self.policy.grant(who)
@@ -189,6 +225,10 @@ class SqlGuard:
             elif isinstance(parent, exp.In) and parent.this is col:
                 found.update(e.name for e in parent.expressions if isinstance(e, exp.Literal))
         return tuple(sorted(found))
+
+
+def _version_of(n: int) -> exp.Version:
+    return exp.Version(this="VERSION", kind="AS OF", expression=exp.Literal.number(n))
 
 
 def _in(column: str, values: tuple[str, ...]) -> exp.Expr:

@@ -26,7 +26,7 @@ from lakehouse.tables.silver.encounter import ENCOUNTER
 from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import TableSpec
 from lakehouse.terminology import ATC, ICD10, LOINC
-from serving.assistant.citations import Citation, TimeTravelGuard
+from serving.assistant.citations import Citation
 from serving.sql import col, delta_version, pinned_table, string
 
 PURPOSE = "treatment"
@@ -126,8 +126,6 @@ class DataTools:
         *,
         max_rows: int = 50,
     ) -> None:
-        if not isinstance(access.guard, TimeTravelGuard):
-            access.guard = TimeTravelGuard.of(access.guard)
         self.spark, self.access = spark, access
         self.tables = tables or ToolTables()
         self.max_rows = max_rows

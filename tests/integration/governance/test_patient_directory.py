@@ -103,6 +103,16 @@ def test_a_named_patient_of_another_department_is_refused(world: dict[str, Any])
     assert refused.value.code is ErrorCode.ACCESS_DENIED
 
 
+def test_a_named_patient_of_the_department_or_care_team_is_read(world: dict[str, Any]) -> None:
+    # The shipped policy grants clinicians no read of governance.*: the access service's
+    # own directory lookup must not need one (it once refused every named patient).
+    sql = f"SELECT result_id FROM {world['lab']} WHERE patient_id = 'P1'"
+    assert [r["result_id"] for r in world["access"].query(CARDIO, sql, purpose="care")] == ["L1"]
+    treating = Principal("dr_t", "clinician", department="ENDO", care_team=("P1",),
+                         institutions=("H1",))  # fmt: skip
+    assert [r["result_id"] for r in world["access"].query(treating, sql, purpose="care")] == ["L1"]
+
+
 def test_without_the_directory_department_scoped_reads_fail_closed(world: dict[str, Any]) -> None:
     with pytest.raises(LakehouseError) as refused:
         _labs(world, CARDIO, "no_directory")

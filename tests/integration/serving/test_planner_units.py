@@ -11,7 +11,8 @@ import pytest
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.governance.sessions import Principal
-from serving.assistant.citations import Citation, TimeTravelGuard
+from lakehouse.governance.sql_guard import SqlGuard
+from serving.assistant.citations import Citation
 from serving.assistant.lexicon import Concept, Lexicon
 from serving.assistant.planner import GroundedPlanner
 from tests.unit.governance.demo import CATALOG, LABS, demo_policy
@@ -75,13 +76,19 @@ def test_citations_round_trip_and_reject_other_tables() -> None:
         assert exc.value.code is ErrorCode.SRV_CITATION_INVALID
 
 
-def test_time_travel_guard_keeps_the_version_inside_the_row_filter(tmp_path: Path) -> None:
-    guard = TimeTravelGuard(demo_policy(tmp_path), CATALOG)
+def test_guard_keeps_the_version_inside_the_row_filter(tmp_path: Path) -> None:
+    guard = SqlGuard(demo_policy(tmp_path), CATALOG)
     who = Principal("dr_a", "clinician", department="A", institutions=("H1",))
     out = guard.rewrite(who, f"SELECT value FROM {LABS.name} VERSION AS OF 3 WHERE lab_id = 'L1'")
     assert "VERSION AS OF 3" in out.sql
     assert "`institution_code` IN ('H1')" in out.sql
     assert out.sql.count("VERSION AS OF") == 1
+    assert out.pinned == ((LABS.name, 3),)
+    two = "VERSION AS OF 3 JOIN {t} VERSION AS OF 4 ON 1 = 1"
+    for bad in (two, "TIMESTAMP AS OF '2026-01-01'"):
+        with pytest.raises(LakehouseError) as exc:
+            guard.rewrite(who, f"SELECT 1 FROM {LABS.name} " + bad.format(t=LABS.name))
+        assert exc.value.code is ErrorCode.SQL_UNPARSEABLE
 
 
 def test_plain_http_only_on_loopback(tmp_path: Path) -> None:
