@@ -211,9 +211,9 @@ def create_app(
         }
 
     from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
-    from serving.kb import knowledge_router
+    from serving.kb import mount_knowledge
 
-    app.include_router(knowledge_router(knowledge_base(cfg), identity.audit, _principal))
+    mount_knowledge(app, knowledge_base(cfg), identity.audit, _principal)
     mount_page(app)
     return app
 

@@ -1,7 +1,9 @@
 """Knowledge-base endpoints: ``GET /api/kb/search``, ``/api/kb/tree``, ``/api/kb/doc``.
 
-:func:`knowledge_router` is mounted by :func:`serving.app.create_app` with the app's own
-sign-in dependency, so the same bearer token or session cookie applies. Results, the tree
+:func:`mount_knowledge` adds them to the app built by :func:`serving.app.create_app`, with
+the app's own sign-in dependency, so the same bearer token or session cookie applies. The
+routes are added to the app itself (not through ``include_router``) so that the OpenAPI
+generator (:mod:`serving.openapi`) sees them like the app's other routes. Results, the tree
 and documents are limited to the folders the user may read (docs/knowledge-base.md).
 
 Every search and document read is a ``read`` audit event recorded before the answer is
@@ -10,29 +12,28 @@ query text: only its length and a keyed hash (HMAC-SHA256 with a key made per pr
 which ties repeated searches together within one service run and reveals nothing else.
 """
 
-# No ``from __future__ import annotations``: FastAPI must see the route signatures'
-# ``Annotated`` dependency (a local of the factory) as objects, not strings.
+# No ``from __future__ import annotations``: FastAPI must see the routes' ``Annotated``
+# dependency (a local of the factory) as an object, not a string.
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 
 from lakehouse.governance.audit import Action, AuditEvent, AuditLog, audited
 from lakehouse.governance.sessions import Principal
-from lakehouse.knowledge import KbHit, KnowledgeBase, tree_path
+from lakehouse.knowledge import KbHit, KnowledgeBase
 from lakehouse.search.query import MAX_QUERY_CHARS
 
 PURPOSE = "knowledge"
 
 
-def knowledge_router(
-    kb: KnowledgeBase, audit: AuditLog, principal: Callable[..., Principal]
-) -> APIRouter:
-    """The ``/api/kb`` routes over ``kb``; ``principal`` is the app's sign-in dependency."""
-    router = APIRouter(prefix="/api/kb")
+def mount_knowledge(
+    app: FastAPI, kb: KnowledgeBase, audit: AuditLog, principal: Callable[..., Principal]
+) -> None:
+    """Add the ``/api/kb`` routes over ``kb``; ``principal`` is the app's sign-in dependency."""
     user = Annotated[Principal, Depends(principal)]
     key = secrets.token_bytes(32)
 
@@ -47,36 +48,33 @@ def knowledge_router(
             detail=detail,
         )
 
-    @router.get("/search")
-    def search(
+    @app.get("/api/kb/search")
+    def kb_search(
         who: user,
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
         offset: Annotated[int, Query(ge=0, le=1000)] = 0,
     ) -> dict[str, Any]:
         digest = hmac.new(key, q.encode(), hashlib.sha256).hexdigest()[:32]
-        found: dict[str, Any] = {}
+        found: dict[str, int] = {}
 
         def run() -> list[KbHit]:
-            total, hits = kb.search(who, q, limit=limit, offset=offset)
-            found["total"] = total
+            found["total"], hits = kb.search(who, q, limit=limit, offset=offset)
             return hits
 
         detail = f"query_hmac={digest} query_chars={len(q)}"
         hits = audited(audit, [event(who, "kb:search", detail)], run)
         return {"total": found["total"], "hits": [h.to_dict() for h in hits]}
 
-    @router.get("/tree")
-    def tree(who: user) -> dict[str, Any]:
+    @app.get("/api/kb/tree")
+    def kb_tree(who: user) -> dict[str, Any]:
         return kb.tree(who)
 
-    @router.get("/doc")
-    def doc(
+    @app.get("/api/kb/doc")
+    def kb_doc(
         who: user, path: Annotated[str, Query(min_length=1, max_length=1000)]
     ) -> dict[str, Any]:
-        target = "/".join(tree_path(path))  # LH-KNB-001 before anything is read or logged
+        target = "/".join(kb.parts(path))  # LH-KNB-001 before anything is read or logged
         docs = audited(audit, [event(who, f"kb:{target}")], lambda: [kb.read(who, target)])
         d = docs[0]
         return {"path": d.path, "title": d.title, "kind": d.kind, "text": d.text}
-
-    return router

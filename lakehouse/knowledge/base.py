@@ -225,6 +225,20 @@ class KnowledgeBase:
 
     # -- reading -----------------------------------------------------------------------
 
+    @staticmethod
+    def parts(path: str) -> tuple[str, ...]:
+        """Plain names of a relative ``a/b/c`` path; ``LH-KNB-001`` for anything else."""
+        if not path or path != path.strip() or "\\" in path or "\0" in path:
+            raise error(ErrorCode.KB_PATH_INVALID, reason="empty, padded or with a backslash")
+        if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+            raise error(ErrorCode.KB_PATH_INVALID, reason="absolute")
+        parts = tuple(path.strip("/").split("/"))
+        if any(p in ("", ".", "..") for p in parts):
+            raise error(ErrorCode.KB_PATH_INVALID, reason="'.', '..' or an empty name")
+        if any(p.startswith((".", "_")) for p in parts):
+            raise error(ErrorCode.KB_PATH_INVALID, reason="hidden or '_' name")
+        return parts
+
     def can_read(self, who: Reader, path: str) -> bool:
         return self.access.can_read(who, path.rpartition("/")[0])
 
@@ -297,28 +311,14 @@ class KnowledgeBase:
         return top
 
 
-def _parts(path: str) -> tuple[str, ...]:
-    """Plain names of a relative ``a/b/c`` path; ``LH-KNB-001`` for anything else."""
-    if not path or path != path.strip() or "\\" in path or "\0" in path:
-        raise error(ErrorCode.KB_PATH_INVALID, reason="empty, padded or with a backslash")
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise error(ErrorCode.KB_PATH_INVALID, reason="absolute")
-    parts = tuple(path.strip("/").split("/"))
-    if any(p in ("", ".", "..") for p in parts):
-        raise error(ErrorCode.KB_PATH_INVALID, reason="'.', '..' or an empty name")
-    if any(p.startswith((".", "_")) for p in parts):
-        raise error(ErrorCode.KB_PATH_INVALID, reason="hidden or '_' name")
-    return parts
-
-
 def tree_path(path: str) -> tuple[str, ...]:
     """A document path to read (any section)."""
-    return _parts(path)
+    return KnowledgeBase.parts(path)
 
 
 def user_folder(folder: str) -> tuple[str, ...]:
     """A folder users may add to: not in the read-only ``project`` section."""
-    parts = _parts(folder)
+    parts = KnowledgeBase.parts(folder)
     if parts[0] == PROJECT:
         raise error(ErrorCode.KB_PATH_INVALID, reason="'project' is the read-only section")
     return parts
