@@ -21,6 +21,7 @@ from lakehouse.terminology import ATC, ICD10, LOINC
 #: What each vocabulary names in a question.
 KIND_BY_VOCABULARY = {LOINC: "lab", ATC: "drug", ICD10: "diagnosis"}
 _LATIN = re.compile(r"[0-9a-z]")
+_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class Lexicon:
 
     def add(self, name: str | None, concept: Concept) -> None:
         term = " ".join((name or "").lower().split())
-        if len(term) < 2:
+        # One character names a concept only in Chinese (钾, 钠, 钙: potassium, sodium,
+        # calcium); a single Latin letter or digit is too ambiguous.
+        if len(term) < 2 and not _CJK.match(term):
             return
         self.terms.setdefault(term, set()).add(concept)
         self.longest = max(self.longest, len(term))
@@ -73,7 +76,7 @@ class Lexicon:
         low, i = text.lower(), 0
         out: list[Mention] = []
         while i < len(low):
-            for n in range(min(self.longest, len(low) - i), 1, -1):
+            for n in range(min(self.longest, len(low) - i), 0, -1):
                 concepts = self.terms.get(low[i : i + n])
                 if concepts and _bounded(low, i, i + n):
                     out.extend(Mention(c, i, i + n) for c in sorted(concepts, key=_order))

@@ -20,6 +20,7 @@ from tests.unit.governance.demo import CATALOG, LABS, demo_policy
 HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
 HGB = Concept("LOINC", "718-7", "Hemoglobin", "血红蛋白")
 GLU = Concept("LOINC", "2345-7", "Glucose", "葡萄糖")
+K = Concept("LOINC", "2823-3", "Potassium", "钾")
 NOW = datetime(2026, 11, 26, 12, 0)
 
 
@@ -30,6 +31,7 @@ def planner() -> GroundedPlanner:
         HBA1C: ["糖化血红蛋白", "HbA1c", "Hemoglobin A1c"],
         HGB: ["血红蛋白", "Hemoglobin"],
         GLU: ["Glucose", "血糖", "GLU"],
+        K: ["钾", "Potassium", "K"],
     }
     for c, terms in names.items():
         for n in terms:
@@ -61,6 +63,9 @@ def test_recognizes_patient_test_latest_and_window(planner: GroundedPlanner) -> 
     assert (zh_window.visit, zh_window.mrn, zh_window.concepts) == ("V0002", None, (HGB,))
     assert zh_window.since == datetime(2026, 8, 28, 12, 0)
     assert planner.plan("GLUT4 expression of MRN P1").concepts == ()
+    # A one-character Chinese name is a term; a one-letter Latin one is not.
+    assert planner.plan("该患者最近一次钾是多少？", patient="P7").concepts == (K,)
+    assert planner.plan("Is vitamin K low for MRN P1?").concepts == ()
     page = planner.plan("该患者的用药", patient="P7")
     assert (page.mrn, page.kinds) == ("P7", ("drug",))
 
