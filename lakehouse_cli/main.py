@@ -851,9 +851,16 @@ def kb_add(
     from lakehouse.knowledge import knowledge_base
 
     def go() -> None:
-        path, report = knowledge_base(_settings()).add(file, folder)
+        kb = knowledge_base(_settings())
+        path, report = kb.add(file, folder)
         typer.echo(f"added {path}")
         typer.echo(report.describe())
+        if not kb.access.governed(folder.strip("/")):
+            typer.echo(
+                f"warning: no _access.yaml in {folder} or above it: closed to every user "
+                "until one grants access (docs/knowledge-base.md)",
+                err=True,
+            )
 
     _guard(go)
 

@@ -126,6 +126,11 @@ class FolderAccess:
         found = [r for r in chain if r is not None]
         return bool(found) and all(r.admits(who) for r in found)
 
+    def governed(self, folder: str) -> bool:
+        """Whether an access file applies to a user folder (else it is closed to all)."""
+        parts = PurePosixPath(folder).parts if folder else ()
+        return any("/".join(parts[:i]) in self.rules for i in range(len(parts) + 1))
+
     def readable(self, who: Reader, folders: Iterable[str]) -> set[str]:
         """The folders of ``folders`` that ``who`` may read."""
         return {f for f in folders if self.can_read(who, f)}

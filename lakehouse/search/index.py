@@ -295,7 +295,9 @@ class SearchIndex:
         boosted = []
         for doc_id, score in top:
             title, text = self._texts(doc_id)
-            found = sum(1 for run in query.runs if run in normalize(title + "\n" + text).text)
+            # Runs are Han characters only, which NFKC and casefold leave alone (bar the
+            # rare compatibility ideographs): a plain substring test on the stored text.
+            found = sum(1 for run in query.runs if run in title or run in text)
             boosted.append((doc_id, score * (1 + RUN_BOOST * found / len(query.runs))))
         boosted.sort(key=lambda kv: (-kv[1], kv[0]))
         return boosted + rest

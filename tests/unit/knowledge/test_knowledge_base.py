@@ -235,3 +235,10 @@ def test_queries_are_checked(tree: Path) -> None:
             kb.search(WARD_A, bad)
         assert exc.value.code.id == "LH-KNB-009"
     assert kb.search(WARD_A, "the of") == (0, [])
+
+
+def test_governed_folders(tree: Path) -> None:
+    kb = _kb(tree)
+    kb.sync()
+    assert kb.access.governed("sops/icu/deeper")
+    assert not kb.access.governed("hr")
