@@ -11,6 +11,7 @@ where the window cuts the text.
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from lakehouse.search.query import Query
 
 Span = tuple[int, int]
 MAX_SPANS = 2000
+#: Texts longer than CHUNK characters are matched chunk by chunk (OVERLAP: longest phrase).
+CHUNK, OVERLAP = 20_000, 200
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,41 @@ class Snippet:
 
 
 def match_spans(text: str, query: Query, analyzer: Analyzer) -> list[Span]:
-    """Merged, sorted spans of ``text`` where the query's terms or phrases occur."""
+    """Merged, sorted spans of ``text`` where the query's terms or phrases occur.
+
+    A long text is analysed in overlapping chunks of :data:`CHUNK` characters, skipping
+    those that cannot hold a match (none of the query's probes occurs in the chunk's
+    NFKC-casefolded text: a term's stem less its last letter is a prefix of every word
+    it came from) and stopping after :data:`MAX_SPANS` matches."""
+    if len(text) <= CHUNK:
+        return merge(_matches(text, query, analyzer))[:MAX_SPANS]
+    probes = _probes(query)
+    raw: list[Span] = []
+    for start in range(0, len(text), CHUNK):
+        piece = text[start : start + CHUNK + OVERLAP]
+        folded = unicodedata.normalize("NFKC", piece).casefold()
+        if not any(p in folded for p in probes):
+            continue
+        raw = merge([*raw, *((s + start, e + start) for s, e in _matches(piece, query, analyzer))])
+        if len(raw) > MAX_SPANS:
+            break
+    return raw[:MAX_SPANS]
+
+
+def _matches(text: str, query: Query, analyzer: Analyzer) -> list[Span]:
     wanted = set(query.terms)
     norm = normalize(text)
     raw = [(t.start, t.end) for t in analyzer.normalized_tokens(norm) if t.term in wanted]
     for phrase in query.phrases:
         raw.extend(phrase.find(norm))
-    return merge(raw)[:MAX_SPANS]
+    return raw
+
+
+def _probes(query: Query) -> set[str]:
+    """Strings one of which a chunk's folded text holds if the query can match in it."""
+    probes = {t if len(t) < 3 or not t.isascii() else t[:-1] for t in query.terms}
+    probes.update(w for p in query.phrases for w in p.text.split())
+    return probes or {""}
 
 
 def merge(spans: Sequence[Span]) -> list[Span]:

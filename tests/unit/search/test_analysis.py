@@ -138,3 +138,19 @@ def test_snippet_window_holds_the_most_distinct_matches() -> None:
 
 def test_merge_joins_touching_spans() -> None:
     assert merge([(4, 8), (2, 4), (5, 7), (10, 12)]) == [(2, 8), (10, 12)]
+
+
+def test_long_texts_are_matched_chunk_by_chunk_with_the_same_spans() -> None:
+    base = "门诊患者复查糖化血红蛋白。Patients' glucoses above 7 mmol/L. "
+    text = base * 1200 + "无关内容。" * 5000 + "末尾再次提到糖化血红蛋白。"
+    q = parse_query('糖化血红蛋白 glucose "above 7"', A)
+    chunked = match_spans(text, q, A)
+    whole = merge(
+        [(t.start, t.end) for t in A.tokens(text) if t.term in q.terms]
+        + q.phrases[0].find(normalize(text))
+    )[:2000]
+    assert len(text) > 20_000
+    assert chunked == whole
+    assert text[chunked[-1][0] : chunked[-1][1]] in ("糖化血红蛋白", "above 7", "glucoses")
+    far = "无关内容。" * 6000 + "这里提到糖化血红蛋白。"
+    assert [far[s:e] for s, e in match_spans(far, q, A)] == ["糖化血红蛋白"]
