@@ -329,14 +329,15 @@ def mlflow_serve() -> None:
 
     server = _guard(lambda: TrackingServer(_settings()))
     signal.signal(signal.SIGTERM, terminate)
-    _guard(server.start)
-    typer.echo(
-        f"mlflow tracking server at {server.url} (backend {server.backend}, artifacts "
-        f"{server.artifacts}); clients set LAKEHOUSE_MLFLOW__TRACKING_URI={server.url}"
-    )
     try:
+        _guard(server.start)  # interrupted while starting: start() stops what it started
+        typer.echo(
+            f"mlflow tracking server at {server.url} (backend {server.backend}, artifacts "
+            f"{server.artifacts}); clients set LAKEHOUSE_MLFLOW__TRACKING_URI={server.url}"
+        )
         status = server.wait()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut stop()
         server.stop()
         typer.echo("stopped")
         return

@@ -160,21 +160,21 @@ class TrackingServer:
             Path(self._artifacts).mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with self.log_file.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.log_file.parent,  # MLflow's own scratch files land there, not in cwd
-                env=self._cfg.mlflow.server_environment(self._backend),
-                start_new_session=True,  # its own process group: stop() signals all of it
-            )
-        logger.info(
-            "mlflow server starting: pid %d, %s, backend %s, artifacts %s",
-            self._process.pid, self.url, self.backend, self.artifacts,
-        )  # fmt: skip
         try:
+            with self.log_file.open("ab") as log:
+                self._process = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.log_file.parent,  # MLflow's scratch files land there, not in cwd
+                    env=self._cfg.mlflow.server_environment(self._backend),
+                    start_new_session=True,  # its own process group: stop() signals all of it
+                )
+            logger.info(
+                "mlflow server starting: pid %d, %s, backend %s, artifacts %s",
+                self._process.pid, self.url, self.backend, self.artifacts,
+            )  # fmt: skip
             if self._wait_healthy(started + self._cfg.mlflow.start_timeout_s):
                 took = time.monotonic() - started
                 logger.info("mlflow server up on %s in %.1fs", self.url, took)

@@ -250,6 +250,28 @@ def test_serve_on_postgres_and_sigterm_leaves_no_process(
         s.bind(("127.0.0.1", port))
 
 
+def test_sigterm_while_starting_leaves_no_process(tmp_path: Path) -> None:
+    """systemd stopping the unit before /health answered: start() stops what it started."""
+    port = _free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse_cli.main", "mlflow", "serve"],
+        cwd=REPO, env=lakehouse_env(tmp_path, MLFLOW__PORT=str(port)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _processes_mentioning(str(tmp_path)):  # `mlflow server` has been started
+            assert serve.poll() is None
+            assert time.monotonic() < deadline, "lakehouse mlflow serve started nothing"
+            time.sleep(0.05)
+        groups = {os.getpgid(pid) for pid in _processes_mentioning(str(tmp_path))}
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=120)
+    assert [_group_members(group) for group in groups] == [[]]
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
 def test_stop_twice_and_a_server_that_never_started(tmp_path: Path) -> None:
     server = TrackingServer(_test_settings(tmp_path, mlflow={"port": _free_port()}))
     assert server.pid is None
