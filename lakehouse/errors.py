@@ -982,6 +982,72 @@ class ErrorCode(Enum):
         "postgresql+psycopg://user:password@host:port/database; see docs/mlflow.md.",
     )
 
+    # --- backup and restore (LH-BAK) ---
+    BACKUP_NOT_FOUND = ErrorDef(
+        "LH-BAK-001",
+        "No complete backup {name} in {path}.",
+        404,
+        EX_NOINPUT,
+        remedy="`lakehouse backup list` shows the backups; check backup.destination.",
+    )
+    BACKUP_CORRUPT = ErrorDef(
+        "LH-BAK-002",
+        "Backup {name} is damaged: file {file} {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Nothing was overwritten. Restore another backup (--backup ID), or repair the "
+        "backup folder from its off-site copy.",
+    )
+    BACKUP_LOG_UNREADABLE = ErrorDef(
+        "LH-BAK-003",
+        "The Delta log of table {table} cannot rebuild version {version}: {reason}.",
+        500,
+        EX_DATAERR,
+        remedy="Check the table's _delta_log folder; a table with data files outside its "
+        "folder (a shallow clone) is backed up by a deep copy first.",
+    )
+    BACKUP_RETENTION_TOO_SHORT = ErrorDef(
+        "LH-BAK-004",
+        "Table {table} keeps removed files for {found}, not longer than the backup "
+        "interval {expected}.",
+        409,
+        EX_CONFIG,
+        remedy="Raise the table's delta.deletedFileRetentionDuration above "
+        "backup.interval_hours, back up more often, or set backup.retention_check=warn.",
+    )
+    BACKUP_VERIFY_FAILED = ErrorDef(
+        "LH-BAK-005",
+        "Restored table {table} does not match the backup: {reason} (expected {expected}, "
+        "found {found}).",
+        500,
+        EX_DATAERR,
+        remedy="Re-run the restore (it is idempotent); if it fails again, restore an older "
+        "backup and report the backup as damaged.",
+    )
+    BACKUP_UNSUPPORTED = ErrorDef(
+        "LH-BAK-006",
+        "{name} cannot be backed up or restored here: {reason}.",
+        501,
+        EX_UNAVAILABLE,
+        remedy="See docs/operations.md for what a backup holds and what the DBA or the "
+        "storage team backs up.",
+    )
+    BACKUP_NO_PARENT = ErrorDef(
+        "LH-BAK-007",
+        "An incremental backup needs a complete backup in {path} to build on.",
+        409,
+        EX_USAGE,
+        remedy="Take a full backup first: `lakehouse backup`.",
+    )
+    BACKUP_STATE_FAILED = ErrorDef(
+        "LH-BAK-008",
+        "Local state {name} could not be copied: {reason}.",
+        500,
+        EX_IOERR,
+        remedy="Check the path exists and is readable (and, for pg_dump, that the database "
+        "answers); nothing of a failed backup is listed.",
+    )
+
     # --- knowledge base (LH-KNB) ---
     KB_PATH_INVALID = ErrorDef(
         "LH-KNB-001",

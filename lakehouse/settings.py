@@ -527,6 +527,52 @@ class KnowledgeSettings(BaseModel):
     )
 
 
+class BackupSettings(BaseModel):
+    """Backups and one-step restore (lakehouse/backup, docs/operations.md, ADR 0018)."""
+
+    destination: Path | None = Field(
+        None,
+        description="Folder of the backups. Default: <data_dir>-backups beside the data "
+        "folder (outside the warehouse, so wiping the data folder keeps them); production "
+        "points it at another disk or host (NFS). Relative paths are under data_dir.",
+    )
+    keep_full: int = Field(
+        7,
+        ge=1,
+        description="Full backups kept; older fulls and the incrementals built on them are "
+        "deleted after each successful full backup.",
+    )
+    interval_hours: float = Field(
+        24.0,
+        gt=0,
+        description="How often backups run (the schedule's period). Every table must keep "
+        "removed files (delta.deletedFileRetentionDuration) longer than this.",
+    )
+    schedule: str = Field(
+        "*-*-* 02:00:00",
+        description="Schedule hint (systemd OnCalendar) used by docs/operations.md's timer.",
+    )
+    retention_check: Literal["fail", "warn"] = Field(
+        "fail",
+        description="A table whose removed-file retention is shorter than interval_hours: "
+        "fail the backup (LH-BAK-004) or only warn.",
+    )
+    verify_files: bool = Field(
+        True,
+        description="Restore re-reads every restored file and checks its SHA-256 (besides "
+        "version, row count and checksum of every table).",
+    )
+    pg_dump: Path | None = Field(
+        None,
+        description="pg_dump executable: when set and MLflow's backend store is PostgreSQL, "
+        "a backup includes its custom-format dump. Unset: that database is the DBA's backup.",
+    )
+
+    def pg_environment(self, password: str) -> dict[str, str]:
+        """pg_dump's environment: this one's plus the password (never on its command line)."""
+        return {**os.environ, "PGPASSWORD": password}
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -572,6 +618,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
+    backup: BackupSettings = Field(default_factory=BackupSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

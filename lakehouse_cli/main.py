@@ -898,6 +898,115 @@ def kb_search(
     _guard(go)
 
 
+backup_app = typer.Typer(
+    help="Backups of every table and the local state; `lakehouse restore` puts them back "
+    "(docs/operations.md).",
+    invoke_without_command=True,
+)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.callback()
+def backup(
+    ctx: typer.Context,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Copy only what changed since the last backup.")
+    ] = False,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--include-secrets", help="Also copy <data_dir>/secrets (keys); see ADR 0018."
+        ),
+    ] = False,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+) -> None:
+    """Take a full (or --incremental) backup of every Delta table and the local state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from lakehouse.backup import take_backup
+    from lakehouse.runs import job_run
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        with job_run(spark, cfg, "backup") as run:
+            report = take_backup(
+                spark,
+                cfg,
+                tables=table or None,
+                incremental=incremental,
+                include_secrets=include_secrets,
+            )
+            run.count("tables", report.tables)
+            run.count("files_copied", report.files_copied)
+            run.count("bytes_copied", report.bytes_copied)
+            run.count("files_reused", report.files_reused)
+        typer.echo(
+            f"backup {report.id} ({report.kind}): {report.tables} tables, "
+            f"{report.files_copied} files copied ({report.bytes_copied} bytes), "
+            f"{report.files_reused} reused, {report.seconds:.1f}s -> {report.path}"
+        )
+        for pruned in report.pruned:
+            typer.echo(f"deleted by retention: {pruned}")
+
+    _guard(go)
+
+
+@backup_app.command("list")
+def backup_list() -> None:
+    """List the complete backups, oldest first: id, kind, parent, time, tables."""
+    from lakehouse.backup import destination, list_manifests
+
+    def go() -> None:
+        cfg = _settings()
+        for m in list_manifests(destination(cfg)):
+            size = sum(f.size for t in m.tables for f in t.files if f.stored_in == m.id)
+            typer.echo(
+                f"{m.id}  {m.kind:<11}  {m.created_at}  {len(m.tables)} tables  "
+                f"{size} bytes  parent={m.parent or '-'}"
+            )
+
+    _guard(go)
+
+
+@app.command("restore")
+def restore_command(
+    backup_id: Annotated[
+        str | None, typer.Option("--backup", help="Backup id (`lakehouse backup list`).")
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Newest backup taken at or before this ISO time."),
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+) -> None:
+    """Restore every table and the local state from one backup, then verify it (stop the
+    services and the MLflow server first)."""
+    from lakehouse.backup import restore
+    from lakehouse.runs import job_run
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        with job_run(spark, cfg, "restore") as run:
+            report = restore(spark, cfg, backup_id=backup_id, to=to, tables=table or None)
+            run.count("tables", len(report.tables))
+            run.count("files", report.files)
+            run.count("bytes", report.bytes)
+        typer.echo(
+            f"restored backup {report.backup_id}: {len(report.tables)} tables and "
+            f"{', '.join(report.state) or 'no local state'}; verified in {report.seconds:.1f}s"
+        )
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:
