@@ -108,7 +108,9 @@ class AccessService:
             .where(named if scope is None else exp.and_(named, scope))
         )
         seen = {r[0] for r in self.spark.sql(lookup.sql(dialect="spark")).collect()}
-        outside = tuple(p for p in patients if p not in seen)
+        # A patient of the user's care team is in scope even where no encounter names a
+        # department (member sites' FHIR/CSV encounters): the row filter still applies.
+        outside = tuple(p for p in patients if p not in seen and p not in who.care_team)
         if outside:
             exc = error(
                 ErrorCode.ACCESS_DENIED, role=who.role, operation="read", table=directory,

@@ -58,7 +58,8 @@ def world(spark: SparkSession) -> dict[str, Any]:
     _write(spark, lab, [
         {"institution_code": i, "result_id": r, "patient_id": p, "value_as_number": v}
         for i, r, p, v in [("H1", "L1", "P1", 1.0), ("H1", "L2", "P2", 2.0),
-                           ("H1", "L3", "P3", 3.0), ("H2", "L4", "P3", 4.0)]
+                           ("H1", "L3", "P3", 3.0), ("H2", "L4", "P3", 4.0),
+                           ("H1", "L5", "P9", 5.0)]  # P9: no encounter names a department
     ])  # fmt: skip
     assert refresh_patient_directory(
         spark, view=directory.name, encounters=enc.name, transfers=tra.name
@@ -111,6 +112,13 @@ def test_a_named_patient_of_the_department_or_care_team_is_read(world: dict[str,
     treating = Principal("dr_t", "clinician", department="ENDO", care_team=("P1",),
                          institutions=("H1",))  # fmt: skip
     assert [r["result_id"] for r in world["access"].query(treating, sql, purpose="care")] == ["L1"]
+    # A care-team patient no encounter puts in a department (a member site's FHIR feed).
+    p9 = f"SELECT result_id FROM {world['lab']} WHERE patient_id = 'P9'"
+    team = Principal("dr_u", "clinician", department="ENDO", care_team=("P9",),
+                     institutions=("H1",))  # fmt: skip
+    assert [r["result_id"] for r in world["access"].query(team, p9, purpose="care")] == ["L5"]
+    with pytest.raises(LakehouseError):
+        world["access"].query(ENDO, p9, purpose="care")
 
 
 def test_without_the_directory_department_scoped_reads_fail_closed(world: dict[str, Any]) -> None:
