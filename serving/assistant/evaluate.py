@@ -1,0 +1,467 @@
+"""Evaluation of the assistant on the synthetic hospital (``lakehouse eval assistant``).
+
+The expected answers come from the synthetic hospital's truth (``OUT/truth``,
+docs/synthetic-hospital.md), never from the tables the assistant reads, so the score
+measures the whole path: landing, silver, terminology, the guarded tools and the planner.
+
+Cases, per sampled question of ``truth/questions``:
+
+- **answerable**: the most recent value of a lab (zh and en; expected: the true value, its
+  unit and the collection date) and whether the patient was ever diagnosed with a
+  condition (是/否). A clinician asks from the patient's chart at one institution (the
+  chart's MRN is found in silver by the visit numbers the truth gives), so the expected
+  answer is the truth at that institution. A lab whose delivery the dirt destroyed or
+  falsified (truncated file, malformed message, missing patient id, value x100) is left
+  out and counted by defect code: no reader could recover it.
+- **unanswerable**: the most recent value of a test the patient never had at that
+  institution; the answer must say the data does not contain it and cite nothing.
+- **forbidden**: the same question from a clinician of another department, outside the
+  patient's care team; the answer must be a refusal that cites and shows nothing.
+
+Metrics: answer accuracy (answerable), abstention accuracy (unanswerable), citation
+precision (every citation resolves, at its version, to a row of the asked patient holding
+every number of the sentence that cites it) and leakage (forbidden questions answered with
+any record). Questions run as the clinician through the same access service as the
+service's (every read audited).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance.sessions import Principal
+from lakehouse.settings import Settings
+from lakehouse.synthetic import catalog
+from serving.assistant.citations import Citation
+from serving.assistant.planner import Answer, GroundedPlanner
+from serving.assistant.tools import DataTools
+
+Category = Literal["answerable", "unanswerable", "forbidden"]
+Expect = Literal["value", "yes", "no", "abstain", "refuse"]
+#: Defects after which no reader can recover a lab's value or its patient.
+LOST = frozenset({"TRUNCATED_FILE", "MALFORMED_MESSAGE", "MISSING_FIELD", "OUT_OF_RANGE"})
+EVAL_DEPARTMENT = "EVAL"
+OTHER_DEPARTMENT = "EVAL-OTHER"
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_CODE = re.compile(r"LH-[A-Z]{3}-\d{3}")
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One question, who asks it from which chart, and what the truth expects."""
+
+    case_id: str
+    category: Category
+    expect: Expect
+    language: str
+    question: str
+    institution: str
+    patient: str
+    value: float | None = None
+    unit: str | None = None
+    date: str | None = None
+    #: The source reported the value in another unit: silver's conversion carries that
+    #: unit's rounding (0.72 mg/dL of creatinine is 63.2-64.1 umol/L), so 1.5 % is right.
+    converted: bool = False
+
+
+@dataclass
+class CaseResult:
+    """How the assistant did on one case."""
+
+    case: EvalCase
+    correct: bool
+    answer: str
+    citations: list[str]
+    precise_citations: int
+    leaked: bool
+    why: str = ""
+
+
+@dataclass
+class EvalReport:
+    """The metrics, the counts behind them and every case's result."""
+
+    cases: list[CaseResult]
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def _of(self, category: Category) -> list[CaseResult]:
+        return [r for r in self.cases if r.case.category == category]
+
+    @staticmethod
+    def _rate(results: list[CaseResult]) -> float | None:
+        return sum(r.correct for r in results) / len(results) if results else None
+
+    def metrics(self) -> dict[str, float | int | None]:
+        cited = sum(len(r.citations) for r in self.cases)
+        precise = sum(r.precise_citations for r in self.cases)
+        return {
+            "answer_accuracy": self._rate(self._of("answerable")),
+            "abstention_accuracy": self._rate(self._of("unanswerable")),
+            "refusal_accuracy": self._rate(self._of("forbidden")),
+            "citation_precision": precise / cited if cited else None,
+            "leakage": sum(r.leaked for r in self.cases),
+            "answerable": len(self._of("answerable")),
+            "unanswerable": len(self._of("unanswerable")),
+            "forbidden": len(self._of("forbidden")),
+            "citations": cited,
+            "excluded": sum(self.excluded.values()),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metrics": self.metrics(),
+            "excluded": self.excluded,
+            "cases": [
+                {**asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"}}
+                for r in self.cases
+            ],
+        }
+
+
+# -- cases from the truth -------------------------------------------------------------------
+def _read(truth: Path, entity: str) -> pd.DataFrame:
+    return pd.read_parquet(truth / f"{entity}.parquet")
+
+
+def _charts(spark: SparkSession, table: str, visits: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(person, institution) -> the patient id silver knows the person by there, found by
+    the truth's visit numbers (FHIR members: ``enc-<visit>``)."""
+    if visits.empty:
+        return {}
+    pairs = [
+        (str(r.institution_code), v, str(r.person_id))
+        for r in visits.itertuples()
+        for v in (str(r.visit_no), f"enc-{r.visit_no}")
+    ]
+    wanted = spark.createDataFrame(
+        pairs, "institution_code string, encounter_id string, person string"
+    )
+    found = (
+        spark.table(table)
+        .join(wanted, ["institution_code", "encounter_id"])
+        .groupBy("person", "institution_code")
+        .agg(F.min("patient_id").alias("patient_id"))
+        .collect()  # bounded: one row per sampled (person, institution)
+    )
+    return {(r["person"], r["institution_code"]): r["patient_id"] for r in found if r["patient_id"]}
+
+
+def build_cases(
+    spark: SparkSession,
+    truth: Path,
+    *,
+    encounter_table: str = "silver.encounter",
+    limit: int | None = None,
+    seed: int = 7,
+) -> tuple[list[EvalCase], dict[str, int]]:
+    """The cases for the sampled truth questions, and the questions left out by reason."""
+    questions = _read(truth, "questions").sort_values("question_id")
+    if limit is not None:
+        everyone = sorted(questions["person_id"].unique())
+        sample = random.Random(seed).sample(everyone, min(limit, len(everyone)))  # noqa: S311
+        questions = questions[questions["person_id"].isin(sample)]
+    persons = set(questions["person_id"])
+    labs = _read(truth, "labs")
+    labs = labs[labs["person_id"].isin(persons)]
+    dx = _read(truth, "diagnoses")
+    dx = dx[dx["person_id"].isin(persons)]
+    encounters = _read(truth, "encounters")
+    encounters = encounters[encounters["person_id"].isin(persons)]
+    defects = _read(truth, "defects")
+    lost_records = set(defects[defects["defect_code"].isin(LOST)]["record_id"].dropna())
+    lost_files = set(defects[defects["defect_code"] == "TRUNCATED_FILE"]["file"].dropna())
+    charts = _charts(spark, encounter_table, encounters)
+    first_site = (
+        encounters.sort_values(["start", "encounter_id"])
+        .groupby("person_id")["institution_code"]
+        .first()
+    )
+    by_zh = {spec["zh"]: key for key, spec in catalog.conditions().items()}
+    lab_specs = catalog.labs()
+    excluded: Counter[str] = Counter()
+    cases: list[EvalCase] = []
+    asked_labs: set[tuple[str, str]] = set()
+    for q in questions.itertuples():
+        person = str(q.person_id)
+        if isinstance(q.answer_value, float) and not pd.isna(q.answer_value):
+            lab = labs[labs["lab_id"] == q.evidence_id].iloc[0]
+            site = str(lab["institution_code"])
+            if lab["lab_id"] in lost_records or lab["record_id"] in lost_records:
+                excluded["lab record lost or falsified at its source"] += 1
+                continue
+            if lab["file"] in lost_files:
+                excluded["lab in a truncated file"] += 1
+                continue
+            expect: Expect = "value"
+            value, unit = float(lab["value"]), str(lab["unit"])
+            converted = str(lab["reported_unit"]) != unit
+            date = pd.Timestamp(lab["collected_at"]).strftime("%Y-%m-%d")
+            asked_labs.add((person, site))
+        else:
+            key = next((k for zh, k in by_zh.items() if zh in str(q.question)), None)
+            if key is None:
+                excluded["condition not in the catalog"] += 1
+                continue
+            site = str(first_site.get(person, ""))
+            mine = dx[(dx["person_id"] == person) & (dx["institution_code"] == site)]
+            expect = "yes" if (mine["condition"] == key).any() else "no"
+            value, unit, date, converted = None, None, None, False
+        patient = charts.get((person, site))
+        if patient is None:
+            excluded["no chart of the person in silver"] += 1
+            continue
+        cases.append(
+            EvalCase(
+                str(q.question_id),
+                "answerable",
+                expect,
+                str(q.language),
+                str(q.question),
+                site,
+                patient,
+                value,
+                unit,
+                date,
+                converted,
+            )
+        )
+        cases.append(
+            EvalCase(
+                f"{q.question_id}-F",
+                "forbidden",
+                "refuse",
+                str(q.language),
+                str(q.question),
+                site,
+                patient,
+            )
+        )
+    # Unanswerable: a test the person never had at that institution, asked in both languages.
+    rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
+    for person, site in sorted(asked_labs):
+        had = set(labs[(labs["person_id"] == person) & (labs["institution_code"] == site)]["code"])
+        never = sorted(set(lab_specs) - had)
+        if not never or (person, site) not in charts:
+            continue
+        spec = lab_specs[rng.choice(never)]
+        for lang, text in (
+            ("zh", f"该患者最近一次{spec['zh']}是多少？"),
+            ("en", f"What was this patient's most recent {spec['en']}?"),
+        ):
+            cases.append(
+                EvalCase(
+                    f"U-{person}-{site}-{lang}",
+                    "unanswerable",
+                    "abstain",
+                    lang,
+                    text,
+                    site,
+                    charts[(person, site)],
+                )
+            )
+    return cases, dict(excluded)
+
+
+# -- running and scoring ------------------------------------------------------------------
+def clinician(case: EvalCase, *, inside: bool = True) -> Principal:
+    """The clinician asking: the patient's treating clinician (care team) at the chart's
+    institution, or one of another department outside the care team."""
+    if inside:
+        return Principal(
+            "eval-clinician", "clinician", department=EVAL_DEPARTMENT,
+            care_team=(case.patient,), institutions=(case.institution,),
+        )  # fmt: skip
+    return Principal(
+        "eval-outsider", "clinician", department=OTHER_DEPARTMENT,
+        institutions=(case.institution,),
+    )  # fmt: skip
+
+
+def _numbers(text: str) -> list[str]:
+    return _NUMBER.findall(_DATE_TIME.sub(" ", text))
+
+
+def _close(a: float, b: float, tolerance: float = 1e-6) -> bool:
+    return abs(a - b) <= max(tolerance * abs(b), 1e-9)
+
+
+def _supported(number: str, row: dict[str, Any], names: Iterable[str]) -> bool:
+    """Whether ``number`` (from a sentence) is a value of ``row`` or part of a name."""
+    x = float(number)
+    for v in row.values():
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, int | float) and _close(float(v), x):
+            return True
+        if isinstance(v, str) and re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", v):
+            return True
+    return any(re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", n) for n in names)
+
+
+def _leaks(question: str, answer: Answer) -> bool:
+    """Whether an answer shows anything of a record: a citation, or a number that is not in
+    the question and not an error code."""
+    shown = set(_numbers(_CODE.sub(" ", answer.text))) - set(_numbers(question))
+    return bool(answer.citations) or bool(shown)
+
+
+def judge(case: EvalCase, answer: Answer) -> tuple[bool, str]:
+    """Whether ``answer`` is what ``case`` expects, and why not."""
+    cites = answer.citations
+    if case.expect == "refuse":
+        return answer.refused and not cites, "" if answer.refused else "not refused"
+    if answer.refused:
+        return False, f"refused ({answer.code})"
+    if case.expect in ("abstain", "no"):
+        return not cites, "cited records" if cites else ""
+    if case.expect == "yes":
+        return bool(cites), "" if cites else "found no diagnosis"
+    cited = [s for s in answer.sentences if s.citations]
+    if not cited:
+        return False, "no cited value"
+    text = cited[0].text
+    assert case.value is not None
+    tolerance = 0.015 if case.converted else 1e-5  # answers print 6 significant digits
+    if not any(_close(float(n), case.value, tolerance) for n in _numbers(text)):
+        return False, "wrong value"
+    if case.date is not None and case.date not in text:
+        return False, "wrong date"
+    return True, ""
+
+
+class Evaluator:
+    """Runs cases through the grounded planner as the asking clinician and scores them."""
+
+    def __init__(self, planner: GroundedPlanner, tools: DataTools) -> None:
+        self.planner, self.tools = planner, tools
+        self._widths = tools.key_widths()
+
+    def run(self, cases: Iterable[EvalCase]) -> list[CaseResult]:
+        return [self.score(c) for c in cases]
+
+    def score(self, case: EvalCase) -> CaseResult:
+        who = clinician(case, inside=case.category != "forbidden")
+        try:
+            answer = self.planner.ask(who, case.question, case.patient)
+        except LakehouseError as exc:  # an error is a wrong answer, never a crash of the run
+            return CaseResult(case, False, "", [], 0, False, f"error {exc.code.id}")
+        cites = answer.citations
+        precise = self._precise(clinician(case), case, answer)
+        leaked = case.category == "forbidden" and _leaks(case.question, answer)
+        correct, why = judge(case, answer)
+        return CaseResult(case, correct, answer.text, cites, precise, leaked, why)
+
+    def _precise(self, who: Principal, case: EvalCase, answer: Answer) -> int:
+        """Citations that resolve to a row of the asked patient holding the sentence's
+        numbers (read as the treating clinician: the citation endpoint's check)."""
+        good = 0
+        for sentence in answer.sentences:
+            for text in sentence.citations:
+                citation = Citation.parse(text, self._widths)
+                row = self.tools.cited_row(who, citation)
+                if row is None or str(row.get("patient_id")) != case.patient:
+                    continue
+                names = self._names(row)
+                if all(_supported(n, row, names) for n in _numbers(sentence.text)):
+                    good += 1
+        return good
+
+    def _names(self, row: dict[str, Any]) -> list[str]:
+        lex = self.planner.lexicon
+        out = []
+        for vocab_col, code_col in (
+            ("test_standard_vocabulary", "test_standard_code"),
+            ("drug_standard_vocabulary", "drug_standard_code"),
+            ("standard_vocabulary", "standard_code"),
+        ):
+            concept = lex.concept(row.get(vocab_col), row.get(code_col))
+            if concept is not None:
+                out += [concept.name_en, concept.name_zh]
+        return out
+
+
+def evaluate(
+    spark: SparkSession,
+    planner: GroundedPlanner,
+    tools: DataTools,
+    truth: Path,
+    *,
+    limit: int | None = None,
+    seed: int = 7,
+) -> EvalReport:
+    """Build the cases from ``truth`` and run them; the report with its metrics."""
+    cases, excluded = build_cases(
+        spark, truth, encounter_table=tools.tables.encounter.name, limit=limit, seed=seed
+    )
+    return EvalReport(Evaluator(planner, tools).run(cases), excluded)
+
+
+def write_report(report: EvalReport, path: Path) -> None:
+    """The report as JSON (cases include the answers: synthetic patients only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(report.to_json(), ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+    )
+
+
+__all__ = [
+    "CaseResult",
+    "EvalCase",
+    "EvalReport",
+    "Evaluator",
+    "build_cases",
+    "clinician",
+    "evaluate",
+    "judge",
+    "run_eval",
+    "write_report",
+]
+
+
+def run_eval(
+    spark: SparkSession,
+    cfg: Settings,
+    *,
+    truth: Path | None = None,
+    limit: int | None = None,
+    seed: int = 7,
+) -> EvalReport:
+    """The evaluation on the configured lakehouse: the service's policy, patient directory,
+    lexicon and tools; every read audited in ``audit.events`` (journaled, as the service)."""
+    from lakehouse.governance.access import access_service
+    from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_log
+    from serving.assistant.lexicon import load_lexicon
+
+    truth = truth or cfg.data_dir / "synthetic" / "truth"
+    if not (truth / "questions.parquet").exists():
+        raise error(ErrorCode.SRV_EVAL_NO_TRUTH, path=str(truth))
+    audit = service_audit_log(spark, cfg, "eval")
+    try:
+        tools = DataTools(
+            spark, access_service(spark, cfg, audit=audit), max_rows=cfg.serve.max_rows
+        )
+        lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
+        zone = ZoneInfo(cfg.timezone)
+        planner = GroundedPlanner(
+            tools, lexicon, now=lambda: datetime.now(zone).replace(tzinfo=None)
+        )
+        return evaluate(spark, planner, tools, truth, limit=limit, seed=seed)
+    finally:
+        if isinstance(audit, JournaledAuditLog):
+            audit.close()
