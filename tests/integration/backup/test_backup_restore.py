@@ -3,15 +3,17 @@
 Two small tables (one with several versions and a DELETE that writes deletion vectors, one
 partitioned on a value that needs URL encoding), a full backup, more writes, an incremental
 backup; then the tables' folders and metastore entries and the local MLflow state are wiped
-and restored, and each table must equal its source at the pinned version by row count and
-order-independent checksum. Only this module's tables are backed up: the session's catalog
-holds other tests' tables.
+and restored. Each restored table must be its source at the pinned version: the version and
+the order-independent checksum of the manifest, and the rows the test itself wrote (a
+Python oracle). Only this module's tables are backed up: the session's catalog holds other
+tests' tables.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,49 +23,50 @@ from pyspark.sql.types import IntegerType, StringType
 
 from lakehouse.backup import list_manifests, restore, table_fingerprint, take_backup
 from lakehouse.backup.delta_log import snapshot
-from lakehouse.backup.manifest import table_file
+from lakehouse.backup.manifest import Manifest, table_file
 from lakehouse.backup.take import destination, local_path
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.settings import Settings
+from lakehouse.settings import BackupSettings, Settings
 from lakehouse.tables.spec import TableSpec, column
 from lakehouse.tables.versions import require_version
-from lakehouse.tables.writer import append, upsert
+from lakehouse.tables.writer import ensure_tables
 from tests.conftest import REPO
 
 KEY = column("id", StringType(), "Row id.", nullable=False)
 VALUE = column("value", IntegerType(), "A number.")
 WARD = column("ward", StringType(), "Ward name (a partition value with a space).")
 
+Rows = list[tuple[object, ...]]
+
 
 @dataclass
 class Scenario:
     cfg: Settings
     tables: list[str]
-    first: str  # id of the full backup
-    second: str  # id of the incremental backup
-    pinned: dict[str, dict[str, tuple[int, int, str]]]  # backup id -> table -> (version, rows, sum)
+    first: Manifest  # the full backup
+    second: Manifest  # the incremental backup
+    rows: dict[str, dict[str, Rows]]  # backup id -> table -> the rows written up to its pin
     artifact: Path
     mlflow_db: Path
 
 
-def _fingerprints(spark: SparkSession, tables: list[str]) -> dict[str, tuple[int, int, str]]:
-    return {t: (require_version(spark, t), *table_fingerprint(spark.table(t))) for t in tables}
+def _insert(spark: SparkSession, table: str, rows: Rows) -> None:
+    values = ", ".join("(" + ", ".join(repr(v) for v in row) + ")" for row in rows)
+    spark.sql(f"INSERT INTO {table} VALUES {values}")
 
 
 @pytest.fixture(scope="module")
 def scenario(
     spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Scenario:
-    import uuid
-
-    u = uuid.uuid4().hex[:10]
+    u = uuid.uuid4().hex[:10]  # the `unique` fixture is per test; this scenario is per module
     root = tmp_path_factory.mktemp("backup")
     cfg = Settings(  # type: ignore[call-arg]
         home=REPO,
         data_dir=root / "data",  # local state apart from the session's (other tests use it)
         warehouse_uri=settings.warehouse,
         spark=settings.spark,
-        backup={"destination": str(root / "backups")},
+        backup=BackupSettings(destination=root / "backups"),  # type: ignore[call-arg]
     )
     a = TableSpec(
         name=f"silver.bk_a_{u}",
@@ -79,10 +82,14 @@ def scenario(
         partition_by=("ward",),
         append_only=True,
     )
-    for i in range(3):  # versions 0 (create) to 3
-        rows = [(f"k{j}", j * 10 + i) for j in range(i * 5, i * 5 + 8)]
-        upsert(spark, a, spark.createDataFrame(rows, a.schema))
-    append(spark, b, spark.createDataFrame([("x1", 1, "ward 3A"), ("x2", 2, "ICU")], b.schema))
+    ensure_tables(spark, [a, b], parallelism=1)  # version 0
+    a_rows: Rows = []
+    for i in range(2):  # versions 1 and 2
+        batch: Rows = [(f"k{j}", j * 10 + i) for j in range(i * 5, i * 5 + 8)]
+        _insert(spark, a.name, batch)
+        a_rows += batch
+    b_rows: Rows = [("x1", 1, "ward 3A"), ("x2", 2, "ICU")]
+    _insert(spark, b.name, b_rows)  # version 1
     # Local MLflow state: a SQLite store with a table, one artifact.
     mlflow_db = cfg.data_dir / "mlflow" / "mlflow.db"
     mlflow_db.parent.mkdir(parents=True)
@@ -94,40 +101,44 @@ def scenario(
     artifact.write_text("flavors: {}\n")
 
     tables = [a.name, b.name]
-    pinned: dict[str, dict[str, tuple[int, int, str]]] = {}
-    before = _fingerprints(spark, tables)
     first = take_backup(spark, cfg, tables=tables)
-    pinned[first.id] = before
+    rows = {first.id: {a.name: list(a_rows), b.name: list(b_rows)}}
 
-    spark.sql(f"DELETE FROM {a.name} WHERE id IN ('k1', 'k2')")  # deletion vectors
-    upsert(spark, a, spark.createDataFrame([("k1", 99), ("z9", 7)], a.schema))
-    append(spark, b, spark.createDataFrame([("x3", 3, "ward 3A")], b.schema))
+    spark.sql(f"DELETE FROM {a.name} WHERE id IN ('k1', 'k2')")  # version 3: deletion vectors
+    spark.sql(f"UPDATE {a.name} SET value = 99 WHERE id = 'k3'")  # version 4
+    _insert(spark, b.name, [("x3", 3, "ward 3A")])  # version 2
+    a_rows = [(k, 99 if k == "k3" else v) for k, v in a_rows if k not in ("k1", "k2")]
+    b_rows += [("x3", 3, "ward 3A")]
     with sqlite3.connect(mlflow_db) as db:
         db.execute("INSERT INTO runs VALUES ('r2', 'los')")
-    before = _fingerprints(spark, tables)
     second = take_backup(spark, cfg, tables=tables, incremental=True)
-    pinned[second.id] = before
+    rows[second.id] = {a.name: a_rows, b.name: b_rows}
     assert second.kind == "incremental"
     assert second.files_reused > 0
-    return Scenario(cfg, tables, first.id, second.id, pinned, artifact, mlflow_db)
+    manifests = {m.id: m for m in list_manifests(destination(cfg))}
+    return Scenario(
+        cfg, tables, manifests[first.id], manifests[second.id], rows, artifact, mlflow_db
+    )
+
+
+def _assert_restored(spark: SparkSession, scenario: Scenario, manifest: Manifest) -> None:
+    for entry in manifest.tables:
+        assert require_version(spark, entry.name) == entry.version
+        assert table_fingerprint(spark.table(entry.name)) == (entry.rows, entry.checksum)
+        got = sorted(tuple(r) for r in spark.table(entry.name).collect())  # a few rows
+        assert got == sorted(scenario.rows[manifest.id][entry.name])
 
 
 def test_incremental_copies_only_new_files_and_keeps_deletion_vectors(
-    spark: SparkSession, scenario: Scenario
+    scenario: Scenario,
 ) -> None:
-    dest = destination(scenario.cfg)
-    manifests = {m.id: m for m in list_manifests(dest)}
-    full, incr = manifests[scenario.first], manifests[scenario.second]
+    full, incr = scenario.first, scenario.second
     assert incr.parent == full.id
+    assert [t.version for t in full.tables] == [2, 1]
+    assert [t.version for t in incr.tables] == [4, 2]
     a = incr.table(scenario.tables[0])
     assert a is not None
-    own = [f for f in a.files if f.stored_in == incr.id]
-    inherited = [f for f in a.files if f.stored_in == full.id]
-    assert own
-    assert inherited
-    assert not any(
-        f.path.startswith("part-") and f.stored_in == incr.id for f in full.tables[0].files
-    )
+    assert {f.stored_in for f in a.files} == {full.id, incr.id}
     dvs = [f.path for f in a.files if f.path.startswith("deletion_vector_")]
     assert dvs, "the DELETE wrote deletion vectors and the backup holds them"
     snap = snapshot(local_path(a.location, table=a.name), a.version, table=a.name)
@@ -141,64 +152,54 @@ def test_wipe_and_restore_gives_every_table_at_its_pinned_version(
     spark: SparkSession, scenario: Scenario
 ) -> None:
     for name in scenario.tables:
-        folder = local_path(
-            str(spark.sql(f"DESCRIBE DETAIL {name}").first()["location"]),  # type: ignore[index]
-            table=name,
-        )
+        detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
+        assert detail is not None
         spark.sql(f"DROP TABLE {name}")
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(local_path(str(detail["location"]), table=name), ignore_errors=True)
     shutil.rmtree(scenario.cfg.data_dir / "mlflow")
 
     report = restore(spark, scenario.cfg, tables=scenario.tables)
-    assert report.backup_id == scenario.second
-    assert _fingerprints(spark, scenario.tables) == scenario.pinned[scenario.second]
+    assert report.backup_id == scenario.second.id
+    _assert_restored(spark, scenario, scenario.second)
     assert "mlflow-db" in report.state
     assert "mlflow-artifacts" in report.state
     with sqlite3.connect(scenario.mlflow_db) as db:
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (2,)
     assert scenario.artifact.read_text() == "flavors: {}\n"
 
-    # An earlier backup gives the earlier versions; running it twice gives the same.
-    for _ in range(2):
-        restore(spark, scenario.cfg, backup_id=scenario.first, tables=scenario.tables)
-        assert _fingerprints(spark, scenario.tables) == scenario.pinned[scenario.first]
+    # The earlier backup gives the earlier versions (and the earlier MLflow store).
+    restore(spark, scenario.cfg, backup_id=scenario.first.id, tables=scenario.tables)
+    _assert_restored(spark, scenario, scenario.first)
     with sqlite3.connect(scenario.mlflow_db) as db:
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
-    # The restored table takes writes again.
-    name = scenario.tables[0]
-    upsert(spark, _spec_of(name), spark.createDataFrame([("new", 1)], "id string, value int"))
-    assert spark.table(name).where("id = 'new'").count() == 1
 
 
-def _spec_of(name: str) -> TableSpec:
-    return TableSpec(
-        name=name,
-        columns=(KEY, VALUE),
-        comment="Backup test: versions and deletion vectors.",
-        keys=("id",),
-        properties={"delta.enableDeletionVectors": "true"},
-    )
-
-
-def test_corrupt_backup_file_is_refused_before_anything_is_overwritten(
+def test_restore_again_is_idempotent_and_a_corrupt_file_is_refused_first(
     spark: SparkSession, scenario: Scenario
 ) -> None:
-    restore(spark, scenario.cfg, backup_id=scenario.first, tables=scenario.tables)
+    restore(spark, scenario.cfg, backup_id=scenario.first.id, tables=scenario.tables)
+    _assert_restored(spark, scenario, scenario.first)
+
     dest = destination(scenario.cfg)
-    incr = next(m for m in list_manifests(dest) if m.id == scenario.second)
-    entry = incr.table(scenario.tables[0])
+    entry = scenario.second.table(scenario.tables[0])
     assert entry is not None
-    victim = next(f for f in entry.files if f.stored_in == incr.id and f.path.endswith(".parquet"))
+    victim = next(
+        f for f in entry.files if f.stored_in == scenario.second.id and f.path.endswith(".parquet")
+    )
     path = table_file(dest, entry.name, victim)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated
     try:
         with pytest.raises(LakehouseError) as caught:
-            restore(spark, scenario.cfg, backup_id=scenario.second, tables=scenario.tables)
+            restore(spark, scenario.cfg, backup_id=scenario.second.id, tables=scenario.tables)
         assert caught.value.code is ErrorCode.BACKUP_CORRUPT
-        assert _fingerprints(spark, scenario.tables) == scenario.pinned[scenario.first]
+        _assert_restored(spark, scenario, scenario.first)  # nothing was overwritten
     finally:
         path.write_bytes(data)
+
+    # The restored table takes writes again.
+    spark.sql(f"INSERT INTO {entry.name} VALUES ('new', 1)")
+    assert spark.table(entry.name).where("id = 'new'").count() == 1
 
 
 def test_retention_shorter_than_the_interval_fails_before_copying(
@@ -213,3 +214,14 @@ def test_retention_shorter_than_the_interval_fails_before_copying(
     assert caught.value.code is ErrorCode.BACKUP_RETENTION_TOO_SHORT
     assert len(list_manifests(destination(cfg))) == count
     assert not any(p.name.endswith(".partial") for p in destination(cfg).iterdir())
+
+
+def test_incremental_without_a_previous_backup_is_refused(
+    spark: SparkSession, scenario: Scenario, tmp_path: Path
+) -> None:
+    cfg = scenario.cfg.model_copy(
+        update={"backup": scenario.cfg.backup.model_copy(update={"destination": tmp_path})}
+    )
+    with pytest.raises(LakehouseError) as caught:
+        take_backup(spark, cfg, tables=scenario.tables, incremental=True)
+    assert caught.value.code is ErrorCode.BACKUP_NO_PARENT
