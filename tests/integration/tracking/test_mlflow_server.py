@@ -187,6 +187,7 @@ def mlflow_database(postgres: Postgres) -> str:
     return postgres.sqlalchemy_url.rsplit("/", 1)[0] + f"/{database}"
 
 
+@pytest.mark.slow  # a second server start (20-40 s) on PostgreSQL: `make test-all`
 def test_serve_on_postgres_and_sigterm_leaves_no_process(
     tmp_path: Path, mlflow_database: str
 ) -> None:
