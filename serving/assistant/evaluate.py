@@ -162,6 +162,39 @@ def _charts(spark: SparkSession, table: str, visits: pd.DataFrame) -> dict[tuple
     return {(r["person"], r["institution_code"]): r["patient_id"] for r in found if r["patient_id"]}
 
 
+def _more_questions(
+    persons: list[str], labs: pd.DataFrame, dx: pd.DataFrame, seed: int
+) -> pd.DataFrame:
+    """Questions like the truth's for ``persons``: the latest value of one of their labs
+    (zh and en) and whether they were ever diagnosed with one catalog condition (zh)."""
+    rows: list[dict[str, Any]] = []
+    specs, conditions = catalog.labs(), catalog.conditions()
+    for person in persons:
+        rng = random.Random(f"{seed}:{person}")  # noqa: S311
+        mine = labs[labs["person_id"] == person]
+        if not mine.empty:
+            code = rng.choice(sorted(set(mine["code"])))
+            latest = mine[mine["code"] == code].sort_values(["collected_at", "lab_id"]).iloc[-1]
+            for lang, text in (
+                ("zh", f"该患者最近一次{specs[code]['zh']}是多少？"),
+                ("en", f"What was this patient's most recent {specs[code]['en']}?"),
+            ):
+                rows.append({
+                    "question_id": f"G-{person}-L-{lang}", "person_id": person, "language": lang,
+                    "question": text, "answer_value": float(latest["value"]),
+                    "evidence_id": latest["lab_id"],
+                })  # fmt: skip
+        key = rng.choice(sorted(conditions))
+        rows.append({
+            "question_id": f"G-{person}-D", "person_id": person, "language": "zh",
+            "question": f"该患者是否诊断过{conditions[key]['zh']}？", "answer_value": None,
+            "evidence_id": None,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=[
+        "question_id", "person_id", "language", "question", "answer_value", "evidence_id"
+    ])  # fmt: skip
+
+
 def build_cases(
     spark: SparkSession,
     truth: Path,
@@ -169,20 +202,34 @@ def build_cases(
     encounter_table: str = "silver.encounter",
     limit: int | None = None,
     seed: int = 7,
+    every_person: bool = True,
 ) -> tuple[list[EvalCase], dict[str, int]]:
-    """The cases for the sampled truth questions, and the questions left out by reason."""
+    """The cases for the sampled persons, and the questions left out by reason.
+
+    ``every_person``: besides the truth's question set (every tenth patient), ask each
+    sampled person without one the same two kinds of question, written here from the truth
+    the same way (lakehouse/synthetic/questions.py), so a small hospital still gives enough
+    cases. ``limit`` samples that many persons.
+    """
     questions = _read(truth, "questions").sort_values("question_id")
+    everyone = (
+        sorted(_read(truth, "persons")["person_id"])
+        if every_person
+        else sorted(questions["person_id"].unique())
+    )
     if limit is not None:
-        everyone = sorted(questions["person_id"].unique())
-        sample = random.Random(seed).sample(everyone, min(limit, len(everyone)))  # noqa: S311
-        questions = questions[questions["person_id"].isin(sample)]
-    persons = set(questions["person_id"])
+        everyone = sorted(random.Random(seed).sample(everyone, min(limit, len(everyone))))  # noqa: S311
+    persons = set(everyone)
+    questions = questions[questions["person_id"].isin(persons)]
     labs = _read(truth, "labs")
     labs = labs[labs["person_id"].isin(persons)]
     dx = _read(truth, "diagnoses")
     dx = dx[dx["person_id"].isin(persons)]
     encounters = _read(truth, "encounters")
     encounters = encounters[encounters["person_id"].isin(persons)]
+    if every_person:
+        extra = _more_questions(sorted(persons - set(questions["person_id"])), labs, dx, seed)
+        questions = pd.concat([questions, extra], ignore_index=True)
     defects = _read(truth, "defects")
     lost_records = set(defects[defects["defect_code"].isin(LOST)]["record_id"].dropna())
     lost_files = set(defects[defects["defect_code"] == "TRUNCATED_FILE"]["file"].dropna())
@@ -214,7 +261,8 @@ def build_cases(
             date = pd.Timestamp(lab["collected_at"]).strftime("%Y-%m-%d")
             asked_labs.add((person, site))
         else:
-            key = next((k for zh, k in by_zh.items() if zh in str(q.question)), None)
+            named = [zh for zh in by_zh if zh in str(q.question)]
+            key = by_zh[max(named, key=len)] if named else None  # 2型糖尿病, not 糖尿病
             if key is None:
                 excluded["condition not in the catalog"] += 1
                 continue
