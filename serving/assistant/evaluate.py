@@ -31,7 +31,8 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -468,18 +469,39 @@ def write_report(report: EvalReport, path: Path) -> None:
     )
 
 
-__all__ = [
-    "CaseResult",
-    "EvalCase",
-    "EvalReport",
-    "Evaluator",
-    "build_cases",
-    "clinician",
-    "evaluate",
-    "judge",
-    "run_eval",
-    "write_report",
-]
+@contextmanager
+def grounded_assistant(
+    spark: SparkSession, cfg: Settings, *, journal: str = "eval"
+) -> Iterator[tuple[GroundedPlanner, DataTools]]:
+    """The service's planner and tools on the configured lakehouse (policy, patient
+    directory, lexicon), every read audited in ``audit.events`` through a journal of its
+    own (as the service); the journal is shipped and closed on exit."""
+    from lakehouse.governance.access import access_service
+    from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_log
+    from serving.assistant.lexicon import load_lexicon
+
+    audit = service_audit_log(spark, cfg, journal)
+    try:
+        tools = DataTools(
+            spark, access_service(spark, cfg, audit=audit), max_rows=cfg.serve.max_rows
+        )
+        lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
+        zone = ZoneInfo(cfg.timezone)
+        planner = GroundedPlanner(
+            tools, lexicon, now=lambda: datetime.now(zone).replace(tzinfo=None)
+        )
+        yield planner, tools
+    finally:
+        if isinstance(audit, JournaledAuditLog):
+            audit.close()
+
+
+def truth_of(cfg: Settings, truth: Path | None = None) -> Path:
+    """The truth folder of the synthetic hospital (``LH-SRV-005`` when there is none)."""
+    truth = truth or cfg.data_dir / "synthetic" / "truth"
+    if not (truth / "questions.parquet").exists():
+        raise error(ErrorCode.SRV_EVAL_NO_TRUTH, path=str(truth))
+    return truth
 
 
 def run_eval(
@@ -490,26 +512,23 @@ def run_eval(
     limit: int | None = None,
     seed: int = 7,
 ) -> EvalReport:
-    """The evaluation on the configured lakehouse: the service's policy, patient directory,
-    lexicon and tools; every read audited in ``audit.events`` (journaled, as the service)."""
-    from lakehouse.governance.access import access_service
-    from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_log
-    from serving.assistant.lexicon import load_lexicon
-
-    truth = truth or cfg.data_dir / "synthetic" / "truth"
-    if not (truth / "questions.parquet").exists():
-        raise error(ErrorCode.SRV_EVAL_NO_TRUTH, path=str(truth))
-    audit = service_audit_log(spark, cfg, "eval")
-    try:
-        tools = DataTools(
-            spark, access_service(spark, cfg, audit=audit), max_rows=cfg.serve.max_rows
-        )
-        lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
-        zone = ZoneInfo(cfg.timezone)
-        planner = GroundedPlanner(
-            tools, lexicon, now=lambda: datetime.now(zone).replace(tzinfo=None)
-        )
+    """The evaluation on the configured lakehouse, as the service would answer."""
+    truth = truth_of(cfg, truth)
+    with grounded_assistant(spark, cfg) as (planner, tools):
         return evaluate(spark, planner, tools, truth, limit=limit, seed=seed)
-    finally:
-        if isinstance(audit, JournaledAuditLog):
-            audit.close()
+
+
+__all__ = [
+    "CaseResult",
+    "EvalCase",
+    "EvalReport",
+    "Evaluator",
+    "build_cases",
+    "clinician",
+    "evaluate",
+    "grounded_assistant",
+    "judge",
+    "run_eval",
+    "truth_of",
+    "write_report",
+]
