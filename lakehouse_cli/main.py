@@ -1068,7 +1068,8 @@ def restore_command(
         typer.Option("--to", help="Newest backup taken at or before this ISO time."),
     ] = None,
     table: Annotated[
-        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+        list[str] | None,
+        typer.Option("--table", help="Only this table (repeatable); no local state then."),
     ] = None,
 ) -> None:
     """Restore every table and the local state from one backup, then verify it (stop the
@@ -1081,7 +1082,14 @@ def restore_command(
         cfg = _settings()
         spark = build_spark(cfg)
         with job_run(spark, cfg, "restore") as run:
-            report = restore(spark, cfg, backup_id=backup_id, to=to, tables=table or None)
+            report = restore(
+                spark,
+                cfg,
+                backup_id=backup_id,
+                to=to,
+                tables=table or None,
+                include_state=not table,
+            )
             run.count("tables", len(report.tables))
             run.count("files", report.files)
             run.count("bytes", report.bytes)

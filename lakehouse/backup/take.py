@@ -204,10 +204,12 @@ def take_backup(
     # What the parent chain holds, per (table, Delta table id): reused, not copied again.
     held: dict[tuple[str, str], dict[str, FileEntry]] = {}
     held_state: dict[tuple[str, str], FileEntry] = {}
+    newest: dict[tuple[str, str], TableEntry] = {}
     if parent is not None:
         for m in reversed(list(chain(dest, parent))):
             for t in m.tables:
                 held.setdefault((t.name, t.table_id), {}).update(t.file_map())
+                newest[(t.name, t.table_id)] = t
             for s in m.state:
                 held_state.update({(s.name, f.path): f for f in s.files})
     copied = reused = nbytes = 0
@@ -241,8 +243,12 @@ def take_backup(
             version = latest_version(spark, name)
             assert version is not None, name
             snap = snapshot(folder, version, table=name)
-            reader = spark.read.format("delta").option("versionAsOf", version)
-            rows, checksum = table_fingerprint(reader.load(str(folder)))
+            prior = newest.get((name, snap.table_id))
+            if prior is not None and prior.version == version:
+                rows, checksum = prior.rows, prior.checksum  # unchanged: no scan
+            else:
+                reader = spark.read.format("delta").option("versionAsOf", version)
+                rows, checksum = table_fingerprint(reader.load(str(folder)))
             entry_t = TableEntry(
                 name=name,
                 location=str(folder),
