@@ -845,6 +845,40 @@ class ErrorCode(Enum):
         remedy="Give an empty or new folder, or pass --overwrite to replace a previous export.",
     )
 
+    # --- model training and batch scoring (LH-MDL) ---
+    MODEL_TRAINING_TOO_LARGE = ErrorDef(
+        "LH-MDL-001",
+        "The training cohort of {table} has {count} rows, more than the driver-side bound "
+        "{expected} (models.max_training_rows).",
+        413,
+        EX_DATAERR,
+        remedy="Raise LAKEHOUSE_MODELS__MAX_TRAINING_ROWS if the driver has the memory "
+        "(about 330 bytes a row), or train on fewer index dates; see docs/models.md.",
+    )
+    MODEL_TRAINING_DATA_INVALID = ErrorDef(
+        "LH-MDL-002",
+        "The {stage} split of {table} cannot train or evaluate a model: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Build the features on more persons (each split needs positive and negative "
+        "labels), or check the label rule in models.label_source_prefixes.",
+    )
+    MODEL_NO_CHAMPION = ErrorDef(
+        "LH-MDL-003",
+        "Model {name} has no version with the alias champion to score with.",
+        404,
+        EX_NOINPUT,
+        remedy="Train one first: `lakehouse train`.",
+    )
+    MODEL_RUN_NOT_REPRODUCIBLE = ErrorDef(
+        "LH-MDL-004",
+        "MLflow run {name} cannot be reproduced: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Reproduce runs logged by `lakehouse train` (they carry the data versions and "
+        "the training parameters); the tables must still hold those Delta versions.",
+    )
+
     # --- data quality (LH-DQC) ---
     DQ_RULE_INVALID = ErrorDef(
         "LH-DQC-001",

@@ -397,6 +397,28 @@ class FeatureSettings(BaseModel):
     )
 
 
+class ModelSettings(BaseModel):
+    """Tabular baseline training and batch scoring (models/tabular, docs/models.md)."""
+
+    name: str = Field(
+        "t2dm-recorded",
+        description="Registered model name (and MLflow experiment) of the tabular baseline.",
+    )
+    label_codes: list[str] = Field(
+        default_factory=lambda: ["ICD10:E11"],
+        description="Label: a gold.condition_occurrence row at or after the index time whose "
+        "condition_source_value, or whose concept's <vocabulary_id>:<concept_code> in "
+        "gold.concept, starts with one of these (ICD-10 E11: type 2 diabetes).",
+    )
+    max_training_rows: int = Field(
+        200_000,
+        ge=10,
+        description="Most cohort rows training collects to the driver (about 330 bytes "
+        "each); more fails with LH-MDL-001 instead of exhausting the driver's memory.",
+    )
+    seed: int = Field(0, description="Random seed of every estimator (reproducible runs).")
+
+
 class QualitySettings(BaseModel):
     """Data-quality rules and OMOP DQD checks (lakehouse/quality, ``lakehouse dq run``)."""
 
@@ -615,6 +637,7 @@ class Settings(BaseSettings):
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
     quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
+    models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]

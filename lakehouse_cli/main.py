@@ -747,6 +747,65 @@ def features_export_meds(
     _guard(go)
 
 
+# --- tabular baseline: training and batch scoring (models/tabular, docs/models.md) ---
+@app.command()
+def train(
+    data_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data-version",
+            help="TABLE=VERSION: read this input at an older Delta version (repeatable).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Registered model name (models.name).")
+    ] = None,
+    reproduce_run: Annotated[
+        str | None,
+        typer.Option("--reproduce", help="Refit this MLflow run on its logged data versions."),
+    ] = None,
+) -> None:
+    """Train the tabular baseline, log it in MLflow and register the best as champion."""
+    from lakehouse.runs import job_run
+    from lakehouse.spark import build_spark
+    from models.tabular.train import parse_versions, reproduce, train
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        if reproduce_run:
+            again = reproduce(spark, cfg, reproduce_run)
+            typer.echo(again.describe())
+            if not again.equal:
+                raise typer.Exit(1)
+            return
+        versions = parse_versions(data_version or [])
+        with job_run(spark, cfg, "train") as rec:
+            report = train(spark, cfg, versions=versions, name=name)
+            for split, rows in report.rows.items():
+                rec.count(f"{split}_rows", rows)
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@app.command()
+def score(
+    name: Annotated[
+        str | None, typer.Option("--name", help="Registered model name (models.name).")
+    ] = None,
+) -> None:
+    """Score the champion on every patient whose features changed into gold.model_predictions."""
+    from lakehouse.spark import build_spark
+    from models.tabular.score import run
+
+    def go() -> None:
+        cfg = _settings()
+        typer.echo(run(build_spark(cfg), cfg, name=name).describe())
+
+    _guard(go)
+
+
 dq_app = typer.Typer(
     help="Data quality: rules (Kahn framework) and OMOP DQD checks (docs/quality.md).",
     no_args_is_help=True,
