@@ -173,6 +173,12 @@ def snapshot(table_dir: Path, version: int, *, table: str) -> Snapshot:
                 if kind == "add":
                     state[_key(action)] = action
             log_files.append(f"{LOG_DIR}/{rel}")
+        # The checkpoint's own commit too: Delta dates a version by its commit file and
+        # refuses a newest version that has only a checkpoint.
+        if (log / f"{cp:020d}.json").exists():
+            log_files.append(f"{LOG_DIR}/{cp:020d}.json")
+        elif cp == version:
+            raise broken(f"commit {cp} is missing beside its checkpoint")
         if (log / f"{cp:020d}.crc").exists():
             log_files.append(f"{LOG_DIR}/{cp:020d}.crc")
     for v in range(start, version + 1):

@@ -21,7 +21,13 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, StringType
 
-from lakehouse.backup import list_manifests, restore, table_fingerprint, take_backup
+from lakehouse.backup import (
+    choose_backup,
+    list_manifests,
+    restore,
+    table_fingerprint,
+    take_backup,
+)
 from lakehouse.backup.delta_log import snapshot
 from lakehouse.backup.manifest import Manifest, table_file
 from lakehouse.backup.take import destination, local_path
@@ -73,7 +79,8 @@ def scenario(
         columns=(KEY, VALUE),
         comment="Backup test: versions and deletion vectors.",
         keys=("id",),
-        properties={"delta.enableDeletionVectors": "true"},
+        # A checkpoint every 2 commits: the log reader replays checkpoint + later commits.
+        properties={"delta.enableDeletionVectors": "true", "delta.checkpointInterval": "2"},
     )
     b = TableSpec(
         name=f"gold.bk_b_{u}",
@@ -143,9 +150,18 @@ def test_incremental_copies_only_new_files_and_keeps_deletion_vectors(
     assert dvs, "the DELETE wrote deletion vectors and the backup holds them"
     snap = snapshot(local_path(a.location, table=a.name), a.version, table=a.name)
     assert set(snap.dv_files) == set(dvs)
+    logs = sorted(f.path for f in a.files if f.path.startswith("_delta_log/"))
+    assert any(p.endswith(".checkpoint.parquet") for p in logs)
+    assert f"_delta_log/{0:020d}.json" not in logs  # before the checkpoint: not needed
     b = incr.table(scenario.tables[1])
     assert b is not None
     assert any(f.path.startswith("ward=ward 3A/") for f in b.files)
+    # --to picks the newest backup taken at or before the time.
+    assert choose_backup(scenario.cfg, to=full.created_at).id == full.id
+    assert choose_backup(scenario.cfg, to=incr.created_at).id == incr.id
+    with pytest.raises(LakehouseError) as caught:
+        choose_backup(scenario.cfg, to="2000-01-01T00:00")
+    assert caught.value.code is ErrorCode.BACKUP_NOT_FOUND
 
 
 def test_wipe_and_restore_gives_every_table_at_its_pinned_version(
