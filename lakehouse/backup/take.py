@@ -129,8 +129,12 @@ def catalog_tables(spark: SparkSession) -> list[str]:
 
 
 def _detail(spark: SparkSession, name: str) -> tuple[str, dict[str, str]]:
-    row = spark.sql(f"DESCRIBE DETAIL {name}").select("location", "properties").first()
+    if not spark.catalog.tableExists(name):
+        raise error(ErrorCode.TABLE_NOT_FOUND, table=name)
+    row = spark.sql(f"DESCRIBE DETAIL {name}").select("format", "location", "properties").first()
     assert row is not None
+    if row["format"] != "delta":
+        raise error(ErrorCode.BACKUP_UNSUPPORTED, name=name, reason=f"{row['format']} table")
     return str(row["location"]), dict(row["properties"] or {})
 
 

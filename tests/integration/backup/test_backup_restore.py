@@ -232,6 +232,14 @@ def test_retention_shorter_than_the_interval_fails_before_copying(
     assert not any(p.name.endswith(".partial") for p in destination(cfg).iterdir())
 
 
+def test_an_unknown_table_is_refused_before_copying(
+    spark: SparkSession, scenario: Scenario
+) -> None:
+    with pytest.raises(LakehouseError) as caught:
+        take_backup(spark, scenario.cfg, tables=["silver.no_such_table"], include_state=False)
+    assert caught.value.code is ErrorCode.TABLE_NOT_FOUND
+
+
 def test_incremental_without_a_previous_backup_is_refused(
     spark: SparkSession, scenario: Scenario, tmp_path: Path
 ) -> None:
