@@ -861,6 +861,49 @@ def dq_trend(
     _guard(go)
 
 
+eval_app = typer.Typer(
+    help="Evaluations against the synthetic hospital's truth.", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("assistant")
+def eval_assistant(
+    truth: Annotated[
+        Path | None, typer.Option(help="Truth folder. Default: <data_dir>/synthetic/truth.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Ask about this many sampled persons (default: all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 7,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report JSON. Default: <data_dir>/eval/assistant-<time>.json."),
+    ] = None,
+) -> None:
+    """Ask the grounded assistant the synthetic hospital's questions; print accuracy,
+    abstention, citation precision and leakage (docs/assistant.md, Evaluation)."""
+    from datetime import datetime
+
+    from lakehouse.spark import build_spark
+    from serving.assistant.evaluate import run_eval, write_report
+
+    def go() -> None:
+        cfg = _settings()
+        report = run_eval(build_spark(cfg), cfg, truth=truth, limit=limit, seed=seed)
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        path = out or cfg.data_dir / "eval" / f"assistant-{stamp}.json"
+        write_report(report, path)
+        for name, value in report.metrics().items():
+            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+            typer.echo(f"{name:>20}  {shown}")
+        for reason, n in sorted(report.excluded.items()):
+            typer.echo(f"  left out: {n} ({reason})")
+        typer.echo(f"report: {path}")
+
+    _guard(go)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Default: serve.host.")] = None,
@@ -920,92 +963,6 @@ def kb_add(
                 f"warning: no _access.yaml in {folder} or above it: closed to every user "
                 "until one grants access (docs/knowledge-base.md)",
                 err=True,
-eval_app = typer.Typer(
-    help="Evaluations against the synthetic hospital's truth.", no_args_is_help=True
-)
-app.add_typer(eval_app, name="eval")
-
-
-@eval_app.command("assistant")
-def eval_assistant(
-    truth: Annotated[
-        Path | None, typer.Option(help="Truth folder. Default: <data_dir>/synthetic/truth.")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Ask about this many sampled persons (default: all).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 7,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Report JSON. Default: <data_dir>/eval/assistant-<time>.json."),
-    ] = None,
-) -> None:
-    """Ask the grounded assistant the synthetic hospital's questions; print accuracy,
-    abstention, citation precision and leakage (docs/assistant.md, Evaluation)."""
-    from datetime import datetime
-
-    from lakehouse.spark import build_spark
-    from serving.assistant.evaluate import run_eval, write_report
-
-    def go() -> None:
-        cfg = _settings()
-        report = run_eval(build_spark(cfg), cfg, truth=truth, limit=limit, seed=seed)
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        path = out or cfg.data_dir / "eval" / f"assistant-{stamp}.json"
-        write_report(report, path)
-        for name, value in report.metrics().items():
-            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            typer.echo(f"{name:>20}  {shown}")
-        for reason, n in sorted(report.excluded.items()):
-            typer.echo(f"  left out: {n} ({reason})")
-        typer.echo(f"report: {path}")
-
-    _guard(go)
-
-
-eval_app = typer.Typer(
-    help="Evaluations against the synthetic hospital's truth.", no_args_is_help=True
-)
-app.add_typer(eval_app, name="eval")
-
-
-@eval_app.command("assistant")
-def eval_assistant(
-    truth: Annotated[
-        Path | None, typer.Option(help="Truth folder. Default: <data_dir>/synthetic/truth.")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Sample this many of the questions' patients.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 7,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Report JSON. Default: <data_dir>/eval/assistant-<time>.json."),
-    ] = None,
-) -> None:
-    """Ask the grounded assistant the synthetic hospital's questions; print accuracy,
-    abstention, citation precision and leakage (docs/assistant.md, Evaluation)."""
-    from datetime import datetime
-
-    from lakehouse.spark import build_spark
-    from serving.assistant.evaluate import run_eval, write_report
-
-    def go() -> None:
-        cfg = _settings()
-        report = run_eval(build_spark(cfg), cfg, truth=truth, limit=limit, seed=seed)
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        path = out or cfg.data_dir / "eval" / f"assistant-{stamp}.json"
-        write_report(report, path)
-        for name, value in report.metrics().items():
-            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            typer.echo(f"{name:>20}  {shown}")
-        for reason, n in sorted(report.excluded.items()):
-            typer.echo(f"  left out: {n} ({reason})")
-        typer.echo(f"report: {path}")
-
-    _guard(go)
-
-
             )
 
     _guard(go)
