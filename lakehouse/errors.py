@@ -938,6 +938,14 @@ class ErrorCode(Enum):
         retryable=True,
         remedy="Retry; if it persists, see the service log (it carries no patient data).",
     )
+    SRV_EVAL_NO_TRUTH = ErrorDef(
+        "LH-SRV-005",
+        "No synthetic hospital truth at {path}: the assistant evaluation needs its questions.",
+        404,
+        EX_NOINPUT,
+        remedy="Run `make demo` (or `lakehouse synth` and the pipeline) first, or pass --truth "
+        "with the truth folder of the synthetic hospital the lakehouse was built from.",
+    )
 
     # --- FHIR API (LH-FHR) ---
     FHIR_TYPE_UNSUPPORTED = ErrorDef(
@@ -972,14 +980,6 @@ class ErrorCode(Enum):
         EX_UNAVAILABLE,
         remedy="See <data_dir>/mlflow/server.log; check that the port is free and the "
         "artifacts destination writable, or raise mlflow.start_timeout_s on a slow machine.",
-    SRV_EVAL_NO_TRUTH = ErrorDef(
-        "LH-SRV-005",
-        "No synthetic hospital truth at {path}: the assistant evaluation needs its questions.",
-        404,
-        EX_NOINPUT,
-        remedy="Run `make demo` (or `lakehouse synth` and the pipeline) first, or pass --truth "
-        "with the truth folder of the synthetic hospital the lakehouse was built from.",
-    )
     )
     MLFLOW_ALREADY_RUNNING = ErrorDef(
         "LH-MLF-002",
