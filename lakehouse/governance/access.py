@@ -2,7 +2,10 @@
 
 :meth:`AccessService.query` rewrites the SQL under the policy (:mod:`sql_guard`), refuses a
 query that names patients outside the user's scope (and audits the refusal), runs the
-rewritten query and returns its rows only after the read is audited: who, role, purpose,
+rewritten query and returns its rows only after the read is audited. A query naming one
+patient runs before the scope check: when its rows show that patient, the row filter has
+already proved the patient in scope and the patient-directory lookup is skipped (nothing is
+returned before the decision). The audit event holds who, role, purpose,
 each named patient as a keyed pseudonym, row count, table versions and, for break-glass
 access, the stated reason and the flag.
 """
@@ -67,23 +70,49 @@ class AccessService:
                     table="(any)", reason="a reason is required",
                 )  # fmt: skip
             guarded = self.guard.rewrite(who, sql, break_glass=glass)
-            event = replace(event, target=",".join(guarded.tables))
-            if guarded.patients and not glass:
+        except LakehouseError as exc:
+            self._refused(event, exc)
+            raise
+        event = replace(event, target=",".join(guarded.tables))
+        event = replace(event, versions=self._versions(guarded.tables, dict(guarded.pinned)))
+        named = self._named(event, guarded.patients)
+
+        def run() -> list[Row]:
+            return self.spark.sql(guarded.sql).limit(limit).collect()
+
+        if not guarded.patients or glass:
+            return audited(self.audit, named, run)
+        # A query naming patients runs first (nothing is returned yet): rows of the one named
+        # patient prove the patient in scope (the row filter let them through); otherwise
+        # the patient directory decides, and a patient outside the scope is refused.
+        try:
+            rows = run()
+        except Exception as exc:  # on the record as failed, like any failed read
+            failure = exc
+            return audited(self.audit, named, lambda: _reraise(failure))
+        try:
+            if not self._shows(rows, guarded.patients):
                 self._require_in_scope(who, guarded.patients)
         except LakehouseError as exc:
-            if exc.code is ErrorCode.ACCESS_DENIED:
-                named = self._named(event, getattr(exc, "patients", ()))
-                record_or_refuse(
-                    self.audit, replace(named[0], action=Action.ACCESS_DENIED, outcome="denied",
-                                        reason=exc.code.id),
-                )  # fmt: skip
+            self._refused(event, exc)
             raise
-        event = replace(event, versions=self._versions(guarded.tables, dict(guarded.pinned)))
-        return audited(
-            self.audit,
-            self._named(event, guarded.patients),
-            lambda: self.spark.sql(guarded.sql).limit(limit).collect(),
-        )
+        return audited(self.audit, named, lambda: rows)
+
+    def _refused(self, event: AuditEvent, exc: LakehouseError) -> None:
+        """Record a refusal (``access_denied``, the first named patient pseudonymized)."""
+        if exc.code is ErrorCode.ACCESS_DENIED:
+            named = self._named(event, getattr(exc, "patients", ()))
+            record_or_refuse(
+                self.audit, replace(named[0], action=Action.ACCESS_DENIED, outcome="denied",
+                                    reason=exc.code.id),
+            )  # fmt: skip
+
+    def _shows(self, rows: list[Row], patients: tuple[str, ...]) -> bool:
+        """Whether ``rows`` hold the one named patient's records."""
+        column = self.guard.policy.columns.patient
+        if len(patients) != 1:
+            return False
+        return any(r.asDict().get(column) == patients[0] for r in rows)
 
     def _named(self, event: AuditEvent, patients: tuple[str, ...]) -> list[AuditEvent]:
         """One event per named patient (pseudonymized), or the event itself."""
@@ -153,3 +182,7 @@ def access_service(
         catalog[PATIENT_DIRECTORY.name] = PATIENT_DIRECTORY  # else department scopes refuse
     guard = SqlGuard(policy, catalog)
     return AccessService(spark, guard, audit or audit_log(spark, cfg), pseudonym_key(cfg))
+
+
+def _reraise(exc: Exception) -> list[Row]:
+    raise exc
