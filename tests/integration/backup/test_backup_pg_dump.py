@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import psycopg
+import pytest
 from pyspark.sql import SparkSession
 
 from lakehouse.backup import read_manifest, restore, take_backup
@@ -13,6 +14,9 @@ from lakehouse.backup.manifest import state_file
 from lakehouse.settings import BackupSettings, Settings
 from tests.conftest import REPO
 from tests.support.postgres import Postgres, find_bindir
+
+#: A PostgreSQL server and pg_dump on top of the backup: `make test-all`.
+pytestmark = pytest.mark.slow
 
 
 def test_postgres_mlflow_store_is_dumped_and_left_to_the_dba_on_restore(

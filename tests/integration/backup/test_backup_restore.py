@@ -38,6 +38,10 @@ from lakehouse.tables.versions import require_version
 from lakehouse.tables.writer import ensure_tables
 from tests.conftest import REPO
 
+#: Six Delta writes, two backups and three restores (100-200 s on the shared 2-core
+#: machine): `make test-all`.
+pytestmark = pytest.mark.slow
+
 KEY = column("id", StringType(), "Row id.", nullable=False)
 VALUE = column("value", IntegerType(), "A number.")
 WARD = column("ward", StringType(), "Ward name (a partition value with a space).")
