@@ -880,17 +880,27 @@ def eval_assistant(
         Path | None,
         typer.Option(help="Report JSON. Default: <data_dir>/eval/assistant-<time>.json."),
     ] = None,
+    mlflow: Annotated[
+        bool | None,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Log the run to the MLflow server (default: when it answers).",
+        ),
+    ] = None,
 ) -> None:
     """Ask the grounded assistant the synthetic hospital's questions; print accuracy,
     abstention, citation precision and leakage (docs/assistant.md, Evaluation)."""
     from datetime import datetime
 
     from lakehouse.spark import build_spark
-    from serving.assistant.evaluate import run_eval, write_report
+    from lakehouse.tracking import ping, tracking_uri
+    from serving.assistant.evaluate import log_to_mlflow, run_eval, write_report
+    from serving.assistant.tools import ToolTables
 
     def go() -> None:
         cfg = _settings()
-        report = run_eval(build_spark(cfg), cfg, truth=truth, limit=limit, seed=seed)
+        spark = build_spark(cfg)
+        report = run_eval(spark, cfg, truth=truth, limit=limit, seed=seed)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         path = out or cfg.data_dir / "eval" / f"assistant-{stamp}.json"
         write_report(report, path)
@@ -900,6 +910,11 @@ def eval_assistant(
         for reason, n in sorted(report.excluded.items()):
             typer.echo(f"  left out: {n} ({reason})")
         typer.echo(f"report: {path}")
+        if mlflow is False or (mlflow is None and not ping(tracking_uri(cfg))):
+            typer.echo("not logged to MLflow (no server answering; --mlflow requires one)")
+            return
+        tables = [t.name for t in ToolTables().all()]
+        typer.echo(f"mlflow run: {log_to_mlflow(spark, cfg, report, path, tables)}")
 
     _guard(go)
 

@@ -528,7 +528,31 @@ __all__ = [
     "evaluate",
     "grounded_assistant",
     "judge",
+    "log_to_mlflow",
     "run_eval",
     "truth_of",
     "write_report",
 ]
+
+
+def log_to_mlflow(
+    spark: SparkSession, cfg: Settings, report: EvalReport, path: Path, tables: Iterable[str]
+) -> str:
+    """One MLflow run in experiment ``assistant-eval``: the metrics, the left-out counts,
+    the Delta versions of the tables the assistant read, the report as an artifact (tagged
+    with the lakehouse version and commit by :func:`lakehouse.tracking.start_run`)."""
+    import mlflow
+
+    from lakehouse.tables.versions import latest_version
+    from lakehouse.tracking import log_data_versions, start_run
+
+    versions = {t: v for t in tables if (v := latest_version(spark, t)) is not None}
+    with start_run(cfg, "assistant-eval", tags={"mode": "grounded"}) as run:
+        for name, value in report.metrics().items():
+            if value is not None:
+                mlflow.log_metric(name, float(value))
+        for reason, n in report.excluded.items():
+            mlflow.log_metric("left_out." + re.sub(r"[^0-9A-Za-z_.-]+", "_", reason), n)
+        log_data_versions(run, versions)
+        mlflow.log_artifact(str(path))
+        return str(run.info.run_id)
