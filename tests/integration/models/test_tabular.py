@@ -39,6 +39,10 @@ from models.tabular import (  # noqa: E402 (after the skips)
 )
 from models.tabular.task import pin_versions  # noqa: E402
 
+#: Training two candidates, registering, scoring twice through MLflow on Spark: 5-7 min on
+#: the shared 2-core machine, so the whole module runs in `make test-all`.
+pytestmark = pytest.mark.slow
+
 PERSONS = 360
 T0 = datetime(2026, 3, 1, 9, 0)
 E11, I10 = 634447052094869470, 393887812730821921
