@@ -185,7 +185,9 @@ def _more_questions(
                     "question": text, "answer_value": float(latest["value"]),
                     "evidence_id": latest["lab_id"],
                 })  # fmt: skip
-        key = rng.choice(sorted(conditions))
+        # Half the time a condition the person has (是), else any catalog condition.
+        had = sorted(set(dx[dx["person_id"] == person]["condition"]) & set(conditions))
+        key = rng.choice(had if had and rng.random() < 0.5 else sorted(conditions))
         rows.append({
             "question_id": f"G-{person}-D", "person_id": person, "language": "zh",
             "question": f"该患者是否诊断过{conditions[key]['zh']}？", "answer_value": None,

@@ -246,8 +246,13 @@ def _compose(
         answer.say(
             f"该患者的{what}（按时间由近到远）：" if zh else f"The patient's {what}, newest first:"
         )
+    # The same fact delivered by two systems (a diagnosis in the HIS and in a CDA document)
+    # reads as one sentence citing both records.
+    said: dict[str, list[str]] = {}
     for r, named in rows:
-        answer.say(fmt(plan.lang, plan.latest, named, r.values), str(r.citation))
+        said.setdefault(fmt(plan.lang, plan.latest, named, r.values), []).append(str(r.citation))
+    for text, cites in said.items():
+        answer.say(text, *cites)
 
 
 def _num(v: Any) -> str:

@@ -121,3 +121,20 @@ def test_every_tool_column_is_a_column_of_its_silver_table() -> None:
         assert set(columns) <= set(spec.column_names), spec.name
         assert {"patient_id", "is_deleted"} <= set(spec.column_names)
     assert {"encounter_id", "patient_id", "start_at"} <= set(specs.encounter.column_names)
+
+
+def test_one_fact_from_two_systems_is_one_sentence_citing_both(planner: GroundedPlanner) -> None:
+    from serving.assistant.planner import Answer, _compose, _dx_sentence
+    from serving.assistant.tools import CitedRow
+
+    t2dm = Concept("ICD10", "E11.900", "Type 2 diabetes", "2型糖尿病")
+    values = {"standard_code": "E11.900", "standard_name": "2型糖尿病", "source_name": None,
+              "diagnosed_at": datetime(2025, 6, 7, 9, 11)}  # fmt: skip
+    his = CitedRow(Citation("silver.diagnosis", 5, ("H1", "his", "D0")), values)
+    emr = CitedRow(Citation("silver.diagnosis", 5, ("H1", "emr", "C0002|0")), values)
+    plan = planner.plan("该患者是否诊断过2型糖尿病？", patient="P1")
+    answer = Answer("zh")
+    _compose(answer, plan, "diagnosis", t2dm, [(his, t2dm), (emr, t2dm)], _dx_sentence)
+    one = "2型糖尿病（E11.900），诊断时间2025-06-07 09:11。"
+    assert [s.text for s in answer.sentences][1:] == [one]
+    assert answer.sentences[1].citations == (str(his.citation), str(emr.citation))
