@@ -258,8 +258,8 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
-def _prose_lines(text: str) -> Iterable[tuple[int, str]]:
-    """(line number, line) outside fenced code blocks, inline code spans blanked."""
+def _unfenced_lines(text: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) outside fenced code blocks."""
     fence = ""
     for number, line in enumerate(text.splitlines(), start=1):
         m = _FENCE.match(line)
@@ -270,6 +270,12 @@ def _prose_lines(text: str) -> Iterable[tuple[int, str]]:
         if m:
             fence = m.group(1)
             continue
+        yield number, line
+
+
+def _prose_lines(text: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) outside fenced code blocks, inline code spans blanked."""
+    for number, line in _unfenced_lines(text):
         yield number, _CODE_SPAN.sub("", line)
 
 
@@ -293,16 +299,7 @@ def anchors(text: str) -> set[str]:
     ``-2`` as GitHub does) and explicit ``<a name|id>`` anchors."""
     found: set[str] = set()
     seen: dict[str, int] = {}
-    fence = ""
-    for line in text.splitlines():
-        m = _FENCE.match(line)
-        if fence:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = ""
-            continue
-        if m:
-            fence = m.group(1)
-            continue
+    for _, line in _unfenced_lines(text):
         found.update(_HTML_ANCHOR.findall(line))
         h = _HEADING.match(line)
         if not h:
