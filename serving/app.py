@@ -111,7 +111,7 @@ def create_app(
 
         # One audit log for sign-ins and reads: journaled, so a read waits for an fsync,
         # not a Delta commit (docs/adr/0017).
-        log = service_audit_log(spark, cfg, "serve")
+        log = service_audit_log(spark, cfg, f"serve-{cfg.serve.port}")  # one per replica
         journal = log if isinstance(log, JournaledAuditLog) else None
         access = access or access_service(spark, cfg, audit=log)
         identity = identity or identity_service(cfg, log)
