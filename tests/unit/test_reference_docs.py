@@ -27,7 +27,12 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 @pytest.fixture(scope="module")
 def schemas() -> dict[str, dict[str, Any]]:
-    return openapi_schemas()
+    from pyspark import SparkContext
+
+    before = SparkContext._active_spark_context  # the suite's session may already run
+    built = openapi_schemas()
+    assert SparkContext._active_spark_context is before  # generating started no Spark
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +73,6 @@ def test_settings_reference_names_nested_variables() -> None:
 
 
 def test_openapi_of_ask_has_its_catalogued_errors(schemas: dict[str, dict[str, Any]]) -> None:
-    from pyspark import SparkContext
-
-    assert SparkContext._active_spark_context is None  # built without a Spark session
     assistant = schemas["assistant"]
     ask = assistant["paths"]["/api/ask"]["post"]
     assert ask["requestBody"]["content"]["application/json"]["schema"] == {
