@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance.audit import Action, AuditEvent
-from lakehouse.governance.audit_delta import DeltaAuditLog
+from lakehouse.governance.audit_delta import DeltaAuditLog, audit_log
 from lakehouse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -266,8 +266,6 @@ def service_audit_log(
 ) -> JournaledAuditLog | DeltaAuditLog:
     """The audit log of the long-running service ``name``: journaled unless
     ``security.audit_journal`` is off (then one Delta commit per event)."""
-    from lakehouse.governance.audit_delta import audit_log
-
     log = audit_log(spark, cfg)
     if not cfg.security.audit_journal:
         return log

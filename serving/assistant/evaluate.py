@@ -163,6 +163,14 @@ def _charts(spark: SparkSession, table: str, visits: pd.DataFrame) -> dict[tuple
     return {(r["person"], r["institution_code"]): r["patient_id"] for r in found if r["patient_id"]}
 
 
+def _sets(frame: pd.DataFrame, keys: list[str], column: str) -> dict[tuple[str, ...], set[str]]:
+    """(key values) -> the set of ``column``'s values, in one pass over ``frame``."""
+    out: dict[tuple[str, ...], set[str]] = {}
+    for row in frame[[*keys, column]].itertuples(index=False):
+        out.setdefault(tuple(str(v) for v in row[:-1]), set()).add(str(row[-1]))
+    return out
+
+
 def _more_questions(
     persons: list[str], labs: pd.DataFrame, dx: pd.DataFrame, seed: int
 ) -> pd.DataFrame:
@@ -170,10 +178,12 @@ def _more_questions(
     (zh and en) and whether they were ever diagnosed with one catalog condition (zh)."""
     rows: list[dict[str, Any]] = []
     specs, conditions = catalog.labs(), catalog.conditions()
+    labs_of = {p: group for p, group in labs.groupby("person_id")}  # one pass, not per person
+    conditions_of = _sets(dx, ["person_id"], "condition")
     for person in persons:
         rng = random.Random(f"{seed}:{person}")  # noqa: S311
-        mine = labs[labs["person_id"] == person]
-        if not mine.empty:
+        mine = labs_of.get(person)
+        if mine is not None:
             code = rng.choice(sorted(set(mine["code"])))
             latest = mine[mine["code"] == code].sort_values(["collected_at", "lab_id"]).iloc[-1]
             for lang, text in (
@@ -186,7 +196,7 @@ def _more_questions(
                     "evidence_id": latest["lab_id"],
                 })  # fmt: skip
         # Half the time a condition the person has (是), else any catalog condition.
-        had = sorted(set(dx[dx["person_id"] == person]["condition"]) & set(conditions))
+        had = sorted(conditions_of.get((person,), set()) & set(conditions))
         key = rng.choice(had if had and rng.random() < 0.5 else sorted(conditions))
         rows.append({
             "question_id": f"G-{person}-D", "person_id": person, "language": "zh",
@@ -244,13 +254,17 @@ def build_cases(
     )
     by_zh = {spec["zh"]: key for key, spec in catalog.conditions().items()}
     lab_specs = catalog.labs()
+    # Lookups built once (the loops below visit every sampled person).
+    lab_by_id = {str(r["lab_id"]): r for r in labs.to_dict("records")}
+    conditions_at = _sets(dx, ["person_id", "institution_code"], "condition")
+    codes_at = _sets(labs, ["person_id", "institution_code"], "code")
     excluded: Counter[str] = Counter()
     cases: list[EvalCase] = []
     asked_labs: set[tuple[str, str]] = set()
     for q in questions.itertuples():
         person = str(q.person_id)
         if isinstance(q.answer_value, float) and not pd.isna(q.answer_value):
-            lab = labs[labs["lab_id"] == q.evidence_id].iloc[0]
+            lab = lab_by_id[str(q.evidence_id)]
             site = str(lab["institution_code"])
             if lab["lab_id"] in lost_records or lab["record_id"] in lost_records:
                 excluded["lab record lost or falsified at its source"] += 1
@@ -270,8 +284,7 @@ def build_cases(
                 excluded["condition not in the catalog"] += 1
                 continue
             site = str(first_site.get(person, ""))
-            mine = dx[(dx["person_id"] == person) & (dx["institution_code"] == site)]
-            expect = "yes" if (mine["condition"] == key).any() else "no"
+            expect = "yes" if key in conditions_at.get((person, site), set()) else "no"
             value, unit, date, converted = None, None, None, False
         patient = charts.get((person, site))
         if patient is None:
@@ -306,8 +319,7 @@ def build_cases(
     # Unanswerable: a test the person never had at that institution, asked in both languages.
     rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
     for person, site in sorted(asked_labs):
-        had = set(labs[(labs["person_id"] == person) & (labs["institution_code"] == site)]["code"])
-        never = sorted(set(lab_specs) - had)
+        never = sorted(set(lab_specs) - codes_at.get((person, site), set()))
         if not never or (person, site) not in charts:
             continue
         spec = lab_specs[rng.choice(never)]

@@ -21,7 +21,8 @@ from lakehouse.terminology import ATC, ICD10, LOINC
 #: What each vocabulary names in a question.
 KIND_BY_VOCABULARY = {LOINC: "lab", ATC: "drug", ICD10: "diagnosis"}
 _LATIN = re.compile(r"[0-9a-z]")
-_CJK = re.compile(r"[\u3400-\u9fff]")
+#: A Han character (CJK unified ideographs and extension A): the planner's language test too.
+CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Lexicon:
         term = " ".join((name or "").lower().split())
         # One character names a concept only in Chinese (钾, 钠, 钙: potassium, sodium,
         # calcium); a single Latin letter or digit is too ambiguous.
-        if len(term) < 2 and not _CJK.match(term):
+        if len(term) < 2 and not CJK.match(term):
             return
         self.terms.setdefault(term, set()).add(concept)
         self.longest = max(self.longest, len(term))

@@ -20,10 +20,9 @@ from typing import Any
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.governance.sessions import Principal
 from lakehouse.terminology import ATC, ICD10, LOINC
-from serving.assistant.lexicon import Concept, Lexicon
+from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.tools import CitedRow, DataTools, ToolResult
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _ID = r"([A-Za-z]*\d[A-Za-z0-9_-]*)"
 _MRN = re.compile(
     r"(?:\bMRN|\bpatient(?:\s+(?:id|no\.?|number))?|病历号|病案号|患者编号|患者ID|患者)"
@@ -119,7 +118,7 @@ class GroundedPlanner:
         self.tools, self.lexicon, self.now = tools, lexicon, now
 
     def plan(self, question: str, patient: str | None = None) -> Plan:
-        lang = "zh" if _CJK.search(question) else "en"
+        lang = "zh" if CJK.search(question) else "en"
         mrn_m, visit_m = _MRN.search(question), _VISIT.search(question)
         mrn = patient or (mrn_m.group(1) if mrn_m else None)
         visit = next((g for g in visit_m.groups() if g), None) if visit_m and not mrn else None
