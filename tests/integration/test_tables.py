@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.tables import versions
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.writer import PHI_PROPERTY, append, ensure_table, upsert
 from tests.support.processes import lakehouse_env
@@ -76,7 +77,7 @@ def test_upsert_keeps_the_newest_version_of_each_key(spark: SparkSession, unique
 
 
 def test_schema_evolves_and_time_travel_reads_the_old_version(
-    spark: SparkSession, unique: str
+    spark: SparkSession, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = people(unique)
     upsert(spark, spec, rows(spark, spec, [("p1", "a", 1, T0)]))
@@ -130,6 +131,14 @@ def test_schema_evolves_and_time_travel_reads_the_old_version(
         .table(spec.name)
     )
     assert [r["patient_id"] for r in changes.where("_change_type = 'insert'").collect()] == ["p2"]
+
+    # The services' version lookup (Delta's log snapshot) agrees with the history, and so
+    # does its fallback where that API is not reachable.
+    newest = DeltaTable.forName(spark, spec.name).history(1).first()["version"]  # type: ignore[index]
+    assert versions.latest_version(spark, spec.name) == newest > v_evolved
+    monkeypatch.setattr(versions, "_snapshot_version", lambda *_: None)
+    assert versions.latest_version(spark, spec.name) == newest
+    assert versions.latest_version(spark, f"silver.missing_{unique}") is None
 
 
 def test_narrowing_a_column_is_refused(spark: SparkSession, unique: str) -> None:
