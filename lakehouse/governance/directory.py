@@ -6,7 +6,9 @@ looks the patient up in the directory named by the policy (``patient_directory``
 directory is a view over the encounters and transfers in silver: a patient belongs to every
 department that saw them (the encounter's department, or one they were transferred to),
 at the institution where that happened. Being a view, it is current with silver at every
-query and holds no copy of patient data.
+query and holds no copy of patient data. It keeps duplicate rows (``UNION ALL``): the row
+filter only asks whether a pair is in it, and removing duplicates would cost every guarded
+read a shuffle.
 """
 
 from __future__ import annotations
@@ -63,6 +65,6 @@ def refresh_patient_directory(
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {view.split('.')[0]}")
     spark.sql(
         f"CREATE OR REPLACE VIEW {view} COMMENT '{PATIENT_DIRECTORY.comment}' AS "
-        + " UNION ".join(parts)
+        + " UNION ALL ".join(parts)
     )
     return True
