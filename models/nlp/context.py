@@ -1,7 +1,9 @@
 """ConText-style assertion: negated, possible, historical, family, hypothetical, present.
 
 A cue (``resources/context.json``) asserts its category over the entities in its scope:
-after it (forward), before it (backward) or both, within the sentence, up to a terminator.
+after it (forward), before it (backward) or both, within the sentence, up to a terminator;
+a cue with ``"scope": "phrase"`` (an adjective such as "suspected") also stops at a comma, so
+in "history of asthma, suspected covid-19, fever" it qualifies covid-19 and not fever.
 Pseudo cues ("known history of", "无明显诱因") are masked first so that the cue words inside
 them assert nothing. Where several categories apply, the first in the file's ``priority``
 wins; with no cue, a family-history section means family and a past-history section
@@ -20,6 +22,7 @@ from models.nlp import rules
 from models.nlp.components import ASSERTED_LABELS, register_extensions, sentence_at
 
 _SECTION_DEFAULT = {"family_history": "family", "pmh": "historical"}
+_PHRASE_END = ",;，；、"
 
 
 def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -30,6 +33,11 @@ def _mask(text: str, pattern: re.Pattern[str] | None) -> str:
 
 def _blocked(terminators: list[int], lo: int, hi: int) -> bool:
     return any(lo <= t < hi for t in terminators)
+
+
+def _phrase_ends(text: str, lo: int, hi: int) -> bool:
+    """A list separator between ``lo`` and ``hi``: the end of a ``phrase`` cue's scope."""
+    return any(c in _PHRASE_END for c in text[lo:hi])
 
 
 def assert_span(
@@ -50,6 +58,10 @@ def assert_span(
         cue = ctx.cues[m[0].lower()]
         forward = cue.direction in ("forward", "both") and m.end() <= s
         backward = cue.direction in ("backward", "both") and m.start() >= e
+        if forward and cue.phrase and _phrase_ends(text, m.end(), s):
+            forward = False
+        if backward and cue.phrase and _phrase_ends(text, e, m.start()):
+            backward = False
         if (forward and not _blocked(terms, m.end(), s)) or (
             backward and not _blocked(terms, e, m.start())
         ):

@@ -32,6 +32,7 @@ class Cue:
 
     category: str
     direction: str  # forward | backward | both
+    phrase: bool = False  # scope also ends at a comma: qualifies one item of a list
 
 
 def check_lang(lang: str) -> str:
@@ -135,7 +136,10 @@ class ContextRules:
 def context_rules(lang: str) -> ContextRules:
     data = load_resource("context")
     check_lang(lang)
-    cues = {c["phrase"].lower(): Cue(c["category"], c["direction"]) for c in data["cues"][lang]}
+    cues = {
+        c["phrase"].lower(): Cue(c["category"], c["direction"], c.get("scope") == "phrase")
+        for c in data["cues"][lang]
+    }
     pseudo = data["pseudo"].get(lang, [])
     terms = data["terminators"].get(lang, [])
     return ContextRules(

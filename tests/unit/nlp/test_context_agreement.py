@@ -1,0 +1,115 @@
+"""The medspaCy comparison's logic (benchmarks/bench_context.py) on hand-made decisions, and
+the phrase scope of adjective cues it led to. medspaCy itself is a benchmark peer, not run here."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_context import (
+    MODIFIERS,
+    compare,
+    our_flags,
+    peer_only_cues,
+    resolve,
+    snippet,
+)
+from models.nlp import load_pipeline
+
+PRIORITY = ("negated", "family", "hypothetical", "possible", "historical")
+F = False
+T = True
+
+
+def test_our_flags_take_every_cue_and_the_assertion() -> None:
+    assert MODIFIERS == ("negated", "possible", "historical", "family", "hypothetical")
+    assert our_flags("present", ()) == (F, F, F, F, F)
+    assert our_flags("possible", ("possible", "historical")) == (F, T, T, F, F)
+    # A section default (family history section) has no cue but is still a decision.
+    assert our_flags("family", ()) == (F, F, F, T, F)
+
+
+def test_resolve_follows_the_priority() -> None:
+    assert resolve((F, F, F, F, F), PRIORITY) == "present"
+    assert resolve((T, T, T, F, F), PRIORITY) == "negated"
+    assert resolve((F, T, T, F, F), PRIORITY) == "possible"
+    assert resolve((F, F, T, T, F), PRIORITY) == "family"
+
+
+def test_agreement_overall_per_modifier_and_confusion() -> None:
+    ours = [
+        (F, F, T, F, F),  # historical; they agree
+        (F, F, T, F, F),  # historical; they add negated
+        (F, T, T, F, F),  # possible+historical; they say historical only
+        (F, F, F, F, F),  # present; they add family
+        (T, F, F, F, F),  # negated; not aligned on their side
+    ]
+    theirs = [
+        (F, F, T, F, F),
+        (T, F, T, F, F),
+        (F, F, T, F, F),
+        (F, F, F, T, F),
+        None,
+    ]
+    ag = compare(ours, theirs, PRIORITY)
+    assert (ag.n, ag.unaligned, ag.all_agree, ag.assertion_agree) == (4, 1, 1, 1)
+    assert ag.overall == pytest.approx(0.25)
+    # modifier -> [agree, ours only, theirs only, both]
+    assert ag.per_modifier["negated"] == [3, 0, 1, 0]
+    assert ag.per_modifier["possible"] == [3, 1, 0, 0]
+    assert ag.per_modifier["historical"] == [4, 0, 0, 3]
+    assert ag.per_modifier["family"] == [3, 0, 1, 0]
+    assert ag.per_modifier["hypothetical"] == [4, 0, 0, 0]
+    assert ag.rate("historical") == 1.0
+    assert dict(ag.confusion) == {
+        ("historical", "negated"): 1,
+        ("possible", "historical"): 1,
+        ("present", "family"): 1,
+    }
+
+
+def test_no_targets_is_full_agreement() -> None:
+    ag = compare([], [], PRIORITY)
+    assert ag.n == 0
+    assert ag.overall == 1.0
+
+
+def test_peer_only_cues_name_what_the_peer_added() -> None:
+    ours = [(F, F, T, F, F), (F, F, T, F, F), (F, F, T, F, F)]
+    theirs: list[tuple[bool, ...] | None] = [
+        (T, F, T, T, F),
+        (F, F, T, F, F),
+        None,
+    ]
+    cues = [
+        ["NEGATED_EXISTENCE:not", "FAMILY:partner", "HISTORICAL:history"],
+        ["HISTORICAL:history"],
+        ["NEGATED_EXISTENCE:no"],
+    ]
+    assert dict(peer_only_cues(ours, theirs, cues)) == {"negated: not": 1, "family: partner": 1}
+
+
+def test_snippet_is_one_line_around_the_target() -> None:
+    text = "Patient has a history of\nhypertension (disorder), stress (finding)."
+    start = text.index("hypertension")
+    out = snippet(text, start, start + len("hypertension"), width=40)
+    assert "[hypertension]" in out
+    assert "\n" not in out
+    assert len(out) <= 40 + 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An adjective cue qualifies its own list item, not the items after it.
+        (
+            "History of hypertension, suspected pneumonia, fever.",
+            [("hypertension", "historical"), ("pneumonia", "possible"), ("fever", "historical")],
+        ),
+        ("Possible pneumonia or anemia.", [("pneumonia", "possible"), ("anemia", "possible")]),
+        # Clause-level cues still reach a whole list.
+        ("Denies fever, cough.", [("fever", "negated"), ("cough", "negated")]),
+    ],
+)
+def test_phrase_cues_stop_at_a_comma(text: str, expected: list[tuple[str, str]]) -> None:
+    doc = load_pipeline("en")(text)
+    assert [(e.text, e._.assertion) for e in doc.ents] == expected
