@@ -11,7 +11,7 @@ LOCK := requirements/lock.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-all check bench venv jars java postgres browser lock docs clean
+.PHONY: help demo test test-all check bench bench-peers venv jars java postgres browser lock docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ check: venv ## ruff (format + lint), mypy, import-linter layer contracts, genera
 
 bench: venv jars java ## Run benchmarks/ and print ratios against peer tools
 	$(BIN)/python -m benchmarks
+
+bench-peers: venv ## Build .venv-medspacy, the NLP benchmark peer's own environment (pinned)
+	$(BIN)/python -m benchmarks.bench_context --setup-peer
 
 docs: venv ## Regenerate docs/error-codes.md, data-dictionary.md, settings.md
 	$(BIN)/lakehouse docs

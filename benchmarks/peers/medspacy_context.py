@@ -1,0 +1,174 @@
+"""The medspaCy side of ``benchmarks/bench_context.py``; runs in ``.venv-medspacy`` only.
+
+``.venv-medspacy/bin/python benchmarks/peers/medspacy_context.py IN.json OUT.json``
+
+IN holds ``texts``, ``targets`` (per text: ``[start, end, label]`` character spans, the
+entities our pipeline found), ``sent_starts`` (per text: our sentence start offsets),
+``lexicon`` (``[term, label]`` pairs, our entity lexicon), ``warmup`` (how many texts warm
+up) and ``repeat`` (timed passes). OUT holds, per target, medspaCy ConText's five flags
+
+* ``same_sentences``: ConText with its default rules over our targets and our sentences
+  (and ``same_sentences_cues``: ``CATEGORY:cue text`` of each modifier per target);
+* ``pyrush_sentences``: the same, with medspaCy's own PyRuSH sentence splitter;
+
+and ``[wall, cpu]`` seconds per pass over all texts of ``context_only`` (ConText alone on
+documents that already hold their sentences and targets), ``full`` (``medspacy.load()``
+with target rules from our lexicon, from raw text) and ``full_sentencizer`` (the same with
+spaCy's rule-based ``sentencizer`` in place of PyRuSH). A target that does not align with
+spaCy tokens gets ``null``. Imports nothing from this repository (different spaCy).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from loguru import logger
+
+# PyRuSH logs every token through loguru at DEBUG: ~90% of medspaCy's time when left on.
+logger.remove()
+logger.add(sys.stderr, level="WARNING")
+
+import medspacy  # noqa: E402
+import spacy  # noqa: E402
+from medspacy.target_matcher import TargetRule  # noqa: E402
+from spacy.tokens import Doc  # noqa: E402
+
+FLAGS = ("is_negated", "is_uncertain", "is_historical", "is_family", "is_hypothetical")
+
+
+def _doc(nlp: Any, text: str, starts: list[int] | None) -> Doc:
+    doc = nlp.make_doc(text)
+    if starts is not None:
+        first = set(starts)
+        for i, tok in enumerate(doc):
+            tok.is_sent_start = i == 0 or tok.idx in first
+    return doc
+
+
+def _set_targets(doc: Doc, targets: list[list[Any]]) -> list[Any]:
+    spans: list[Any] = []
+    for start, end, label in targets:
+        spans.append(doc.char_span(start, end, label=label, alignment_mode="strict"))
+    doc.ents = [s for s in spans if s is not None]
+    return spans
+
+
+def _flags(spans: list[Any]) -> list[list[bool] | None]:
+    return [None if s is None else [bool(getattr(s._, f)) for f in FLAGS] for s in spans]
+
+
+def _cues(spans: list[Any]) -> list[list[str]]:
+    """Per target, ``CATEGORY:cue text`` of each modifier that reached it."""
+    out = []
+    for s in spans:
+        mods = s._.modifiers if s is not None else ()
+        out.append([f"{m.category}:{s.doc[slice(*m.modifier_span)].text.lower()}" for m in mods])
+    return out
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _add(total: list[float], t0: tuple[float, float]) -> None:
+    t1 = _clock()
+    total[0] += t1[0] - t0[0]
+    total[1] += t1[1] - t0[1]
+
+
+def _timed(nlp: Any, texts: list[str], warm: int, repeat: int) -> list[float]:
+    """[wall, cpu] seconds per pass over ``texts`` after a warm-up on the first ``warm``."""
+    for text in texts[:warm]:
+        nlp(text)
+    total = [0.0, 0.0]
+    t0 = _clock()
+    for _ in range(repeat):
+        for text in texts:
+            nlp(text)
+    _add(total, t0)
+    return [x / repeat for x in total]
+
+
+def main(argv: list[str]) -> int:
+    src, dst = argv
+    with open(src, encoding="utf-8") as f:
+        data = json.load(f)
+    texts: list[str] = data["texts"]
+    targets: list[list[list[Any]]] = data["targets"]
+    sent_starts: list[list[int]] = data["sent_starts"]
+    warm = max(1, int(data.get("warmup", 50)))
+    repeat = max(1, int(data.get("repeat", 1)))
+
+    # ConText alone, default rules, on a blank English tokenizer (the one ours uses).
+    blank = spacy.blank("en")
+    context = blank.add_pipe("medspacy_context")
+
+    def prepared(n: int | None = None) -> list[tuple[Doc, list[Any]]]:
+        out = []
+        for text, starts, tg in list(zip(texts, sent_starts, targets, strict=True))[:n]:
+            doc = _doc(blank, text, starts)
+            out.append((doc, _set_targets(doc, tg)))
+        return out
+
+    same: list[list[list[bool] | None]] = []
+    cues: list[list[list[str]]] = []
+    for doc, spans in prepared():
+        context(doc)
+        same.append(_flags(spans))
+        cues.append(_cues(spans))
+    for doc, _ in prepared(warm):
+        context(doc)
+    context_s = [0.0, 0.0]
+    for _ in range(repeat):
+        docs = prepared()
+        t0 = _clock()
+        for doc, _ in docs:
+            context(doc)
+        _add(context_s, t0)
+
+    # medspaCy's default pipeline (PyRuSH, target matcher, ConText) with our lexicon.
+    full = medspacy.load()
+    full.get_pipe("medspacy_target_matcher").add(
+        [TargetRule(term, label) for term, label in data["lexicon"]]
+    )
+    # Our targets under PyRuSH's sentences: the splitter, then the targets, then ConText.
+    pyrush = full.get_pipe("medspacy_pyrush")
+    full_context = full.get_pipe("medspacy_context")
+    rush: list[list[list[bool] | None]] = []
+    for text, tg in zip(texts, targets, strict=True):
+        doc = pyrush(full.make_doc(text))
+        spans = _set_targets(doc, tg)
+        full_context(doc)
+        rush.append(_flags(spans))
+    full_s = _timed(full, texts, warm, repeat)
+
+    # The same, spaCy's rule-based sentencizer in place of PyRuSH (kinder to medspaCy).
+    quick = medspacy.load(medspacy_enable=["medspacy_target_matcher", "medspacy_context"])
+    quick.add_pipe("sentencizer", first=True)
+    quick.get_pipe("medspacy_target_matcher").add(
+        [TargetRule(term, label) for term, label in data["lexicon"]]
+    )
+    quick_s = _timed(quick, texts, warm, repeat)
+
+    result = {
+        "medspacy": medspacy.__version__,
+        "spacy": spacy.__version__,
+        "flags": list(FLAGS),
+        "same_sentences": same,
+        "same_sentences_cues": cues,
+        "pyrush_sentences": rush,
+        "context_only_s": [x / repeat for x in context_s],
+        "full_s": full_s,
+        "full_sentencizer_s": quick_s,
+        "pipe_names": full.pipe_names,
+    }
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
