@@ -142,6 +142,27 @@ def peer_only_cues(
     return out
 
 
+def drop_peer_cues(
+    theirs: Sequence[Flags | None], cues: Sequence[Sequence[str]], ignored: Sequence[str]
+) -> list[Flags | None]:
+    """The peer's flags with the modifiers that only ``ignored`` cues (``negated: not``)
+    set cleared: what the peer would say without those cues."""
+    drop = {c.strip().lower() for c in ignored}
+    out: list[Flags | None] = []
+    for flags, found in zip(theirs, cues, strict=True):
+        if flags is None:
+            out.append(None)
+            continue
+        kept: set[str] = set()
+        for cue in found:
+            category, _, text = cue.partition(":")
+            name = _PEER_CATEGORY.get(category)
+            if name is not None and f"{name}: {text}" not in drop:
+                kept.add(name)
+        out.append(tuple(f and m in kept for m, f in zip(MODIFIERS, flags, strict=True)))
+    return out
+
+
 def format_agreement(title: str, ag: Agreement) -> list[str]:
     lines = [
         f"{title}: {ag.n} targets ({ag.unaligned} not aligned to the peer's tokens)",
@@ -340,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed passes")
     parser.add_argument("--examples", type=int, default=2, help="examples per disagreement")
     parser.add_argument("--setup-peer", action="store_true", help="only build .venv-medspacy")
+    parser.add_argument(
+        "--ignore-peer-cue",
+        action="append",
+        default=[],
+        metavar="'CATEGORY: cue'",
+        help="also report agreement without this medspaCy cue, e.g. 'negated: not'",
+    )
     args = parser.parse_args(argv)
 
     if args.setup_peer:
@@ -390,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     print("medspaCy cues behind the modifiers only medspaCy set (targets):")
     for cue, k in only.most_common(12):
         print(f"  {cue:<30} {k}")
+    if args.ignore_peer_cue:
+        kept = drop_peer_cues(_flatten(peer["same_sentences"]), theirs_cues, args.ignore_peer_cue)
+        title = f"agreement, our sentences, medspaCy without {args.ignore_peer_cue}"
+        for line in format_agreement(title, compare(ours["flags"], kept, priority)):
+            print(line)
     print("examples (which modifiers differ, who set them):")
     _print_examples(texts, ours, _flatten(peer["same_sentences"]), priority, args.examples)
     return 0

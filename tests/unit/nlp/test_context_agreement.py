@@ -8,6 +8,7 @@ import pytest
 from benchmarks.bench_context import (
     MODIFIERS,
     compare,
+    drop_peer_cues,
     our_flags,
     peer_only_cues,
     resolve,
@@ -113,3 +114,14 @@ def test_snippet_is_one_line_around_the_target() -> None:
 def test_phrase_cues_stop_at_a_comma(text: str, expected: list[tuple[str, str]]) -> None:
     doc = load_pipeline("en")(text)
     assert [(e.text, e._.assertion) for e in doc.ents] == expected
+
+
+def test_drop_peer_cues_clears_only_flags_no_other_cue_set() -> None:
+    theirs: list[tuple[bool, ...] | None] = [(T, F, T, T, F), (T, F, T, F, F), None]
+    cues = [
+        ["NEGATED_EXISTENCE:not", "FAMILY:partner", "HISTORICAL:history"],
+        ["NEGATED_EXISTENCE:not", "NEGATED_EXISTENCE:denies", "HISTORICAL:history"],
+        [],
+    ]
+    kept = drop_peer_cues(theirs, cues, ["negated: not", "Family: partner"])
+    assert kept == [(F, F, T, F, F), (T, F, T, F, F), None]
