@@ -947,6 +947,52 @@ class ErrorCode(Enum):
         "with the truth folder of the synthetic hospital the lakehouse was built from.",
     )
 
+    # --- assistant language model (LH-LLM) ---
+    LLM_UNREACHABLE = ErrorDef(
+        "LH-LLM-001",
+        "The language model at {url} did not answer ({reason}) after {attempts} attempt(s); "
+        "the grounded planner answered instead.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Check that the model server (infra/vllm) runs and listens at llm.endpoint; "
+        "raise llm.timeout_s if it is only slow.",
+    )
+    LLM_BAD_RESPONSE = ErrorDef(
+        "LH-LLM-002",
+        "The language model's response is not usable ({reason}); the grounded planner "
+        "answered instead.",
+        502,
+        EX_UNAVAILABLE,
+        remedy="Check llm.model names a model the server serves, and that the server was "
+        "started with tool calling enabled (--enable-auto-tool-choice).",
+    )
+    LLM_ENDPOINT_NOT_ALLOWED = ErrorDef(
+        "LH-LLM-003",
+        "The language model endpoint {url} is not allowed: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Patient data is sent to the model: serve it on a loopback or private-network "
+        "address, or set llm.allow_remote=true if a remote endpoint is approved.",
+    )
+    LLM_ANSWER_UNCITED = ErrorDef(
+        "LH-LLM-004",
+        "The language model's answer failed the citation check ({reason}); the grounded "
+        "planner answered instead.",
+        422,
+        EX_DATAERR,
+        remedy="Nothing to fix per question; a model that fails often needs a better prompt "
+        "or model (see docs/assistant.md, LLM mode).",
+    )
+    LLM_STEPS_EXHAUSTED = ErrorDef(
+        "LH-LLM-005",
+        "The language model used its {count} tool calls without answering; the grounded "
+        "planner answered instead.",
+        422,
+        EX_DATAERR,
+        remedy="Raise llm.max_steps if questions legitimately need more tool calls.",
+    )
+
     # --- FHIR API (LH-FHR) ---
     FHIR_TYPE_UNSUPPORTED = ErrorDef(
         "LH-FHR-001",

@@ -478,6 +478,38 @@ class ServeSettings(BaseModel):
     )
 
 
+class AssistantLLMSettings(BaseModel):
+    """The assistant's language model (LLM mode, docs/assistant.md); none: grounded mode."""
+
+    endpoint: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server (vLLM: http://127.0.0.1:8000/v1). "
+        "None (default): grounded mode, no model.",
+    )
+    model: str = Field(
+        "clinical-assistant", description="Model name the server serves (--served-model-name)."
+    )
+    api_key_file: Path | None = Field(
+        None, description="File holding the server's API key (never logged)."
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (when no file is given)."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Timeout of one model request, seconds.")
+    retries: int = Field(
+        1, ge=0, le=5, description="Retries of a request after a 5xx or connection error."
+    )
+    max_steps: int = Field(
+        6, ge=1, le=20, description="Most tool calls the agent makes for one question."
+    )
+    max_tokens: int = Field(512, ge=16, description="Most tokens the model writes per turn.")
+    allow_remote: bool = Field(
+        False,
+        description="Allow an endpoint outside loopback and private networks (patient data "
+        "is sent to the model).",
+    )
+
+
 class MlflowSettings(BaseModel):
     """The MLflow tracking server and model registry (lakehouse/tracking, docs/mlflow.md)."""
 
@@ -639,6 +671,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
+    llm: AssistantLLMSettings = Field(default_factory=AssistantLLMSettings)  # type: ignore[arg-type]
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
     backup: BackupSettings = Field(default_factory=BackupSettings)  # type: ignore[arg-type]

@@ -40,8 +40,10 @@ from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_
 from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
+from serving.assistant.agent import ToolAgent
 from serving.assistant.citations import Citation
 from serving.assistant.lexicon import Lexicon, load_lexicon
+from serving.assistant.llm import ChatModel, OpenAICompatibleChat
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
 from serving.fhir.api import fhir_app
@@ -76,6 +78,8 @@ class Assistant:
     tools: DataTools
     planner: GroundedPlanner
     history: ChatHistory | None = None
+    #: The LLM agent when ``llm.endpoint`` is set (or a model is given); else grounded mode.
+    agent: ToolAgent | None = None
 
 
 def _principal(request: Request) -> Principal:
@@ -102,8 +106,11 @@ def create_app(
     lexicon: Lexicon | None = None,
     now: Callable[[], datetime] | None = None,
     history: ChatHistory | None = None,
+    chat_model: ChatModel | None = None,
 ) -> FastAPI:
-    """The service; governance parts are built from ``cfg`` unless given (tests, embedding)."""
+    """The service; governance parts are built from ``cfg`` unless given (tests, embedding).
+    With ``llm.endpoint`` set (or ``chat_model`` given) questions go to the LLM agent,
+    whose unverifiable answers fall back to the grounded planner (docs/adr/0020)."""
     journal: JournaledAuditLog | None = None
     if identity is None or access is None:
         from lakehouse.governance.access import access_service
@@ -121,6 +128,12 @@ def create_app(
     clock = now or (lambda: datetime.now(zone).replace(tzinfo=None))
     tools = DataTools(spark, access, tables, max_rows=cfg.serve.max_rows)
     state = Assistant(cfg, identity, tools, GroundedPlanner(tools, lexicon, now=clock))
+    if chat_model is None and cfg.llm.endpoint is not None:
+        chat_model = OpenAICompatibleChat.from_settings(cfg.llm)  # LH-LLM-003: not local
+    if chat_model is not None:
+        state.agent = ToolAgent(
+            tools, lexicon, chat_model, fallback=state.planner, max_steps=cfg.llm.max_steps
+        )
     state.history = history or ChatHistory(cfg.data_dir / "serving" / "history.db", identity.audit)
 
     @asynccontextmanager
@@ -171,7 +184,7 @@ def create_app(
 
     @app.post("/api/ask")
     def ask(body: AskRequest, who: User) -> dict[str, Any]:
-        answer = state.planner.ask(who, body.question, body.patient)
+        answer = (state.agent or state.planner).ask(who, body.question, body.patient)
         out: dict[str, Any] = {
             "answer": answer.text,
             "lang": answer.lang,
@@ -180,9 +193,12 @@ def create_app(
             ],
             "citations": answer.citations,
             "refused": answer.refused,
+            "mode": answer.mode,
         }
         if answer.code:
             out["code"] = answer.code
+        if answer.fallback:
+            out["fallback"] = answer.fallback
         _remember(state, who, body, out)
         return out
 

@@ -78,6 +78,11 @@ class Answer:
     sentences: list[Sentence] = field(default_factory=list)
     refused: bool = False
     code: str | None = None
+    #: Who answered: "grounded" (the planner), "llm" (the agent, citations verified) or
+    #: "grounded-fallback" (the planner, after the agent's answer was not usable).
+    mode: str = "grounded"
+    #: Why the agent's answer was not used (a catalogued LH-LLM code), on a fallback.
+    fallback: str | None = None
 
     @property
     def text(self) -> str:
@@ -176,14 +181,7 @@ class GroundedPlanner:
         except LakehouseError as exc:
             if exc.code is not ErrorCode.ACCESS_DENIED:
                 raise
-            refused = Answer(plan.lang, refused=True, code=exc.code.id)
-            refused.say(
-                f"您无权查看该患者的记录（{exc.code.id}），此次请求已记入审计日志。"
-                if zh
-                else f"You may not see this patient's records ({exc.code.id}); the request is "
-                "recorded in the audit log."
-            )
-            return refused
+            return refusal(plan.lang, exc.code.id)
         return answer
 
     def _patient_of_visit(self, who: Principal, visit: str | None) -> str | None:
@@ -213,6 +211,18 @@ class GroundedPlanner:
                 for r in (rows[:1] if plan.latest else rows)
             ]
             _compose(answer, plan, kind, concept, named, fmt)
+
+
+def refusal(lang: str, code: str) -> Answer:
+    """The answer to a question about a patient the user may not see (already audited)."""
+    refused = Answer(lang, refused=True, code=code)
+    refused.say(
+        f"您无权查看该患者的记录（{code}），此次请求已记入审计日志。"
+        if lang == "zh"
+        else f"You may not see this patient's records ({code}); the request is "
+        "recorded in the audit log."
+    )
+    return refused
 
 
 _NOUN = {
@@ -309,4 +319,4 @@ def _dx_sentence(lang: str, latest: bool, concept: Concept | None, v: dict[str, 
     return f"{lead}{name} ({code}), diagnosed {at}."
 
 
-__all__ = ["Answer", "GroundedPlanner", "Plan", "Sentence", "ToolResult"]
+__all__ = ["Answer", "GroundedPlanner", "Plan", "Sentence", "ToolResult", "refusal"]

@@ -1,0 +1,162 @@
+"""A DataTools-shaped fake over in-memory rows and a scripted chat model, for the agent's
+logic without Spark (the real tools are tested against Delta in tests/integration/serving)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance.sessions import Principal
+from serving.assistant.agent import ToolAgent
+from serving.assistant.citations import Citation
+from serving.assistant.lexicon import Concept, Lexicon
+from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
+from serving.assistant.planner import GroundedPlanner
+from serving.assistant.tools import CitedRow, DataTools, ToolResult
+
+HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
+GLU = Concept("LOINC", "2345-7", "Glucose", "葡萄糖")
+METFORMIN = Concept("ATC", "A10BA02", "metformin", "二甲双胍")
+NOW = datetime(2026, 11, 26, 12, 0)
+WHO = Principal("dr_a", "clinician", department="A", institutions=("H1",))
+LAB_TABLE = "silver.lab_result"
+
+
+def lexicon() -> Lexicon:
+    lex = Lexicon()
+    for c, names in {
+        HBA1C: ["糖化血红蛋白", "HbA1c", "Hemoglobin A1c"],
+        GLU: ["Glucose", "血糖"],
+        METFORMIN: ["metformin", "二甲双胍"],
+    }.items():
+        for n in names:
+            lex.add(n, c)
+        lex.codes[(c.vocabulary, c.code)] = c
+    return lex
+
+
+def lab(
+    rid: str, patient: str, concept: Concept, value: float, unit: str, at: datetime
+) -> CitedRow:
+    values = {
+        "institution_code": "H1",
+        "source_system": "lis",
+        "source_record_id": rid,
+        "patient_id": patient,
+        "test_standard_code": concept.code,
+        "test_standard_name": concept.name_en,
+        "test_source_name": concept.name_zh,
+        "value_std": value,
+        "unit_std": unit,
+        "value_as_number": value,
+        "unit_source": unit,
+        "value_source": str(value),
+        "reference_range_source": "4-6",
+        "abnormal_flag": "H",
+        "result_status": "final",
+        "collected_at": at,
+    }
+    return CitedRow(Citation(LAB_TABLE, 3, ("H1", "lis", rid)), values)
+
+
+@dataclass
+class FakeTools:
+    """Rows per patient; ``denied`` patients are refused (LH-SEC-006) as the guard does."""
+
+    labs_of: dict[str, list[CitedRow]] = field(default_factory=dict)
+    denied: set[str] = field(default_factory=set)
+    any_patient: bool = False  # every patient id has the rows of the first patient
+    calls: list[tuple[str, str | None, tuple[str, ...]]] = field(default_factory=list)
+
+    def _rows(self, patient: str) -> list[CitedRow]:
+        if patient in self.denied:
+            raise error(
+                ErrorCode.ACCESS_DENIED,
+                role="clinician",
+                operation="read",
+                table=LAB_TABLE,
+                reason="the patient is outside your scope",
+            )
+        if self.any_patient and self.labs_of:
+            return next(iter(self.labs_of.values()))
+        return self.labs_of.get(patient, [])
+
+    def find_patient(
+        self, who: Principal, *, mrn: str | None = None, visit: str | None = None
+    ) -> ToolResult:
+        self.calls.append(("find_patient", mrn or visit, ()))
+        return ToolResult("find_patient")
+
+    def labs(
+        self,
+        who: Principal,
+        patient_id: str,
+        *,
+        loinc: Sequence[str] = (),
+        since: datetime | None = None,
+        latest: bool = False,
+    ) -> ToolResult:
+        self.calls.append(("labs", patient_id, tuple(loinc)))
+        rows = [
+            r
+            for r in self._rows(patient_id)
+            if (not loinc or r.values["test_standard_code"] in loinc)
+            and (since is None or r.values["collected_at"] >= since)
+        ]
+        rows.sort(key=lambda r: r.values["collected_at"], reverse=True)
+        return ToolResult("labs", rows[:1] if latest else rows)
+
+    def medications(self, who: Principal, patient_id: str, **_: Any) -> ToolResult:
+        self.calls.append(("medications", patient_id, ()))
+        self._rows(patient_id)
+        return ToolResult("medications")
+
+    def diagnoses(self, who: Principal, patient_id: str, **_: Any) -> ToolResult:
+        self.calls.append(("diagnoses", patient_id, ()))
+        self._rows(patient_id)
+        return ToolResult("diagnoses")
+
+
+class Scripted:
+    """A chat model that replies from a script (a message or an exception per turn) and
+    keeps what it was sent."""
+
+    def __init__(self, *replies: ChatMessage | LakehouseError) -> None:
+        self.replies = list(replies)
+        self.seen: list[list[ChatMessage]] = []
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        tool_choice: str | dict[str, Any] | None = None,
+    ) -> ChatMessage:
+        self.seen.append(list(messages))
+        reply = self.replies.pop(0)
+        if isinstance(reply, LakehouseError):
+            raise reply
+        return reply
+
+
+def call(name: str, **arguments: Any) -> ChatMessage:
+    return ChatMessage("assistant", None, (ToolCall(f"c_{name}", name, arguments),))
+
+
+def say(text: str) -> ChatMessage:
+    return ChatMessage("assistant", text)
+
+
+def agent(tools: FakeTools, model: ChatModel, *, max_steps: int = 4) -> ToolAgent:
+    lex = lexicon()
+    real = cast(DataTools, tools)
+    return ToolAgent(
+        real,
+        lex,
+        model,
+        fallback=GroundedPlanner(real, lex, now=lambda: NOW),
+        max_steps=max_steps,
+    )
