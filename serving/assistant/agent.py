@@ -476,7 +476,8 @@ def _since(value: Any) -> datetime | None:
     """The date of a ``since`` argument; None when absent (ValueError when not a date)."""
     if value is None or value == "":
         return None
-    return datetime.fromisoformat(str(value).strip())
+    since = datetime.fromisoformat(str(value).strip())
+    return since.replace(tzinfo=None)  # the tables hold the hospital's local time
 
 
 def _json(value: Any) -> Any:

@@ -168,6 +168,16 @@ def test_max_steps_exhausted_falls_back() -> None:
     assert answer.citations == [str(NEW.citation)]
 
 
+def test_since_narrows_the_read() -> None:
+    tools = _tools()
+    model = Scripted(
+        call("labs", patient="P1", tests=["HbA1c"], since="2026-06-01T00:00:00Z"),
+        say("HbA1c was 7.2 % [1]."),
+    )
+    answer = agent(tools, model).ask(WHO, "HbA1c of MRN P1 since June?")
+    assert answer.citations == [str(NEW.citation)]
+
+
 def test_bad_tool_arguments_go_back_to_the_model() -> None:
     model = Scripted(
         call("labs", patient="P1", since="last week"),
