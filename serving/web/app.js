@@ -30,6 +30,8 @@
       key: "主键",
       refused: "已拒绝",
       noData: "无数据",
+      modeLlm: "模型作答（引用已核验）",
+      modeFallback: "模板作答（模型答案未通过核验）",
       langSwitch: "English",
       signedInAs: "已登录：",
       err: {
@@ -66,6 +68,8 @@
       key: "Key",
       refused: "Refused",
       noData: "No data",
+      modeLlm: "model answer (citations verified)",
+      modeFallback: "template answer (the model's answer failed verification)",
       langSwitch: "中文",
       signedInAs: "Signed in: ",
       err: {
@@ -238,6 +242,13 @@
         t("refused") + (answer.code ? " · " + answer.code : "")));
     } else if (cited.length === 0) {
       card.append(make("span", "badge badge-nodata", t("noData")));
+    }
+    // LLM mode (docs/assistant.md): who answered; grounded mode shows nothing.
+    if (answer.mode === "llm") {
+      card.append(make("span", "badge badge-mode", t("modeLlm")));
+    } else if (answer.mode === "grounded-fallback") {
+      card.append(make("span", "badge badge-mode",
+        t("modeFallback") + (answer.fallback ? " · " + answer.fallback : "")));
     }
     const text = make("div", "sentences");
     if (answer.lang) text.lang = answer.lang === "zh" ? "zh-CN" : "en";
