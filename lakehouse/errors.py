@@ -403,6 +403,32 @@ class ErrorCode(Enum):
         "fix the pipeline and run `lakehouse nlp --full`.",
     )
 
+    # --- clinical NLP training (LH-NLP-01x) ---
+    NLP_TRAINING_SEED_HELD_OUT = ErrorDef(
+        "LH-NLP-010",
+        "Synthetic hospital seed {found} is held out for evaluation and never trained on; "
+        "held out: {expected}.",
+        400,
+        EX_USAGE,
+        remedy="Train on another seed (default 7001); models.nlp.train.HELD_OUT_SEEDS lists "
+        "the seeds evaluation, tests and benchmarks use.",
+    )
+    NLP_TRAINING_DATA_INVALID = ErrorDef(
+        "LH-NLP-011",
+        "No usable {stage} notes for language {name}: {reason}.",
+        400,
+        EX_DATAERR,
+        remedy="Generate a larger training hospital (--patients) or check its annotations.",
+    )
+    NLP_TRAINED_MODEL_INVALID = ErrorDef(
+        "LH-NLP-012",
+        "Trained NLP component {name} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Point nlp.trained_dir at a folder written by `python -m models.nlp.train --out` "
+        "(one spaCy pipeline with a ner component per language) or unset it for rules only.",
+    )
+
     # --- terminology (LH-VOC) ---
     VOCAB_FILE_INVALID = ErrorDef(
         "LH-VOC-001",

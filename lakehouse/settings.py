@@ -322,6 +322,28 @@ class DeidSettings(BaseModel):
     )
 
 
+class NlpSettings(BaseModel):
+    """Clinical NLP pipelines (models/nlp, docs/nlp.md): an optional trained NER."""
+
+    trained_dir: Path | None = Field(
+        None,
+        description="Folder of trained NER pipelines, <dir>/zh and <dir>/en (written by "
+        "`python -m models.nlp.train --out`); relative to home. Default: rules only.",
+    )
+    merge: str | None = Field(
+        None,
+        description="How the trained NER's spans combine with the rules': rules, add (the "
+        "rules win; trained spans fill gaps) or longest. Default: the policy the training run "
+        "chose on its validation split.",
+    )
+
+    def trained_path(self, home: Path) -> Path | None:
+        """``trained_dir`` resolved against ``home``; None when unset."""
+        if self.trained_dir is None:
+            return None
+        return self.trained_dir if self.trained_dir.is_absolute() else home / self.trained_dir
+
+
 class EmpiSettings(BaseModel):
     """Master patient index (lakehouse/empi, jobs/empi.py): model, thresholds, blocking."""
 
@@ -666,6 +688,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
     his: HisSettings = Field(default_factory=HisSettings)  # type: ignore[arg-type]
     deid: DeidSettings = Field(default_factory=DeidSettings)  # type: ignore[arg-type]
+    nlp: NlpSettings = Field(default_factory=NlpSettings)  # type: ignore[arg-type]
     empi: EmpiSettings = Field(default_factory=EmpiSettings)  # type: ignore[arg-type]
     quality: QualitySettings = Field(default_factory=QualitySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]

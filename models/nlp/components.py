@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy
@@ -17,6 +18,7 @@ from spacy.attrs import SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from lakehouse.errors import ErrorCode, error
 from models.nlp import rules
 from models.nlp.resources import load_resource
 
@@ -136,25 +138,65 @@ def _attributes(span: Span, doc: Doc, sent_end: int) -> None:
         span._.value = value[1].strip() if value and value[1].strip() else None
 
 
-@Language.factory("clinical_entities", default_config={"lang": "zh"})
-def make_entities(nlp: Language, name: str, lang: str) -> Any:
-    """Lexicon entities (longest match first) and findings sentences, coded."""
+#: How ``clinical_entities`` combines the spans a trained NER proposed (``doc.ents`` when it
+#: runs, set by a trained component placed before it) with the rules' spans: ``rules`` drops
+#: them, ``add`` keeps the rules' spans and adds the proposed ones that overlap none, ``longest``
+#: keeps the longest of overlapping spans (the rules' on ties). See docs/adr/0021.
+MERGE_POLICIES = ("rules", "add", "longest")
+#: Labels a trained component may propose (the ones the synthetic hospital annotates).
+TRAINED_LABELS = ("CONDITION", "SYMPTOM", "FINDING")
+
+_Candidate = tuple[int, int, str, "rules.Concept | None"]
+
+
+def _merge(
+    found: Sequence[_Candidate], proposed: Sequence[_Candidate], merge: str
+) -> list[_Candidate]:
+    """The rules' non-overlapping ``found`` spans combined with ``proposed`` ones by ``merge``."""
+    if merge == "rules" or not proposed:
+        return list(found)
+    if merge == "add":
+        ranked = [*found, *sorted(proposed, key=lambda m: (-(m[1] - m[0]), m[0]))]
+    else:  # longest; the sort is stable, so the rules' span wins a tie
+        ranked = sorted([*found, *proposed], key=lambda m: -(m[1] - m[0]))
+    out: list[_Candidate] = []
+    for cand in ranked:
+        if all(cand[1] <= o[0] or cand[0] >= o[1] for o in out):
+            out.append(cand)
+    return out
+
+
+@Language.factory("clinical_entities", default_config={"lang": "zh", "merge": "add"})
+def make_entities(nlp: Language, name: str, lang: str, merge: str = "add") -> Any:
+    """Lexicon entities (longest match first) and findings sentences, coded; combined with a
+    trained component's proposals (``doc.ents`` on arrival) by ``merge``."""
     register_extensions()
+    if merge not in MERGE_POLICIES:
+        reason = f"one of {MERGE_POLICIES}"
+        raise error(ErrorCode.CONFIG_INVALID, setting="nlp.merge", reason=reason)
+    lex = rules.lexicon(lang)
 
     def entities(doc: Doc) -> Doc:
-        candidates = _finding_spans(doc, lang)
+        proposed: list[_Candidate] = []
+        for ent in doc.ents:
+            if ent.label_ in TRAINED_LABELS:
+                known = lex.lookup(ent.text)
+                concept = known if known is not None and known.label == ent.label_ else None
+                proposed.append((ent.start_char, ent.end_char, ent.label_, concept))
+        candidates: list[_Candidate] = [(s, e, c.label, c) for s, e, c in _finding_spans(doc, lang)]
         found = sorted(_lexicon_matches(doc.text, lang), key=lambda m: (-(m[1] - m[0]), m[0]))
-        taken: list[tuple[int, int]] = [(s, e) for s, e, _ in candidates]
+        taken: list[tuple[int, int]] = [(s, e) for s, e, _, _ in candidates]
         for s, e, c in found:
             if all(e <= ts or s >= te for ts, te in taken):
-                candidates.append((s, e, c))
+                candidates.append((s, e, c.label, c))
                 taken.append((s, e))
         spans = []
-        for s, e, c in sorted(candidates, key=lambda m: m[0]):
-            span = doc.char_span(s, e, label=c.label, alignment_mode="strict")
+        for s, e, label, coded in sorted(_merge(candidates, proposed, merge), key=lambda m: m[0]):
+            span = doc.char_span(s, e, label=label, alignment_mode="strict")
             if span is None:
                 continue
-            span._.concept, span._.code, span._.system = c.key, c.code, c.system
+            if coded is not None:
+                span._.concept, span._.code, span._.system = coded.key, coded.code, coded.system
             span._.section = section_at(doc, s)
             spans.append(span)
         doc.ents = spans

@@ -16,11 +16,13 @@ import json
 import sys
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from spacy.language import Language
 
 from models.nlp.deid import detect
 from models.nlp.pipeline import load_pipeline
@@ -64,9 +66,20 @@ class Tally:
     notes: Counter[str] = field(default_factory=Counter)
 
 
-def _score_note(t: Tally, text: str, lang: str, gold: list[dict[str, Any]]) -> None:
+def _pipeline(lang: str, pipelines: Mapping[str, Language] | None) -> Language:
+    return pipelines[lang] if pipelines and lang in pipelines else load_pipeline(lang)
+
+
+def _score_note(
+    t: Tally,
+    text: str,
+    lang: str,
+    gold: list[dict[str, Any]],
+    pipelines: Mapping[str, Language] | None = None,
+    phi: bool = True,
+) -> None:
     gold = [g for g in gold if g["end"] <= len(text)]
-    doc = load_pipeline(lang)(text)
+    doc = _pipeline(lang, pipelines)(text)
     pred = {(e.start_char, e.end_char, e.label_): e for e in doc.ents if e.label_ in ENTITY_LABELS}
     gents = {(g["start"], g["end"], g["label"]): g for g in gold if g["kind"] == "entity"}
     for label in ENTITY_LABELS:
@@ -78,11 +91,13 @@ def _score_note(t: Tally, text: str, lang: str, gold: list[dict[str, Any]]) -> N
         t.assertion[(lang, want == got)] += 1
         t.confusion[(want, got)] += 1
         t.concept[(lang, gents[k]["concept"] == pred[k]._.concept)] += 1
+    t.notes[lang] += 1
+    if not phi:
+        return
     gphi = {(g["start"], g["end"], g["label"]) for g in gold if g["kind"] == "phi"}
     pphi = {(r.start, r.end, r.entity_type) for r in detect(text, lang)}
     for label in {k[2] for k in gphi | pphi}:
         t.phi[label].add({k for k in gphi if k[2] == label}, {k for k in pphi if k[2] == label})
-    t.notes[lang] += 1
 
 
 def _rate(c: Counter[tuple[str, bool]], lang: str | None = None) -> float:
@@ -91,8 +106,14 @@ def _rate(c: Counter[tuple[str, bool]], lang: str | None = None) -> float:
     return round(ok / total, 4) if total else 1.0
 
 
-def evaluate(hospital: Path) -> dict[str, Any]:
-    """Scores of the zh/en pipelines and the de-identifier on ``hospital``'s notes."""
+def evaluate(
+    hospital: Path, *, pipelines: Mapping[str, Language] | None = None, phi: bool = True
+) -> dict[str, Any]:
+    """Scores of the zh/en pipelines and the de-identifier on ``hospital``'s notes.
+
+    ``pipelines``: ``{lang: nlp}`` to score instead of ``load_pipeline(lang)``; ``phi=False``
+    skips the de-identifier.
+    """
     docs = pq.read_table(hospital / "truth" / "documents.parquet").to_pylist()
     ann = pq.read_table(hospital / "truth" / "note_annotations.parquet").to_pylist()
     by_note: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -104,7 +125,7 @@ def evaluate(hospital: Path) -> dict[str, Any]:
         if d["source"] != "notes" or not path.exists():
             continue
         text = path.read_bytes().decode("utf-8", errors="replace")
-        _score_note(t, text, d["language"], by_note[d["doc_id"]])
+        _score_note(t, text, d["language"], by_note[d["doc_id"]], pipelines, phi)
     langs = sorted(t.notes)
     entities: dict[str, Any] = {}
     for lang in langs:
@@ -139,7 +160,9 @@ def evaluate(hospital: Path) -> dict[str, Any]:
     }
 
 
-def score_cases(cases: list[dict[str, Any]]) -> dict[str, Any]:
+def score_cases(
+    cases: list[dict[str, Any]], pipelines: Mapping[str, Language] | None = None
+) -> dict[str, Any]:
     """Scores on hand-annotated cases ``{lang, text, entities: [[surface, label, assertion]]}``
     (a surface marks its first occurrence in the text)."""
     t = Tally()
@@ -158,7 +181,7 @@ def score_cases(cases: list[dict[str, Any]]) -> dict[str, Any]:
                     "concept": None,
                 }
             )
-        doc = load_pipeline(lang)(text)
+        doc = _pipeline(lang, pipelines)(text)
         pred = {
             (e.start_char, e.end_char, e.label_): e for e in doc.ents if e.label_ in ENTITY_LABELS
         }
