@@ -205,6 +205,31 @@ def nlp(
     _guard(go)
 
 
+@app.command("nlp-train")
+def nlp_train(
+    patients: Annotated[int, typer.Option(help="Patients of the training hospital.")] = 400,
+    seed: Annotated[int, typer.Option(help="Training seed (evaluation seeds refused).")] = 7001,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="Also write <out>/zh, <out>/en.")] = None,
+) -> None:
+    """Train the clinical NER per language, log to MLflow, register clinical-ner-<lang>."""
+    import dataclasses
+
+    from models.nlp import train as nlp_training
+
+    def go() -> None:
+        cfg = _settings()
+        config = dataclasses.replace(
+            nlp_training.TrainConfig(), patients=patients, seed=seed, epochs=epochs
+        )
+        report = nlp_training.train(config)
+        if out is not None:
+            nlp_training.save(report, out)
+        typer.echo(nlp_training.log_and_register(cfg, report).describe())
+
+    _guard(go)
+
+
 app.command("synth")(synth)
 
 
