@@ -109,9 +109,12 @@ def test_snippet_is_one_line_around_the_target() -> None:
         ("Possible pneumonia or anemia.", [("pneumonia", "possible"), ("anemia", "possible")]),
         # Clause-level cues still reach a whole list.
         ("Denies fever, cough.", [("fever", "negated"), ("cough", "negated")]),
+        # What a screening test looks for is not asserted either way.
+        ("Plan:\n- urine screening test for diabetes\n", [("diabetes", "hypothetical")]),
+        ("Negative test for tuberculosis.", [("tuberculosis", "negated")]),
     ],
 )
-def test_phrase_cues_stop_at_a_comma(text: str, expected: list[tuple[str, str]]) -> None:
+def test_list_scope_and_screening_cues(text: str, expected: list[tuple[str, str]]) -> None:
     doc = load_pipeline("en")(text)
     assert [(e.text, e._.assertion) for e in doc.ents] == expected
 
