@@ -392,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     if python is None:
         print(f"vs medspaCy     skipped: {why}; run `make bench-peers` where PyPI is reachable")
         return 0
-    peer = run_peer(python, texts, ours, args.warmup, args.repeat)
+    try:
+        peer = run_peer(python, texts, ours, args.warmup, args.repeat)
+    except subprocess.CalledProcessError as exc:
+        print(f"vs medspaCy     failed: {PEER_SCRIPT.name} exited {exc.returncode}")
+        return 1
     print(f"medspaCy        {peer['medspacy']} on spaCy {peer['spacy']} ({PEER_ENV.name})")
     print(f"medspaCy full   {_rate(words, peer['full_s'])}  {', '.join(peer['pipe_names'])}")
     print(f"medspaCy fast   {_rate(words, peer['full_sentencizer_s'])}  sentencizer, not PyRuSH")

@@ -3,8 +3,10 @@
 ``python -m benchmarks bench_nlp`` or ``python benchmarks/bench_nlp.py --patients 300``.
 Notes come from a synthetic hospital (seed 9003). Each pipeline runs once over all notes
 to warm up, then is timed over ``--repeat`` passes. The issue's peer comparison against
-medspaCy's ConText cannot run here: medspaCy 1.3.1 pins spaCy < 3.8 and would downgrade the
-main environment (see the dependency notes); it needs its own environment.
+medspaCy's ConText is ``benchmarks/bench_context.py`` (``python -m benchmarks bench_context``):
+on the Synthea notes, with medspaCy 1.3.1 in its own pinned environment ``.venv-medspacy``
+(``make bench-peers``; it pins spaCy < 3.8, so never in ``.venv``). See docs/nlp.md for the
+figures.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         f"en pipeline     {en_words / en_s:,.0f} words/s ({len(notes['en']) / en_s:,.0f} notes/s)"
     )
     print(f"de-id (zh+en)   {all_chars / deid_s:,.0f} chars/s ({len(pairs) / deid_s:,.0f} notes/s)")
-    print("vs medspaCy     not run: medspaCy pins spaCy<3.8 (own environment needed)")
+    print("vs medspaCy     see bench_context (Synthea notes, medspaCy in .venv-medspacy)")
     return 0
 
 
