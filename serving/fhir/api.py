@@ -27,7 +27,7 @@ from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
 from serving.assistant.tools import DataTools
-from serving.fhir.resources import KINDS, Kind, Resource
+from serving.fhir.resources import KINDS, VARIANTS, Kind, Resource
 from serving.fhir.search import MAX_COUNT, parse
 from serving.fhir.store import FhirStore
 
@@ -128,8 +128,9 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
     def search(rtype: str, request: Request, who: User) -> Resource:
         kind = _kind(rtype)
         params = list(request.query_params.multi_items())
-        found = parse(kind, params, store.zone)
-        page = _guarded(lambda: store.search(who, kind, found))
+        searches = [(k, parse(k, params, store.zone)) for k in VARIANTS[kind.type]]
+        found = searches[0][1]
+        page = _guarded(lambda: store.search(who, searches))
         nxt = None
         seen = found.offset + found.count
         if len(page.resources) == found.count and (page.total is None or page.total > seen):
@@ -198,7 +199,7 @@ def capability_statement(base: str) -> Resource:
     resources: list[dict[str, Any]] = []
     for kind in KINDS.values():
         params = [{"name": "_id", "type": "token"}]
-        if kind.clinical:
+        if kind.clinical and kind.patient_linked:
             params += [
                 {"name": "patient", "type": "reference"},
                 {"name": "subject", "type": "reference"},
@@ -207,14 +208,16 @@ def capability_statement(base: str) -> Resource:
             params.append({"name": "code", "type": "token"})
         if kind.date:
             params.append({"name": kind.date_param, "type": "date"})
+        if any(k.category for k in VARIANTS[kind.type]):
+            params.append({"name": "category", "type": "token"})
         entry: dict[str, Any] = {
             "type": kind.type,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": params,
         }
-        if kind.clinical:
+        if kind.clinical and kind.patient_linked:
             entry["searchInclude"] = [f"{kind.type}:patient"]
-        else:
+        elif not kind.clinical:
             entry["operation"] = [
                 {
                     "name": "everything",

@@ -41,6 +41,8 @@ class Search:
     offset: int = 0
     include_patient: bool = False
     patients: list[tuple[str, str]] = field(default_factory=list)
+    #: True when a parameter rules this kind out (another Observation category).
+    none: bool = False
 
 
 def invalid(name: str, reason: str) -> Exception:
@@ -64,6 +66,21 @@ def where_patient(institution: str, patient: str) -> exp.Expr:
     )
 
 
+def id_where(kind: Kind, fhir_id: str) -> exp.Expr | None:
+    """The condition selecting the row of an id of ``kind`` (None: not one of its ids)."""
+    key = decode(fhir_id, kind.width)
+    if key is None:
+        return None
+    if not kind.clinical:
+        return where_patient(key[0], key[1])
+    if kind.tag:
+        if key[2] != kind.tag:
+            return None
+        key = (key[0], key[1], key[3])
+    parts = ("institution_code", "source_system", kind.key)
+    return exp.and_(*[col(c).eq(string(v)) for c, v in zip(parts, key, strict=True)])
+
+
 def parse(kind: Kind, params: list[tuple[str, str]], zone: ZoneInfo) -> Search:
     """The search ``params`` (repeated names kept) ask for on ``kind``."""
     out = Search()
@@ -77,18 +94,24 @@ def parse(kind: Kind, params: list[tuple[str, str]], zone: ZoneInfo) -> Search:
                 raise invalid(name, "a whole number")
             out.offset = int(value)
         elif name == "_include":
-            if not kind.clinical or value not in (f"{kind.type}:patient", f"{kind.type}:subject"):
+            served = (f"{kind.type}:patient", f"{kind.type}:subject")
+            if not kind.patient_linked or not kind.clinical or value not in served:
                 raise invalid(name, f"only {kind.type}:patient is served")
             out.include_patient = True
         elif name == "_format":
             if value not in ("json", "application/fhir+json", "application/json"):
                 raise invalid(name, "only JSON is served")
-        elif name in ("patient", "subject") and kind.clinical:
+        elif name in ("patient", "subject") and kind.patient_linked and kind.clinical:
             inst, pid = patient_key(name, value)
             out.patients.append((inst, pid))
             out.where.append(where_patient(inst, pid))
         elif name == "_id":
             out.where.append(_ids(kind, value))
+        elif name == "category" and kind.category:
+            codes = {t.rpartition("|")[2] for t in value.split(",")}
+            if not all(codes):
+                raise invalid(name, "a category code, or system|code")
+            out.none = out.none or kind.category not in codes
         elif name == "code" and kind.codes:
             out.where.append(_codes(kind, value))
         elif name == kind.date_param and kind.date:
@@ -99,17 +122,7 @@ def parse(kind: Kind, params: list[tuple[str, str]], zone: ZoneInfo) -> Search:
 
 
 def _ids(kind: Kind, value: str) -> exp.Expr:
-    ors: list[exp.Expr] = []
-    for one in value.split(","):
-        key = decode(one, 3 if kind.clinical else 2)
-        if key is None:
-            ors.append(exp.false())
-        elif kind.clinical:
-            parts = ("institution_code", "source_system", kind.key)
-            ors.append(exp.and_(*[col(c).eq(string(v)) for c, v in zip(parts, key, strict=True)]))
-        else:
-            ors.append(where_patient(*key))
-    return exp.or_(*ors)
+    return exp.or_(*[id_where(kind, one) or exp.false() for one in value.split(",")])
 
 
 def _codes(kind: Kind, value: str) -> exp.Expr:
@@ -120,10 +133,13 @@ def _codes(kind: Kind, value: str) -> exp.Expr:
             raise invalid("code", "a code, or system|code")
         if bar and system:
             vocab = VOCABULARIES.get(system)
-            if vocab is None:  # a code system this server does not hold: no match
+            # A code system this server does not hold (or a kind of local codes): no match.
+            if vocab is None or all(not v for v, _ in kind.codes):
                 ors.append(exp.false())
                 continue
             for vcol, ccol in kind.codes:
+                if not vcol:  # a local code without a vocabulary column: code only
+                    continue
                 ors.append(exp.and_(col(vcol).eq(string(vocab)), col(ccol).eq(string(code))))
         else:
             ors.extend(col(ccol).eq(string(code)) for _, ccol in kind.codes)

@@ -11,18 +11,19 @@ read or refusal is audited with the patient's keyed pseudonym.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlglot
 from sqlglot import exp
 
-from lakehouse.errors import ErrorCode, error
+from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
 from serving.assistant.tools import PURPOSE, DataTools
 from serving.fhir.ids import decode
-from serving.fhir.resources import KINDS, Kind, Resource
-from serving.fhir.search import Search, where_patient
+from serving.fhir.resources import ALL_KINDS, KINDS, VARIANTS, FhirTables, Kind, Resource
+from serving.fhir.search import Search, id_where, where_patient
 from serving.sql import col, string
 
 EVERYTHING_MAX = 1000  # resources of one type in a $everything answer
@@ -43,34 +44,45 @@ class FhirStore:
 
     def __init__(self, tools: DataTools, zone: ZoneInfo) -> None:
         self.tools, self.zone = tools, zone
+        self.tables = FhirTables.of(tools.tables)
 
     def read(self, who: Principal, kind: Kind, fhir_id: str) -> Resource:
         """The resource of an id (``LH-FHR-003`` when absent or not visible)."""
-        key = decode(fhir_id, 3 if kind.clinical else 2)
-        if key is None:
-            raise error(ErrorCode.FHIR_NOT_FOUND, name=kind.type)
-        where: exp.Expr
-        if kind.clinical:
-            cols = ("institution_code", "source_system", kind.key)
-            where = exp.and_(*[col(c).eq(string(v)) for c, v in zip(cols, key, strict=True)])
-        else:
-            where = where_patient(key[0], key[1])
-        rows, _ = self._rows(who, kind, where, limit=1)
-        if not rows:
-            raise error(ErrorCode.FHIR_NOT_FOUND, name=kind.type)
-        return kind.build(rows[0], self.zone)
+        for variant in VARIANTS[kind.type]:
+            where = id_where(variant, fhir_id)
+            if where is None:
+                continue
+            rows, _ = self._rows(who, variant, where, limit=1)
+            if rows:
+                return variant.build(rows[0], self.zone)
+        raise error(ErrorCode.FHIR_NOT_FOUND, name=kind.type)
 
-    def search(self, who: Principal, kind: Kind, search: Search) -> Page:
-        where = exp.and_(*search.where) if search.where else None
-        rows, total = self._rows(
-            who, kind, where, limit=search.count, offset=search.offset, total=True
-        )
-        resources = _unique([kind.build(r, self.zone) for r in rows])
+    def search(self, who: Principal, searches: list[tuple[Kind, Search]]) -> Page:
+        """One page of a search over the kinds of a type (each with its parsed search)."""
+        wanted = [(k, s) for k, s in searches if not s.none]
+        first = searches[0][1]
+        found: list[tuple[Kind, dict[str, Any]]] = []
+        total = 0
+        for kind, search in wanted:
+            where = exp.and_(*search.where) if search.where else None
+            if len(wanted) == 1:  # the database pages
+                rows, count = self._rows(
+                    who, kind, where, limit=search.count, offset=search.offset, total=True
+                )
+            else:  # each kind's first offset + count rows, merged below
+                rows, count = self._rows(
+                    who, kind, where, limit=search.offset + search.count, total=True
+                )
+            found.extend((kind, r) for r in rows)
+            total += count or 0
+        if len(wanted) > 1:
+            found = _merged(found)[first.offset : first.offset + first.count]
+        resources = _unique([k.build(r, self.zone) for k, r in found])
         included: list[Resource] = []
-        if search.include_patient and rows:
-            keys = sorted({(r["institution_code"], r["patient_id"]) for r in rows})
+        if first.include_patient and found:
+            keys = sorted({(r["institution_code"], r["patient_id"]) for _, r in found})
             included = self.patients(who, keys)
-        return Page(resources, total, included)
+        return Page(resources, total if wanted else 0, included)
 
     def patients(self, who: Principal, keys: list[tuple[str, str]]) -> list[Resource]:
         """The Patient resources of some patient keys (one guarded read)."""
@@ -85,13 +97,47 @@ class FhirStore:
         patient = self.read(who, KINDS["Patient"], fhir_id)
         inst, pid = decode(fhir_id, 2) or ("", "")
         out = [patient]
-        for kind in KINDS.values():
-            if kind.clinical:
+        for kind in ALL_KINDS:
+            if kind.clinical and kind.patient_linked:
                 rows, _ = self._rows(who, kind, where_patient(inst, pid), limit=EVERYTHING_MAX)
                 out.extend(kind.build(r, self.zone) for r in rows)
         return out
 
     # -- the one query shape -----------------------------------------------------------
+    def select(
+        self,
+        who: Principal,
+        kind: Kind,
+        where: exp.Expr | None,
+        *,
+        total: bool = False,
+    ) -> exp.Select:
+        """The SELECT of ``kind``'s rows matching ``where`` (unordered, unlimited): the
+        columns the role may see of those the builder reads (a column the policy hides is
+        left out, so its element is), live rows only."""
+        spec = kind.table(self.tables)
+        visible = set(self.tools.access.guard.policy.visible_columns(who.role, spec))
+        wanted = dict.fromkeys([*spec.keys, *kind.columns, *_EXTRA.get(kind.type, ())])
+        names = [c for c in wanted if c in visible or c in spec.keys or c == "patient_id"]
+        live = exp.or_(col("is_deleted").is_(exp.null()), exp.not_(col("is_deleted")))
+        table = exp.table_(spec.table_name, db=spec.schema_name, quoted=True)
+        if kind.group is None:
+            cols: list[exp.Expr] = [col(c) for c in names]
+        else:
+            cols = [col(c) for c in kind.group.by]
+            cols += [
+                exp.alias_(sqlglot.parse_one(sql, read="spark"), alias)
+                for alias, sql in kind.group.aggregates
+            ]
+            live = exp.and_(live, col(kind.key).is_(exp.null()).not_())
+        if total:
+            cols.append(exp.alias_(sqlglot.parse_one("COUNT(*) OVER ()", read="spark"), _TOTAL))
+        query = exp.select(*cols).from_(table)
+        query = query.where(exp.and_(where, live) if where is not None else live)
+        if kind.group is not None:
+            query = query.group_by(*[col(c) for c in kind.group.by])
+        return query
+
     def _rows(
         self,
         who: Principal,
@@ -102,14 +148,8 @@ class FhirStore:
         offset: int = 0,
         total: bool = False,
     ) -> tuple[list[dict[str, Any]], int | None]:
-        spec = kind.table(self.tools.tables)
-        cols: list[exp.Expr] = [col(c) for c in dict.fromkeys([*spec.keys, *kind.columns])]
-        if total:
-            cols.append(exp.alias_(sqlglot.parse_one("COUNT(*) OVER ()", read="spark"), _TOTAL))
-        live = exp.or_(col("is_deleted").is_(exp.null()), exp.not_(col("is_deleted")))
-        table = exp.table_(spec.table_name, db=spec.schema_name, quoted=True)
-        query = exp.select(*cols).from_(table)
-        query = query.where(exp.and_(where, live) if where is not None else live)
+        spec = kind.table(self.tables)
+        query = self.select(who, kind, where, total=total)
         query = query.order_by(*_order(kind, spec.keys)).limit(limit)
         if offset:
             query = query.offset(offset)
@@ -120,13 +160,106 @@ class FhirStore:
         count = int(out[0].pop(_TOTAL)) if total and out else (0 if total and not offset else None)
         for r in out:
             r.pop(_TOTAL, None)
+        if out and kind.type == "DocumentReference":
+            self._note_text(who, out)
+        if out and kind.type == "ImagingStudy":
+            self._series(who, out)
         return out, count
+
+    def _note_text(self, who: Principal, rows: list[dict[str, Any]]) -> None:
+        """Each note's ``text``: the note text where the policy lets the role read it, else
+        the de-identified text of the note's current version (``silver.note_deid``) where
+        the role may read that table, else none."""
+        if any("note_text" in r for r in rows):
+            for r in rows:
+                r["text"] = r.pop("note_text", None)
+            return
+        spec = self.tables.note_deid
+        keys = exp.or_(*[_key_where(spec.keys, r) for r in rows])
+        query = (
+            exp.select(*[col(c) for c in (*spec.keys, "source_updated_at", "text_deid")])
+            .from_(exp.table_(spec.table_name, db=spec.schema_name, quoted=True))
+            .where(exp.and_(keys, col("text_deid").is_(exp.null()).not_()))
+        )
+        sql = query.sql(dialect="spark")
+        try:  # the guard alone (no read, nothing audited): may the role read the table?
+            self.tools.access.guard.rewrite(who, sql)
+        except LakehouseError:
+            return
+        found = self.tools.access.query(who, sql, purpose=PURPOSE, limit=len(rows))
+        texts = {
+            tuple(d[k] for k in spec.keys): (d["source_updated_at"], d["text_deid"])
+            for d in (r.asDict() for r in found)
+        }
+        for r in rows:
+            hit = texts.get(tuple(r[k] for k in spec.keys))
+            # Only the de-identified text of this version: a changed note waits for the NLP.
+            if hit is not None and hit[0] == r.get("source_updated_at"):
+                r["text"], r["text_deid"] = hit[1], True
+
+    def _series(self, who: Principal, rows: list[dict[str, Any]]) -> None:
+        """The series of the studies (one guarded read)."""
+        spec = self.tables.imaging_series
+        parts = ("institution_code", "source_system", "study_instance_uid")
+        keys = exp.or_(*[_key_where(parts, r) for r in rows])
+        cols = (
+            *parts, "series_instance_uid", "patient_id", "modality", "series_description",
+            "body_part", "instance_count",
+        )  # fmt: skip
+        query = (
+            exp.select(*[col(c) for c in cols])
+            .from_(exp.table_(spec.table_name, db=spec.schema_name, quoted=True))
+            .where(keys)
+            .order_by(col("series_instance_uid"))
+        )
+        found = self.tools.access.query(
+            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=EVERYTHING_MAX
+        )
+        by_study: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for one in found:
+            d = one.asDict()
+            by_study.setdefault(tuple(d[k] for k in parts), []).append(d)
+        for r in rows:
+            r["series"] = by_study.get(tuple(r[k] for k in parts), [])
+
+
+#: Columns a builder needs beyond its kind's own (the version a note's text belongs to).
+_EXTRA = {"DocumentReference": ("source_updated_at",)}
+
+
+def _key_where(columns: tuple[str, ...], row: dict[str, Any]) -> exp.Expr:
+    return exp.and_(*[col(c).eq(string(row[c])) for c in columns])
+
+
+def _merged(found: list[tuple[Kind, dict[str, Any]]]) -> list[tuple[Kind, dict[str, Any]]]:
+    """Rows of several kinds in one total order: date descending (none last), then the kinds'
+    order and each kind's own order (a stable sort of rows each kind returned ordered)."""
+
+    def key(item: tuple[Kind, dict[str, Any]]) -> tuple[bool, float]:
+        kind, row = item
+        when = row.get(_date_alias(kind)) if kind.date else None
+        return (when is None, -when.timestamp() if isinstance(when, datetime) else 0.0)
+
+    return sorted(found, key=key)
+
+
+def _date_alias(kind: Kind) -> str:
+    """The column of the rows holding the kind's date (a grouped kind's aggregate)."""
+    if kind.group is not None:
+        return "effective_at"
+    return kind.date or ""
 
 
 def _order(kind: Kind, keys: tuple[str, ...]) -> list[exp.Ordered]:
     """Newest first for clinical rows; patients by key, newest source version first. The
     table keys end the order, so it is total and pages do not overlap."""
     first: list[exp.Ordered] = []
+    if kind.group is not None:
+        date = sqlglot.parse_one(f"MIN({kind.date})", read="spark")
+        return [
+            exp.Ordered(this=date, desc=True, nulls_first=False),
+            *(exp.Ordered(this=col(k), nulls_first=True) for k in kind.group.by),
+        ]
     if kind.clinical and kind.date:
         first.append(exp.Ordered(this=col(kind.date), desc=True, nulls_first=False))
     if not kind.clinical:

@@ -35,8 +35,18 @@ from lakehouse.governance.sessions import Principal, SessionSigner
 from lakehouse.governance.sql_guard import SqlGuard
 from lakehouse.governance.tls import client_context
 from lakehouse.settings import SecuritySettings, ServeSettings, Settings
-from lakehouse.tables.silver.clinical import DIAGNOSIS, LAB_RESULT, MEDICATION_ORDER
+from lakehouse.tables.silver.clinical import (
+    DIAGNOSIS,
+    LAB_RESULT,
+    MEDICATION_ORDER,
+    PROCEDURE,
+    VITAL_SIGN,
+)
+from lakehouse.tables.silver.documents import NOTE
 from lakehouse.tables.silver.encounter import ENCOUNTER
+from lakehouse.tables.silver.imaging import IMAGING_SERIES, IMAGING_STUDY
+from lakehouse.tables.silver.note_nlp import NOTE_DEID
+from lakehouse.tables.silver.organization import ORG, PROVIDER
 from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.vocab.concepts import CONCEPT, CONCEPT_SYNONYM
@@ -44,7 +54,7 @@ from lakehouse.terminology import ATC, LOINC
 from lakehouse.terminology.vocabularies import DATA
 from serving.app import create_app, tls_files
 from serving.assistant.lexicon import load_lexicon
-from serving.assistant.tools import ToolTables
+from serving.fhir.resources import FhirTables
 
 KEY = b"k" * 32
 PASSWORD = "Correct-Horse-42"
@@ -59,6 +69,10 @@ roles:
     phi: [name, identifier, contact, address, date, free_text, quasi]
     scope: [department, institution]
     break_glass: true
+  nurse:
+    read: [silver.*]
+    phi: [identifier, date]
+    scope: [institution]
   admin:
     read: [ops.*]
     deny: [audit.*]
@@ -71,7 +85,7 @@ roles:
 class Service:
     url: str
     audit: MemoryAuditLog
-    tables: ToolTables
+    tables: FhirTables
     spark: SparkSession
     verify: ssl.SSLContext
 
@@ -86,8 +100,13 @@ def _rows(spec: TableSpec, *records: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [tuple({**base, **r}.get(c) for c in spec.column_names) for r in records]
 
 
-def _lab(rid: str, patient: str, code: str, name: str, value: float, unit: str, days: int) -> dict:
+def _lab(
+    rid: str, patient: str, code: str, name: str, value: float, unit: str, days: int, order: str
+) -> dict:
     return {
+        "order_id": order,
+        "panel_code": "DM" if order == "O1" else "HBA1C",
+        "panel_name": "糖尿病组合" if order == "O1" else "糖化血红蛋白",
         "result_id": rid,
         "patient_id": patient,
         "patient_key": f"H1|{patient}",
@@ -155,7 +174,161 @@ def _row(spec: TableSpec, **values: Any) -> tuple[Any, ...]:
     return tuple(values.get(c) for c in spec.column_names)
 
 
-def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
+def _vital(vid: str, patient: str, code: str, value: float, unit: str, days: int) -> dict[str, Any]:
+    return {
+        "vital_id": vid,
+        "patient_id": patient,
+        "patient_key": f"H1|{patient}",
+        "source_system": "his",
+        "encounter_id": "V1" if patient == "P1" else None,
+        "source_vocabulary": "LOINC",
+        "source_code": code,
+        "standard_vocabulary": "LOINC",
+        "standard_code": code,
+        "standard_name": {"8867-4": "Heart rate", "8480-6": "Systolic blood pressure"}[code],
+        "value_as_number": float(value),
+        "unit_source": unit,
+        "unit_std": unit,
+        "measured_at": NOW - timedelta(days=days),
+    }
+
+
+NOTE_TEXT = "张三，男，主诉：口渴多饮三月。"
+NOTE_DEID_TEXT = "王五，男，主诉：口渴多饮三月。"
+
+
+def _fhir_rows(t: FhirTables) -> list[tuple[TableSpec, list[tuple[Any, ...]]]]:
+    """The tables only the FHIR API reads (vital signs, procedures, notes, imaging, staff)."""
+    p1 = {"patient_id": "P1", "patient_key": "H1|P1"}
+    version = NOW - timedelta(days=4)
+    return [
+        (
+            t.vital_sign,
+            _rows(
+                t.vital_sign,
+                _vital("VS1", "P1", "8867-4", 72, "/min", 4),
+                _vital("VS2", "P1", "8480-6", 130, "mm[Hg]", 40),
+                _vital("VS3", "P2", "8867-4", 90, "/min", 2),
+            ),
+        ),
+        (
+            t.procedure,
+            _rows(
+                t.procedure,
+                {
+                    **p1,
+                    "procedure_id": "PR1",
+                    "source_system": "his",
+                    "encounter_id": "V1",
+                    "source_vocabulary": "LOCAL:H1:PROC",
+                    "source_code": "CT-HEAD",
+                    "source_name": "头颅CT平扫",
+                    "standard_vocabulary": "ICD9CM3",
+                    "standard_code": "87.03",
+                    "standard_name": "Computerized axial tomography of head",
+                    "status": "completed",
+                    "provider_id": "D7",
+                    "performed_at": NOW - timedelta(days=5),
+                },
+            ),
+        ),
+        (
+            t.note,
+            _rows(
+                t.note,
+                {
+                    **p1,
+                    "note_id": "N1",
+                    "source_system": "emr",
+                    "encounter_id": "V1",
+                    "note_type": "progress",
+                    "note_title": "首次病程记录",
+                    "language": "zh",
+                    "note_text": NOTE_TEXT,
+                    "author_name": "王医生",
+                    "recorded_at": version,
+                    "source_updated_at": version,
+                },
+            ),
+        ),
+        (
+            t.note_deid,
+            _rows(
+                t.note_deid,
+                {
+                    "note_id": "N1",
+                    "patient_key": "H1|P1",
+                    "source_system": "emr",
+                    "encounter_id": "V1",
+                    "text_deid": NOTE_DEID_TEXT,
+                    "nlp_status": "ok",
+                    "source_updated_at": version,
+                },
+            ),
+        ),
+        (
+            t.imaging_study,
+            _rows(
+                t.imaging_study,
+                {
+                    **p1,
+                    "study_instance_uid": "1.2.840.99.1",
+                    "source_system": "pacs",
+                    "encounter_id": "V1",
+                    "accession_number": "ACC1",
+                    "modalities": ["CT"],
+                    "study_description": "CT HEAD",
+                    "study_at": NOW - timedelta(days=5),
+                    "series_count": 1,
+                    "instance_count": 20,
+                },
+            ),
+        ),
+        (
+            t.imaging_series,
+            _rows(
+                t.imaging_series,
+                {
+                    **p1,
+                    "series_instance_uid": "1.2.840.99.1.1",
+                    "study_instance_uid": "1.2.840.99.1",
+                    "source_system": "pacs",
+                    "modality": "CT",
+                    "series_description": "AXIAL",
+                    "instance_count": 20,
+                },
+            ),
+        ),
+        (
+            t.org,
+            _rows(
+                t.org,
+                {
+                    "org_code": "H1",
+                    "source_system": "his",
+                    "org_name": "第一医院",
+                    "org_oid": "2.16.156.10011.99",
+                    "org_kind": "hospital",
+                },
+            ),
+        ),
+        (
+            t.provider,
+            _rows(
+                t.provider,
+                {
+                    "provider_id": "D7",
+                    "source_system": "his",
+                    "provider_name": "王医生",
+                    "dept_code": "A",
+                    "title": "主任医师",
+                },
+            ),
+        ),
+    ]
+
+
+def _seed(spark: SparkSession, t: FhirTables, directory: TableSpec) -> None:
     patients = _rows(
         t.patient,
         {
@@ -212,10 +385,10 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
     )
     labs = _rows(
         t.lab_result,
-        _lab("R1", "P1", "4548-4", "Hemoglobin A1c", 7.9, "%", 90),
-        _lab("R2", "P1", "4548-4", "Hemoglobin A1c", 6.8, "%", 5),
-        _lab("R3", "P1", "2345-7", "Glucose", 7.2, "mmol/L", 60),
-        _lab("R4", "P2", "4548-4", "Hemoglobin A1c", 9.1, "%", 3),
+        _lab("R1", "P1", "4548-4", "Hemoglobin A1c", 7.9, "%", 90, "O1"),
+        _lab("R2", "P1", "4548-4", "Hemoglobin A1c", 6.8, "%", 5, "O2"),
+        _lab("R3", "P1", "2345-7", "Glucose", 7.2, "mmol/L", 60, "O1"),
+        _lab("R4", "P2", "4548-4", "Hemoglobin A1c", 9.1, "%", 3, "O4"),
     )
     meds = _rows(
         t.medication_order,
@@ -236,6 +409,7 @@ def _seed(spark: SparkSession, t: ToolTables, directory: TableSpec) -> None:
         },
     )
     data = [
+        *_fhir_rows(t),
         (directory, [("P1", "A", "H1"), ("P2", "B", "H1")]),
         (t.patient, patients),
         (t.encounter, visits),
@@ -254,8 +428,11 @@ def service(
     spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     u = uuid.uuid4().hex[:8]
-    specs = (PATIENT, ENCOUNTER, LAB_RESULT, MEDICATION_ORDER, DIAGNOSIS)
-    tables = ToolTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
+    specs = (
+        PATIENT, ENCOUNTER, LAB_RESULT, MEDICATION_ORDER, DIAGNOSIS, VITAL_SIGN, PROCEDURE, NOTE,
+        NOTE_DEID, IMAGING_STUDY, IMAGING_SERIES, ORG, PROVIDER,
+    )  # fmt: skip
+    tables = FhirTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
     directory = TableSpec(
         name=f"silver.patient_directory_srv_{u}",
         comment="Test patient directory: department and site of each patient.",
@@ -269,7 +446,7 @@ def service(
     tmp = tmp_path_factory.mktemp("serving")
     policy_file = tmp / "policy.yaml"
     policy_file.write_text(POLICY.format(directory=directory.name))
-    catalog = {s.name: s for s in (*tables.all(), directory)}
+    catalog = {s.name: s for s in (*tables.fhir(), directory)}
     audit = MemoryAuditLog()
     access = AccessService(spark, SqlGuard(load_policy(policy_file), catalog), audit, KEY)
     identity = IdentityService(
@@ -278,6 +455,9 @@ def service(
     root = Principal("root", "admin")
     identity.create_account(
         root, "dr_a", PASSWORD, ("clinician",), department="A", institutions=("H1",)
+    )
+    identity.create_account(
+        root, "nurse_a", PASSWORD, ("nurse",), department="A", institutions=("H1",)
     )
     (concept, concepts), (synonym, synonyms) = _vocab(u)
     for spec, rows in ((concept, concepts), (synonym, synonyms)):

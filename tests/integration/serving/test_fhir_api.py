@@ -14,7 +14,16 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from lakehouse.governance.audit import patient_ref
-from tests.integration.serving.conftest import KEY, NOW, Service, client
+from serving.fhir.ids import encode
+from tests.integration.serving.conftest import (
+    KEY,
+    NOTE_DEID_TEXT,
+    NOTE_TEXT,
+    NOW,
+    PASSWORD,
+    Service,
+    client,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -128,7 +137,12 @@ def test_search_by_patient_code_date_and_pages(service: Service, token: str) -> 
     with client(service, token) as c:
         r = c.get(
             f"{R4}/Observation",
-            params=[("patient", "Patient/H1-P1"), ("date", f"ge{since}"), ("date", f"lt{until}")],
+            params=[
+                ("patient", "Patient/H1-P1"),
+                ("category", "laboratory"),
+                ("date", f"ge{since}"),
+                ("date", f"lt{until}"),
+            ],
         )
     assert _ids(_ok(r)) == ["H1-lis-R3"]
     recent = _ok(
@@ -143,6 +157,7 @@ def test_search_by_patient_code_date_and_pages(service: Service, token: str) -> 
             token,
             "/Observation",
             patient="H1-P1",
+            category="http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
             _count="2",
             _include="Observation:patient",
         )
@@ -162,14 +177,21 @@ def test_everything_is_the_patients_record(service: Service, token: str) -> None
     types = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
     assert types == [
         "Condition",
+        "DiagnosticReport",
+        "DiagnosticReport",
+        "DocumentReference",
         "Encounter",
+        "ImagingStudy",
         "MedicationRequest",
         "Observation",
         "Observation",
         "Observation",
+        "Observation",
+        "Observation",
         "Patient",
+        "Procedure",
     ]
-    assert bundle["total"] == 7
+    assert bundle["total"] == 14
     assert all(
         e["resource"].get("subject", {}).get("reference", "Patient/H1-P1") == "Patient/H1-P1"
         for e in bundle["entry"]
@@ -197,3 +219,118 @@ def test_patient_outside_scope_is_refused_audited_and_not_revealed(
     every = _ok(_get(service, token, "/Observation", code="4548-4"))
     assert every["total"] == 2
     assert "H1-lis-R4" not in _ids(every)
+
+
+def _login(service: Service, username: str) -> str:
+    with client(service) as c:
+        r = c.post("/api/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+def test_the_further_types_validate_with_standard_codings(service: Service, token: str) -> None:
+    cap = _ok(_get(service, None, "/metadata"))
+    served = {r["type"]: r for r in cap["rest"][0]["resource"]}
+    assert {
+        "Procedure", "DiagnosticReport", "DocumentReference", "ImagingStudy", "Organization",
+        "Practitioner",
+    } <= set(served)  # fmt: skip
+    assert {"name": "category", "type": "token"} in served["Observation"]["searchParam"]
+
+    vital = _ok(_get(service, token, "/Observation/H1-his-vs-VS1"))
+    assert vital["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert vital["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "8867-4",
+        "display": "Heart rate",
+    }
+    assert vital["valueQuantity"] == {
+        "value": 72.0,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    }
+    assert vital["identifier"][0]["system"] == "urn:lakehouse:H1:his:vital_sign"
+
+    proc = _ok(_get(service, token, "/Procedure/H1-his-PR1"))
+    icd9, local = proc["code"]["coding"]
+    assert (icd9["system"], icd9["code"]) == ("http://hl7.org/fhir/sid/icd-9-cm", "87.03")
+    assert (local["code"], proc["status"]) == ("CT-HEAD", "completed")
+
+    report = _ok(_get(service, token, "/DiagnosticReport/H1-lis-O1"))
+    assert sorted(r["reference"] for r in report["result"]) == [
+        "Observation/H1-lis-R1",
+        "Observation/H1-lis-R3",
+    ]
+    assert (report["status"], report["code"]["coding"][0]["code"]) == ("final", "DM")
+
+    study_id = encode("H1", "pacs", "1.2.840.99.1")
+    study = _ok(_get(service, token, f"/ImagingStudy/{study_id}"))
+    assert study["identifier"][0]["value"] == "urn:oid:1.2.840.99.1"
+    assert [s["uid"] for s in study["series"]] == ["1.2.840.99.1.1"]
+    assert study["series"][0]["modality"]["code"] == "CT"
+
+    org = _ok(_get(service, token, "/Organization/H1-his-H1"))
+    assert org["name"] == "第一医院"
+    assert {"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.16.156.10011.99"} in org[
+        "identifier"
+    ]
+
+
+def test_search_by_category_code_and_date_merges_labs_and_vitals(
+    service: Service, token: str
+) -> None:
+    vitals = _ok(_get(service, token, "/Observation", patient="H1-P1", category="vital-signs"))
+    assert (_ids(vitals), vitals["total"]) == (["H1-his-vs-VS1", "H1-his-vs-VS2"], 2)
+    labs = _ok(_get(service, token, "/Observation", patient="H1-P1", category="laboratory"))
+    assert labs["total"] == 3
+    # Both kinds, newest first across them, paged through the merge: R2 5, VS1 4 days ago...
+    first = _ok(_get(service, token, "/Observation", patient="H1-P1", _count="2"))
+    assert (first["total"], _ids(first)) == (5, ["H1-his-vs-VS1", "H1-lis-R2"])
+    nxt = {link["relation"]: link["url"] for link in first["link"]}["next"]
+    second = _ok(_get(service, token, nxt))
+    assert _ids(second) == ["H1-his-vs-VS2", "H1-lis-R3"]
+    # Code and date range select exactly the matching rows (VS3 is another department's).
+    since = (NOW - timedelta(days=10)).date().isoformat()
+    hr = _ok(
+        _get(service, token, "/Observation", code="http://loinc.org|8867-4", date=f"ge{since}")
+    )
+    assert (_ids(hr), hr["total"]) == (["H1-his-vs-VS1"], 1)
+    old = _ok(_get(service, token, "/Observation", code="8480-6", date=f"lt{since}"))
+    assert _ids(old) == ["H1-his-vs-VS2"]
+    proc = _ok(
+        _get(
+            service,
+            token,
+            "/Procedure",
+            patient="H1-P1",
+            code="http://hl7.org/fhir/sid/icd-9-cm|87.03",
+        )
+    )
+    assert _ids(proc) == ["H1-his-PR1"]
+    assert _ok(_get(service, token, "/DiagnosticReport", code="HBA1C"))["total"] == 1
+    _outcome(_get(service, token, "/Procedure", category="x"), 400, "LH-FHR-002")
+
+
+def test_note_text_is_raw_or_deidentified_as_the_policy_decides(
+    service: Service, token: str
+) -> None:
+    import base64
+
+    def text(doc: dict[str, Any]) -> str:
+        return base64.b64decode(doc["content"][0]["attachment"]["data"]).decode("utf-8")
+
+    raw = _ok(_get(service, token, "/DocumentReference/H1-emr-N1"))
+    assert text(raw) == NOTE_TEXT
+    assert "securityLabel" not in raw
+    nurse = _login(service, "nurse_a")  # no free_text or name grant: the de-identified text
+    masked = _ok(_get(service, nurse, "/DocumentReference/H1-emr-N1"))
+    assert text(masked) == NOTE_DEID_TEXT
+    assert masked["securityLabel"][0]["coding"][0]["code"] == "MASKED"
+    assert "author" not in masked
+    assert "张三" not in str(masked)
+    # Staff: the nurse's site-scoped role reads them, without the names it may not see; a
+    # department-scoped role cannot be scoped on silver.provider, so the guard refuses.
+    doc = _ok(_get(service, nurse, "/Practitioner/H1-his-D7"))
+    assert (doc["qualification"][0]["code"]["text"], "name" in doc) == ("主任医师", False)
+    _outcome(_get(service, token, "/Practitioner/H1-his-D7"), 403, "LH-SEC-006")
