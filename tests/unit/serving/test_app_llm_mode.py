@@ -51,14 +51,29 @@ def _ask(client: TestClient) -> dict[str, Any]:
     return cast(dict[str, Any], r.json())
 
 
+class _Switch:
+    """The app's chat model, scripted per test (one app for the module: sign-in is slow)."""
+
+    model: ChatModel = Scripted()
+
+    def chat(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.chat(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def llm_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    return _client(tmp_path_factory.mktemp("llm"), _Switch())
+
+
 def test_grounded_is_the_default(tmp_path: Path) -> None:
     out = _ask(_client(tmp_path, None))
     assert out["mode"] == "grounded"
     assert "fallback" not in out
 
 
-def test_the_agent_answers_when_a_model_is_configured(tmp_path: Path) -> None:
-    out = _ask(_client(tmp_path, Scripted(say("I answer from lab results and orders."))))
+def test_the_agent_answers_when_a_model_is_configured(llm_client: TestClient) -> None:
+    _Switch.model = Scripted(say("I answer from lab results and orders."))
+    out = _ask(llm_client)
     assert (out["mode"], out["answer"], out["citations"]) == (
         "llm",
         "I answer from lab results and orders.",
@@ -66,16 +81,20 @@ def test_the_agent_answers_when_a_model_is_configured(tmp_path: Path) -> None:
     )
 
 
-def test_a_model_that_is_down_answers_grounded_with_the_code(tmp_path: Path) -> None:
+def test_a_model_that_is_down_answers_grounded_with_the_code(llm_client: TestClient) -> None:
     down = error(
         ErrorCode.LLM_UNREACHABLE, url="http://127.0.0.1:9/v1", reason="timeout", attempts=2
     )
-    out = _ask(_client(tmp_path, Scripted(down)))
+    _Switch.model = Scripted(down)
+    out = _ask(llm_client)
     assert (out["mode"], out["fallback"]) == ("grounded-fallback", "LH-LLM-001")
     assert out["answer"].startswith("I can answer questions about a patient's lab results")
 
 
 def test_a_remote_endpoint_stops_the_service_from_starting(tmp_path: Path) -> None:
+    cfg = load_settings(home=tmp_path, data_dir=tmp_path / "var")
+    cfg.llm = AssistantLLMSettings(endpoint="http://8.8.8.8:8000/v1")
+    inert = cast(Any, _SchemaOnly())
     with pytest.raises(LakehouseError) as exc:
-        _client(tmp_path, None, endpoint="http://8.8.8.8:8000/v1")
+        create_app(inert, cfg, identity=inert, access=inert, lexicon=lexicon())
     assert exc.value.code is ErrorCode.LLM_ENDPOINT_NOT_ALLOWED
