@@ -1043,6 +1043,46 @@ class ErrorCode(Enum):
         EX_NOINPUT,
         remedy="The resource may not exist, or it may be outside your department or site.",
     )
+    FHIR_EXPORT_ASYNC_REQUIRED = ErrorDef(
+        "LH-FHR-004",
+        "A bulk $export runs asynchronously only: send the header Prefer: respond-async.",
+        400,
+        EX_USAGE,
+        remedy="Kick off with Prefer: respond-async, then poll the Content-Location URL "
+        "(FHIR Bulk Data Access IG; docs/fhir.md).",
+    )
+    FHIR_EXPORT_INVALID = ErrorDef(
+        "LH-FHR-005",
+        "Export parameter {name} is not valid: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="_type takes the resource types of the CapabilityStatement, _since a FHIR "
+        "instant, _outputFormat application/fhir+ndjson (docs/fhir.md).",
+    )
+    FHIR_EXPORT_NOT_FOUND = ErrorDef(
+        "LH-FHR-006",
+        "No export job or file {name} of yours exists.",
+        404,
+        EX_NOINPUT,
+        remedy="Export jobs and files are visible to the user who started them only; "
+        "a cancelled or removed job is gone.",
+    )
+    FHIR_EXPORT_FAILED = ErrorDef(
+        "LH-FHR-007",
+        "Bulk export job failed while writing {name} ({reason}).",
+        500,
+        EX_SOFTWARE,
+        remedy="The service log names the failure; start a new export (its audit event "
+        "records the failure).",
+    )
+    FHIR_EXPORT_BUSY = ErrorDef(
+        "LH-FHR-008",
+        "You have {count} bulk exports running already.",
+        429,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="Wait for a running export to finish (or DELETE it), then start another.",
+    )
 
     # --- MLflow tracking server and model registry (LH-MLF) ---
     MLFLOW_START_FAILED = ErrorDef(

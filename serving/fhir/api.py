@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehouse import __version__
@@ -27,6 +27,7 @@ from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
 from serving.assistant.tools import DataTools
+from serving.fhir.export import NDJSON, ExportJobs
 from serving.fhir.resources import KINDS, VARIANTS, Kind, Resource
 from serving.fhir.search import MAX_COUNT, parse
 from serving.fhir.store import FhirStore
@@ -114,6 +115,59 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
     def metadata(request: Request) -> Resource:
         return capability_statement(_base(request))
 
+    exports = ExportJobs(tools.spark, tools.access, store, cfg.data_dir / "serving" / "fhir-export")
+    app.state.exports = exports
+
+    def kick_off(request: Request, who: Principal, level: str) -> Response:
+        if "respond-async" not in request.headers.get("prefer", ""):
+            raise error(ErrorCode.FHIR_EXPORT_ASYNC_REQUIRED)
+        q = request.query_params
+        for name in q:
+            if name not in ("_type", "_since", "_outputFormat"):
+                raise error(ErrorCode.FHIR_EXPORT_INVALID, name=_shown(name), reason="not served")
+        job = exports.start(
+            who,
+            str(request.url),
+            types=q.get("_type"),
+            since=q.get("_since"),
+            output_format=q.get("_outputFormat"),
+            level=level,
+        )
+        status = f"{_base(request)}/$export-status/{job.id}"
+        return Response(status_code=202, headers={"Content-Location": status})
+
+    @app.get("/$export")
+    def export_system(request: Request, who: User) -> Response:
+        """Institution-level export: every type, the caller's scope (their institutions)."""
+        return kick_off(request, who, "system")
+
+    @app.get("/Patient/$export")
+    def export_patients(request: Request, who: User) -> Response:
+        """Patient-level export: the patients in the caller's scope and their resources."""
+        return kick_off(request, who, "patient")
+
+    @app.get("/$export-status/{job_id}", response_model=None)
+    def export_status(job_id: str, request: Request, who: User) -> Response:
+        job = exports.job(who, job_id)
+        if job.state == "running":
+            return Response(
+                status_code=202, headers={"X-Progress": job.progress, "Retry-After": "2"}
+            )
+        if job.state == "done":
+            return JSONResponse(job.manifest(_base(request)))
+        if job.error is not None:
+            return outcome(job.error)
+        raise error(ErrorCode.FHIR_EXPORT_NOT_FOUND, name="job")
+
+    @app.delete("/$export-status/{job_id}")
+    def export_cancel(job_id: str, who: User) -> Response:
+        exports.cancel(who, job_id)
+        return Response(status_code=202)
+
+    @app.get("/$export-file/{job_id}/{name}")
+    def export_file(job_id: str, name: str, who: User) -> FileResponse:
+        return FileResponse(exports.file(who, job_id, name), media_type=NDJSON)
+
     @app.get("/Patient/{fhir_id}/$everything")
     def everything(fhir_id: str, request: Request, who: User) -> Resource:
         resources = _guarded(lambda: store.everything(who, fhir_id))
@@ -141,6 +195,10 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
         )
 
     return app
+
+
+def _shown(name: str) -> str:
+    return name if name.isascii() and name.replace("_", "").isalpha() and len(name) < 40 else "?"
 
 
 def _kind(rtype: str) -> Kind:
@@ -222,7 +280,12 @@ def capability_statement(base: str) -> Resource:
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                }
+                },
+                {
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+                    "patient-export",
+                },
             ]
         resources.append(entry)
     return {
@@ -234,7 +297,7 @@ def capability_statement(base: str) -> Resource:
         "software": {"name": "lakehouse", "version": __version__},
         "implementation": {"description": "FHIR R4 read API over silver", "url": base},
         "fhirVersion": FHIR_VERSION,
-        "format": ["json"],
+        "format": ["json", "ndjson"],
         "rest": [
             {
                 "mode": "server",
@@ -254,6 +317,12 @@ def capability_statement(base: str) -> Resource:
                     ]
                 },
                 "resource": resources,
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                    }
+                ],
             }
         ],
     }

@@ -6,6 +6,9 @@ refused and audited, 401 without a session, and errors as OperationOutcome."""
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -315,8 +318,6 @@ def test_search_by_category_code_and_date_merges_labs_and_vitals(
 def test_note_text_is_raw_or_deidentified_as_the_policy_decides(
     service: Service, token: str
 ) -> None:
-    import base64
-
     def text(doc: dict[str, Any]) -> str:
         return base64.b64decode(doc["content"][0]["attachment"]["data"]).decode("utf-8")
 
@@ -334,3 +335,89 @@ def test_note_text_is_raw_or_deidentified_as_the_policy_decides(
     doc = _ok(_get(service, nurse, "/Practitioner/H1-his-D7"))
     assert (doc["qualification"][0]["code"]["text"], "name" in doc) == ("主任医师", False)
     _outcome(_get(service, token, "/Practitioner/H1-his-D7"), 403, "LH-SEC-006")
+
+
+def _export(service: Service, token: str, path: str, **params: str) -> dict[str, Any]:
+    """Kick off a bulk export, poll its status until done, return the manifest."""
+    with client(service, token) as c:
+        r = c.get(R4 + path, params=params, headers={"Prefer": "respond-async"})
+        assert r.status_code == 202, r.text
+        status = r.headers["content-location"]
+        deadline = time.monotonic() + 600
+        while (r := c.get(status)).status_code == 202:
+            assert time.monotonic() < deadline, "the export did not finish"
+            assert r.headers["x-progress"]
+            time.sleep(0.5)
+    assert r.status_code == 200, r.text
+    manifest: dict[str, Any] = r.json()
+    manifest["status"] = status
+    return manifest
+
+
+def test_bulk_export_writes_ndjson_of_the_callers_scope_audited_once(
+    service: Service, token: str
+) -> None:
+    _outcome(_get(service, token, "/$export"), 400, "LH-FHR-004")
+    with client(service, token) as c:
+        async_ = {"Prefer": "respond-async"}
+        bad = c.get(f"{R4}/$export", params={"_type": "Specimen"}, headers=async_)
+        _outcome(bad, 400, "LH-FHR-005")
+        _outcome(
+            c.get(f"{R4}/$export", params={"_since": "2026"}, headers=async_), 400, "LH-FHR-005"
+        )
+    before = len(service.audit.rows)
+    manifest = _export(
+        service, token, "/$export", _type="Patient,Observation,DocumentReference,ImagingStudy"
+    )
+    assert manifest["requiresAccessToken"] is True
+    counts: dict[str, int] = {}
+    lines: dict[str, list[dict[str, Any]]] = {}
+    with client(service, token) as c:
+        for out in manifest["output"]:
+            r = c.get(out["url"])
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("application/fhir+ndjson")
+            rows = [json.loads(line) for line in r.text.splitlines()]
+            assert len(rows) == out["count"]
+            for resource in rows:
+                _valid(resource)
+                assert resource["resourceType"] == out["type"]
+            counts[out["type"]] = counts.get(out["type"], 0) + out["count"]
+            lines.setdefault(out["type"], []).extend(rows)
+    # The department-A clinician's scope: P1 only (P2's R4 and VS3 are left out).
+    assert counts == {"Patient": 1, "Observation": 5, "DocumentReference": 1, "ImagingStudy": 1}
+    assert {o["id"] for o in lines["Observation"]} == {
+        "H1-lis-R1", "H1-lis-R2", "H1-lis-R3", "H1-his-vs-VS1", "H1-his-vs-VS2",
+    }  # fmt: skip
+    assert lines["ImagingStudy"][0]["series"][0]["uid"] == "1.2.840.99.1.1"
+    # One export event for the whole export, with the patient count.
+    events = [r for r in service.audit.rows[before:] if r["action"] == "export"]
+    assert len(events) == 1
+    assert (events[0]["row_count"], events[0]["actor"], events[0]["outcome"]) == (
+        1,
+        "dr_a",
+        "allowed",
+    )
+    assert json.loads(events[0]["detail"])["resources"] == 8
+    # Another user does not see the job or its files; DELETE removes them.
+    nurse = _login(service, "nurse_a")
+    _outcome(_get(service, nurse, manifest["status"]), 404, "LH-FHR-006")
+    _outcome(_get(service, nurse, manifest["output"][0]["url"]), 404, "LH-FHR-006")
+    with client(service, token) as c:
+        assert c.delete(manifest["status"]).status_code == 202
+    _outcome(_get(service, token, manifest["status"]), 404, "LH-FHR-006")
+    _outcome(_get(service, token, manifest["output"][0]["url"]), 404, "LH-FHR-006")
+
+
+def test_patient_export_of_the_deidentified_role_holds_deidentified_notes(
+    service: Service,
+) -> None:
+    nurse = _login(service, "nurse_a")
+    manifest = _export(service, nurse, "/Patient/$export", _type="DocumentReference")
+    (out,) = manifest["output"]
+    with client(service, nurse) as c:
+        (doc,) = [json.loads(line) for line in c.get(out["url"]).text.splitlines()]
+    _valid(doc)
+    data = doc["content"][0]["attachment"]["data"]
+    assert base64.b64decode(data).decode("utf-8") == NOTE_DEID_TEXT
+    assert doc["securityLabel"][0]["coding"][0]["code"] == "MASKED"
