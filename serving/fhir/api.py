@@ -148,6 +148,8 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
 
     @app.get("/$export-status/{job_id}", response_model=None)
     def export_status(job_id: str, request: Request, who: User) -> Response:
+        """Export status: 202 with X-Progress while running, 200 with the manifest when
+        done, the job's OperationOutcome when it failed."""
         job = exports.job(who, job_id)
         if job.state == "running":
             return Response(
@@ -161,11 +163,13 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
 
     @app.delete("/$export-status/{job_id}")
     def export_cancel(job_id: str, who: User) -> Response:
+        """Cancel an export (or remove a finished one's files): 202."""
         exports.cancel(who, job_id)
         return Response(status_code=202)
 
     @app.get("/$export-file/{job_id}/{name}")
     def export_file(job_id: str, name: str, who: User) -> FileResponse:
+        """One NDJSON file of a finished export of the signed-in user."""
         return FileResponse(exports.file(who, job_id, name), media_type=NDJSON)
 
     @app.get("/Patient/{fhir_id}/$everything")
