@@ -32,7 +32,8 @@ from typing import Any
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
 from lakehouse.terminology import ATC, ICD10, LOINC
-from serving.assistant.evaluate import _DATE_TIME, _numbers, _supported
+from serving.assistant.checks import DATE_TIME, supported
+from serving.assistant.checks import numbers as numbers_in
 from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.planner import Answer, GroundedPlanner, refusal
@@ -365,12 +366,12 @@ class ToolAgent:
                 raise _uncited("a reference that no tool returned")
             cited = [run.refs[n] for n in dict.fromkeys(refs)]
             checked = self._checkable(plain)
-            numbers = [n for n in _numbers(checked) if not _in(n, given)]
+            numbers = [n for n in numbers_in(checked) if not _in(n, given)]
             dates = [d for d in _dates(checked) if d not in given]
             if (numbers or dates) and not cited:
                 raise _uncited("a sentence with a number cites no record")
             for n in numbers:
-                if not any(_supported(n, c.values, c.names) for c in cited):
+                if not any(supported(n, c.values, c.names) for c in cited):
                     raise _uncited("a number is not in the records it cites")
             for d in dates:
                 if not any(_has_date(d, c.values) for c in cited):
@@ -425,7 +426,7 @@ def _in(number: str, text: str) -> bool:
 
 
 def _dates(text: str) -> list[str]:
-    return [m.group(0).replace("T", " ") for m in _DATE_TIME.finditer(text)]
+    return [m.group(0).replace("T", " ") for m in DATE_TIME.finditer(text)]
 
 
 def _has_date(when: str, row: dict[str, Any]) -> bool:

@@ -47,6 +47,9 @@ from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
 from lakehouse.synthetic import catalog
+from serving.assistant.checks import close as _close
+from serving.assistant.checks import numbers as _numbers
+from serving.assistant.checks import supported as _supported
 from serving.assistant.citations import Citation
 from serving.assistant.planner import Answer, GroundedPlanner
 from serving.assistant.tools import DataTools
@@ -57,8 +60,6 @@ Expect = Literal["value", "yes", "no", "abstain", "refuse"]
 LOST = frozenset({"TRUNCATED_FILE", "MALFORMED_MESSAGE", "MISSING_FIELD", "OUT_OF_RANGE"})
 EVAL_DEPARTMENT = "EVAL"
 OTHER_DEPARTMENT = "EVAL-OTHER"
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _CODE = re.compile(r"LH-[A-Z]{3}-\d{3}")
 
 
@@ -354,27 +355,6 @@ def clinician(case: EvalCase, *, inside: bool = True) -> Principal:
         "eval-outsider", "clinician", department=OTHER_DEPARTMENT,
         institutions=(case.institution,),
     )  # fmt: skip
-
-
-def _numbers(text: str) -> list[str]:
-    return _NUMBER.findall(_DATE_TIME.sub(" ", text))
-
-
-def _close(a: float, b: float, tolerance: float = 1e-6) -> bool:
-    return abs(a - b) <= max(tolerance * abs(b), 1e-9)
-
-
-def _supported(number: str, row: dict[str, Any], names: Iterable[str]) -> bool:
-    """Whether ``number`` (from a sentence) is a value of ``row`` or part of a name."""
-    x = float(number)
-    for v in row.values():
-        if isinstance(v, bool) or v is None:
-            continue
-        if isinstance(v, int | float) and _close(float(v), x):
-            return True
-        if isinstance(v, str) and re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", v):
-            return True
-    return any(re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", n) for n in names)
 
 
 def _leaks(question: str, answer: Answer) -> bool:
