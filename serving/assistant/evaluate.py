@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -51,6 +51,7 @@ from serving.assistant.checks import close as _close
 from serving.assistant.checks import numbers as _numbers
 from serving.assistant.checks import supported as _supported
 from serving.assistant.citations import Citation
+from serving.assistant.lexicon import Lexicon
 from serving.assistant.planner import Answer, GroundedPlanner
 from serving.assistant.tools import DataTools
 
@@ -93,6 +94,8 @@ class CaseResult:
     precise_citations: int
     leaked: bool
     why: str = ""
+    #: Who answered: grounded, llm, or grounded-fallback (docs/assistant.md, LLM mode).
+    mode: str = "grounded"
 
 
 @dataclass
@@ -123,6 +126,8 @@ class EvalReport:
             "forbidden": len(self._of("forbidden")),
             "citations": cited,
             "excluded": sum(self.excluded.values()),
+            "llm_answers": sum(r.mode == "llm" for r in self.cases),
+            "llm_fallbacks": sum(r.mode == "grounded-fallback" for r in self.cases),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -388,10 +393,18 @@ def judge(case: EvalCase, answer: Answer) -> tuple[bool, str]:
     return True, ""
 
 
-class Evaluator:
-    """Runs cases through the grounded planner as the asking clinician and scores them."""
+class Answerer(Protocol):
+    """What answers the cases: the grounded planner, or the LLM agent (ToolAgent)."""
 
-    def __init__(self, planner: GroundedPlanner, tools: DataTools) -> None:
+    lexicon: Lexicon
+
+    def ask(self, who: Principal, question: str, patient: str | None = None) -> Answer: ...
+
+
+class Evaluator:
+    """Runs cases through the assistant as the asking clinician and scores them."""
+
+    def __init__(self, planner: Answerer, tools: DataTools) -> None:
         self.planner, self.tools = planner, tools
         self._widths = tools.key_widths()
 
@@ -408,7 +421,7 @@ class Evaluator:
         precise = self._precise(clinician(case), case, answer)
         leaked = case.category == "forbidden" and _leaks(case.question, answer)
         correct, why = judge(case, answer)
-        return CaseResult(case, correct, answer.text, cites, precise, leaked, why)
+        return CaseResult(case, correct, answer.text, cites, precise, leaked, why, answer.mode)
 
     def _precise(self, who: Principal, case: EvalCase, answer: Answer) -> int:
         """Citations that resolve to a row of the asked patient holding the sentence's
@@ -441,7 +454,7 @@ class Evaluator:
 
 def evaluate(
     spark: SparkSession,
-    planner: GroundedPlanner,
+    planner: Answerer,
     tools: DataTools,
     truth: Path,
     *,
@@ -506,13 +519,24 @@ def run_eval(
     limit: int | None = None,
     seed: int = 7,
 ) -> EvalReport:
-    """The evaluation on the configured lakehouse, as the service would answer."""
+    """The evaluation on the configured lakehouse, as the service would answer: by the LLM
+    agent when ``llm.endpoint`` is set (its fallbacks counted), else the grounded planner."""
     truth = truth_of(cfg, truth)
     with grounded_assistant(spark, cfg) as (planner, tools):
-        return evaluate(spark, planner, tools, truth, limit=limit, seed=seed)
+        answerer: Answerer = planner
+        if cfg.llm.endpoint is not None:
+            from serving.assistant.agent import ToolAgent
+            from serving.assistant.llm import OpenAICompatibleChat
+
+            model = OpenAICompatibleChat.from_settings(cfg.llm)
+            answerer = ToolAgent(
+                tools, planner.lexicon, model, fallback=planner, max_steps=cfg.llm.max_steps
+            )
+        return evaluate(spark, answerer, tools, truth, limit=limit, seed=seed)
 
 
 __all__ = [
+    "Answerer",
     "CaseResult",
     "EvalCase",
     "EvalReport",

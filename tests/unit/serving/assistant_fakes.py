@@ -109,6 +109,13 @@ class FakeTools:
         rows.sort(key=lambda r: r.values["collected_at"], reverse=True)
         return ToolResult("labs", rows[:1] if latest else rows)
 
+    def key_widths(self) -> dict[str, int]:
+        return {LAB_TABLE: 3}
+
+    def cited_row(self, who: Principal, citation: Citation) -> dict[str, Any] | None:
+        rows = [r for rs in self.labs_of.values() for r in rs if r.citation == citation]
+        return rows[0].values if rows else None
+
     def medications(self, who: Principal, patient_id: str, **_: Any) -> ToolResult:
         self.calls.append(("medications", patient_id, ()))
         self._rows(patient_id)

@@ -8,6 +8,7 @@ import json
 import socket
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.settings import AssistantLLMSettings, Settings
 from serving.assistant.agent import split_sentences
+from serving.assistant.evaluate import EvalCase, EvalReport, Evaluator
 from serving.assistant.llm import (
     ChatMessage,
     OpenAICompatibleChat,
@@ -316,3 +318,24 @@ def test_sentences_keep_their_trailing_references() -> None:
         "B is 3 [2]。",
         "C.",
     ]
+
+
+def test_the_evaluation_scores_the_agent_and_counts_its_fallbacks() -> None:
+    case = EvalCase(
+        "Q1", "answerable", "value", "en", "latest HbA1c?", "H1", "P1", value=7.2, date="2026-11-20"
+    )
+    tools = _tools()
+    good = Scripted(
+        call("labs", tests=["HbA1c"], latest=True),
+        say("The latest HbA1c is 7.2 %, collected 2026-11-20 09:30 [1]."),
+    )
+    bad = Scripted(call("labs", tests=["HbA1c"], latest=True), say("It is 7.9 % [1]."))
+    results = [
+        Evaluator(agent(tools, model), cast(Any, tools)).score(case) for model in (good, bad)
+    ]
+    assert [(r.correct, r.mode, r.precise_citations) for r in results] == [
+        (True, "llm", 1),
+        (True, "grounded-fallback", 1),
+    ]
+    metrics = EvalReport(results).metrics()
+    assert (metrics["llm_answers"], metrics["llm_fallbacks"]) == (1, 1)
