@@ -135,3 +135,41 @@ def test_capability_statement_and_outcome_validate() -> None:
     assert [r["type"] for r in cap["rest"][0]["resource"]] == list(KINDS)
     body = outcome(LakehouseError(ErrorCode.FHIR_NOT_FOUND, name="Patient"))
     assert body.status_code == 404
+
+
+def test_tagged_ids_pick_their_kind_and_category_selects_kinds() -> None:
+    from serving.fhir.resources import VARIANTS
+    from serving.fhir.search import id_where
+
+    lab, vital = VARIANTS["Observation"]
+    assert (lab.category, vital.category) == ("laboratory", "vital-signs")
+    assert id_where(lab, "H1-his-vs-VS1") is None
+    where = id_where(vital, "H1-his-vs-VS1")
+    assert where is not None
+    assert "'VS1'" in where.sql(dialect="spark")
+    assert id_where(vital, "H1-his-xx-VS1") is None
+    params = [
+        ("category", "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs")
+    ]
+    assert parse(lab, params, ZONE).none
+    assert not parse(vital, params, ZONE).none
+    with pytest.raises(LakehouseError) as exc:
+        parse(KINDS["Procedure"], [("category", "x")], ZONE)
+    assert exc.value.code is ErrorCode.FHIR_SEARCH_INVALID
+    with pytest.raises(LakehouseError):  # Organization is not a patient's resource
+        parse(KINDS["Organization"], [("patient", "H1-P1")], ZONE)
+
+
+def test_export_parameters_are_validated() -> None:
+    from serving.fhir.export import _since, _types
+
+    assert _types("Patient,Observation,Patient", "system") == ("Patient", "Observation")
+    assert "Organization" in _types(None, "system")
+    assert "Organization" not in _types(None, "patient")
+    assert _since("2026-01-02T03:04:05+08:00") == datetime.fromisoformat(
+        "2026-01-02T03:04:05+08:00"
+    )
+    for call in (lambda: _types("Specimen", "system"), lambda: _since("2026-01-02")):
+        with pytest.raises(LakehouseError) as exc:
+            call()
+        assert exc.value.code is ErrorCode.FHIR_EXPORT_INVALID
