@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.entrypoint import run_entrypoint
 from lakehouse.errors import ErrorCode, error
+from lakehouse.governance.directory import refresh_patient_directory
 from lakehouse.runs import job_run
 from lakehouse.settings import Settings
 from lakehouse.silver.registry import SOURCES, SilverSource
@@ -144,6 +145,8 @@ def run(
             logger.info(
                 "silver fill: %s in %.1fs", report.patients_filled, time.perf_counter() - t0
             )
+            # The row policies' patient directory follows the encounters (docs/security.md).
+            refresh_patient_directory(spark)
         finally:
             state.close()
         for key, value in report.counts().items():

@@ -1,5 +1,5 @@
 """The shipped policy over silver-shaped tables: a clinician's department scope reaches the
-labs (which have no department) through the patient directory view over encounters and
+labs (which have no department) through the patient directory derived from encounters and
 transfers, per institution; without the directory such reads are refused (fail closed)."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def world(spark: SparkSession) -> dict[str, Any]:
                            ("H1", "L5", "P9", 5.0)]  # P9: no encounter names a department
     ])  # fmt: skip
     assert refresh_patient_directory(
-        spark, view=directory.name, encounters=enc.name, transfers=tra.name
+        spark, table=directory.name, encounters=enc.name, transfers=tra.name
     )
     policy = load_policy(None)  # the shipped default policy
     assert policy.patient_directory == PATIENT_DIRECTORY.name
@@ -71,6 +71,11 @@ def world(spark: SparkSession) -> dict[str, Any]:
     audit = MemoryAuditLog()
     return {
         "lab": lab.name,
+        "refresh": lambda: refresh_patient_directory(
+            spark, table=directory.name, encounters=enc.name, transfers=tra.name
+        ),
+        "encounters": enc.name,
+        "directory": directory.name,
         "access": AccessService(spark, SqlGuard(with_dir, catalog), audit, b"k" * 32),
         "no_directory": AccessService(
             spark, SqlGuard(policy, {s.name: s for s in (enc, tra, lab)}), audit, b"k" * 32
@@ -125,3 +130,24 @@ def test_without_the_directory_department_scoped_reads_fail_closed(world: dict[s
     with pytest.raises(LakehouseError) as refused:
         _labs(world, CARDIO, "no_directory")
     assert refused.value.code is ErrorCode.ACCESS_DENIED
+
+
+def test_the_directory_follows_silver_and_skips_unchanged_sources(
+    spark: SparkSession, world: dict[str, Any]
+) -> None:
+    def version() -> int:
+        return int(spark.sql(f"DESCRIBE HISTORY {world['directory']} LIMIT 1").first()[0])  # type: ignore[index]
+
+    before = version()
+    assert world["refresh"]()
+    assert version() == before  # the sources have not moved: no commit
+    # Silver marks P3's encounter in endocrinology deleted: ENDO no longer sees P3's labs.
+    enc = world["encounters"]
+    spark.sql(f"UPDATE {enc} SET is_deleted = true WHERE encounter_id = 'E3'")
+    try:
+        assert world["refresh"]()
+        assert _labs(world, ENDO) == [("H1", "L2")]
+    finally:
+        spark.sql(f"UPDATE {enc} SET is_deleted = false WHERE encounter_id = 'E3'")
+        assert world["refresh"]()
+    assert _labs(world, ENDO) == [("H1", "L2"), ("H1", "L3")]
