@@ -1202,6 +1202,85 @@ class ErrorCode(Enum):
         "answers); nothing of a failed backup is listed.",
     )
 
+    # --- standby (LH-STB) ---
+    STANDBY_TARGET_INVALID = ErrorDef(
+        "LH-STB-001",
+        "The standby location {path} cannot be used: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Point standby.target at a local or mounted folder outside the warehouse "
+        "(another disk or host in production); see docs/operations.md.",
+    )
+    STANDBY_FILE_MISSING = ErrorDef(
+        "LH-STB-002",
+        "Version {version} of table {table} is not shipped: its file {file} is missing or "
+        "damaged ({reason}).",
+        503,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="The shipper retries every cycle and never exposes the version without its "
+        "files. If it persists, the file was vacuumed or lost on the primary: keep "
+        "delta.deletedFileRetentionDuration far above the standby lag, and re-seed the table.",
+    )
+    STANDBY_COMMIT_UNREADABLE = ErrorDef(
+        "LH-STB-003",
+        "Commit {version} of table {table} on the primary cannot be read: {reason}.",
+        503,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="A commit still being written (non-atomic storage) is retried every cycle; "
+        "a damaged commit file on the primary needs the table's owner.",
+    )
+    STANDBY_LOG_GAP = ErrorDef(
+        "LH-STB-004",
+        "The primary log of table {table} has no commit {version} but later ones: the "
+        "standby fell behind the primary's log retention.",
+        409,
+        EX_DATAERR,
+        remedy="Move the standby copy of the table aside and restart the shipper: it "
+        "re-seeds the table from the primary's newest checkpoint.",
+    )
+    STANDBY_LOCKED = ErrorDef(
+        "LH-STB-005",
+        "Another standby shipper holds {path}.",
+        409,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="Run one shipper per standby location; stop the other one first.",
+    )
+    STANDBY_PROMOTED = ErrorDef(
+        "LH-STB-006",
+        "The standby at {path} was promoted at {found}; nothing is shipped to it again.",
+        409,
+        EX_USAGE,
+        remedy="It is the primary now. To protect it, point standby.target of the new "
+        "primary at a fresh, empty location.",
+    )
+    STANDBY_INCOMPLETE = ErrorDef(
+        "LH-STB-007",
+        "Standby table {table} is not complete at version {version}: {reason}.",
+        500,
+        EX_DATAERR,
+        remedy="Nothing was registered. Check the standby storage; restore the table from "
+        "its latest backup (`lakehouse restore --table`) if files were lost.",
+    )
+    STANDBY_NAME_TAKEN = ErrorDef(
+        "LH-STB-008",
+        "Table {table} already exists in the standby catalog at another location {path}.",
+        409,
+        EX_USAGE,
+        remedy="Drop that catalog entry on the standby site (it is not the shipped table) "
+        "and run `lakehouse failover` again.",
+    )
+    STANDBY_STILL_SHIPPING = ErrorDef(
+        "LH-STB-009",
+        "The standby shipper did not stop within {found} seconds ({path} is still held).",
+        409,
+        EX_TEMPFAIL,
+        retryable=True,
+        remedy="Stop the `lakehouse standby` process (SIGTERM) and run the failover again.",
+    )
+
     # --- knowledge base (LH-KNB) ---
     KB_PATH_INVALID = ErrorDef(
         "LH-KNB-001",

@@ -649,6 +649,55 @@ class BackupSettings(BaseModel):
         return {**os.environ, "PGPASSWORD": password}
 
 
+class StandbySettings(BaseModel):
+    """Hot standby of the Delta tables (lakehouse/standby, docs/operations.md, ADR 0022)."""
+
+    target: Path | None = Field(
+        None,
+        description="Root of the standby site: tables go to <target>/warehouse/<same "
+        "relative path>, the shipper's status and metrics to <target>/standby. Default: "
+        "<data_dir>-standby; production points it at another disk or host (NFS). Relative "
+        "paths are under data_dir.",
+    )
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two shipping cycles (each cycle checks every table for "
+        "its next commit: one stat per table).",
+    )
+    sweep_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between two listings of an idle table's log for checkpoints and "
+        ".crc files written after their commit (a table that just shipped is listed every "
+        "cycle for a while).",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Tables shipped: shell patterns on schema.table (managed tables found "
+        "under the warehouse, <schema>.db/<table>).",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Tables not shipped: shell patterns on schema.table."
+    )
+    verify_hash: bool = Field(
+        True,
+        description="Re-read every copied file and compare its SHA-256 with the bytes read "
+        "from the primary before it is renamed into place.",
+    )
+    max_lag_s: float = Field(
+        5.0,
+        gt=0,
+        description="Lag above which the status says 'lagging' (and the metric "
+        "lakehouse_standby_healthy is 0).",
+    )
+    failover_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long `lakehouse failover` waits for a running shipper to stop.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -698,6 +747,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)  # type: ignore[arg-type]
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
     backup: BackupSettings = Field(default_factory=BackupSettings)  # type: ignore[arg-type]
+    standby: StandbySettings = Field(default_factory=StandbySettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

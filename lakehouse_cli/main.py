@@ -1157,6 +1157,84 @@ def restore_command(
     _guard(go)
 
 
+# --- hot standby and failover (docs/operations.md, ADR 0022) ---
+@app.command("standby")
+def standby_command(
+    once: Annotated[bool, typer.Option("--once", help="One shipping pass, then exit.")] = False,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Print the shipper's last status (JSON) and exit."),
+    ] = False,
+    metrics: Annotated[
+        bool,
+        typer.Option("--metrics", help="Print the status as Prometheus text and exit."),
+    ] = False,
+) -> None:
+    """Ship every committed Delta version to standby.target, data files first, then the
+    commit (no Spark; runs until stopped or a failover is requested)."""
+    import signal
+    import threading
+
+    from lakehouse.standby import Shipper, read_status, render_metrics
+
+    def go() -> None:
+        cfg = _settings()
+        if status or metrics:
+            doc = read_status(cfg)
+            if metrics:
+                typer.echo(render_metrics(doc), nl=False)
+            else:
+                typer.echo(json.dumps(doc, indent=1) if doc else "no status yet")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # finish the cycle, write the status
+            signal.signal(sig, lambda *_: stop.set())
+        with Shipper(cfg) as shipper:
+            shipper.run(stop=stop, cycles=1 if once else None)
+        lag = shipper.status()["lag"]
+        typer.echo(
+            f"standby {shipper.state}: {len(shipper.tables)} tables, "
+            f"{lag['samples']} versions shipped, lag p50 {lag['p50_s'] or 0}s "
+            f"p99 {lag['p99_s'] or 0}s"
+        )
+
+    _guard(go)
+
+
+@app.command("failover")
+def failover_command(
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            help="Seconds to wait for the shipper to stop (default: standby.failover_wait_s).",
+        ),
+    ] = None,
+) -> None:
+    """Promote the standby: stop shipping, check every version of every standby table is
+    complete, register the tables in the standby site's catalog (data_dir = standby.target)."""
+    from lakehouse.spark import build_spark
+    from lakehouse.standby import target_root
+    from lakehouse.standby.failover import failover
+
+    def go() -> None:
+        cfg = _settings()
+        root = target_root(cfg)
+        site_cfg = load_settings(data_dir=root, warehouse_uri=str(root / "warehouse"))
+        spark = build_spark(site_cfg)
+        report = failover(spark, cfg, wait_s=wait)
+        for t in report.tables:
+            typer.echo(f"{t.name}: versions {t.first_version}..{t.last_version} ({t.files} files)")
+        for name in report.skipped:
+            typer.echo(f"{name}: dropped on the primary, not registered")
+        typer.echo(
+            f"promoted {root} at {report.promoted_at}: {len(report.tables)} tables, "
+            f"{report.seconds:.1f}s; point the services at LAKEHOUSE_DATA_DIR={root}"
+        )
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

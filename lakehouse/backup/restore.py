@@ -132,14 +132,19 @@ def _restore_table(spark: SparkSession, dest: Path, entry: TableEntry, target: P
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging.rename(target)
-    # Delta caches each folder's log in the JVM; the folder now holds another history.
+    register_table(spark, entry.name, target)
+
+
+def register_table(spark: SparkSession, name: str, folder: Path) -> None:
+    """Register the Delta table in ``folder`` as ``name`` (an external table), after
+    clearing Delta's in-JVM log cache: the folder may now hold another history."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
-    schema = entry.name.split(".", 1)[0]
+    schema = name.split(".", 1)[0]
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
-    location = target.as_uri().replace("'", "\\'")
-    spark.sql(f"CREATE TABLE {_quote(entry.name)} USING DELTA LOCATION '{location}'")
+    location = folder.as_uri().replace("'", "\\'")
+    spark.sql(f"CREATE TABLE {_quote(name)} USING DELTA LOCATION '{location}'")
 
 
 def verify_table(
