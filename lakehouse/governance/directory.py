@@ -97,8 +97,11 @@ def refresh_patient_directory(
         return False
     stamp = ",".join(f"{name}@{version}" for name, version in sorted(sources.items()))
     spec = dataclasses.replace(PATIENT_DIRECTORY, name=table)
-    if spark.catalog.tableExists(table) and _built_from(spark, table) == stamp:
-        return True
+    if spark.catalog.tableExists(table):
+        if spark.catalog.getTable(table).tableType == "VIEW":  # the directory was a view once
+            spark.sql(f"DROP VIEW {table}")
+        elif _built_from(spark, table) == stamp:
+            return True
     parts = [_select(encounters, sources[encounters], "dept_code")]
     if transfers in sources:
         parts.append(_select(transfers, sources[transfers], "to_dept_code"))
