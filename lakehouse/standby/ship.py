@@ -260,7 +260,8 @@ class Shipper:
                 state.error = None
             except LakehouseError as exc:
                 state.error = {"code": exc.code.value.id, "message": str(exc)}
-                key = (state.name, (state.standby_version or -1) + 1, exc.code.value.id)
+                nxt = 0 if state.standby_version is None else state.standby_version + 1
+                key = (state.name, nxt, exc.code.value.id)
                 if key not in self._logged:  # once per table, version and code
                     self._logged.add(key)
                     logger.warning("standby: %s", exc)
