@@ -61,9 +61,13 @@ def world(spark: SparkSession) -> dict[str, Any]:
                            ("H1", "L3", "P3", 3.0), ("H2", "L4", "P3", 4.0),
                            ("H1", "L5", "P9", 5.0)]  # P9: no encounter names a department
     ])  # fmt: skip
+    # Earlier versions kept the directory as a view: the first refresh replaces it.
+    spark.sql("CREATE SCHEMA IF NOT EXISTS governance")
+    spark.sql(f"CREATE VIEW {directory.name} AS SELECT institution_code FROM {enc.name}")
     assert refresh_patient_directory(
         spark, table=directory.name, encounters=enc.name, transfers=tra.name
     )
+    assert spark.catalog.getTable(directory.name).tableType != "VIEW"
     policy = load_policy(None)  # the shipped default policy
     assert policy.patient_directory == PATIENT_DIRECTORY.name
     catalog = {s.name: s for s in (enc, tra, lab, directory)}
