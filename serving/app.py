@@ -214,17 +214,21 @@ def create_app(
 
     @app.get("/api/citations/{citation:path}")
     def citation(citation: str, who: User) -> dict[str, Any]:
-        cited = Citation.parse(citation, state.tools.key_widths())
+        cited = Citation.parse(citation, state.tools.key_widths(), state.tools.span_tables())
         row = state.tools.cited_row(who, cited)
-        if row is None:
+        if row is None or (cited.span is not None and row.get("span_text") is None):
             raise error(ErrorCode.SRV_CITATION_NOT_FOUND, table=cited.table, version=cited.version)
-        return {
+        out = {
             "citation": str(cited),
             "table": cited.table,
             "version": cited.version,
             "key": list(cited.key),
             "row": jsonable_encoder(row),
         }
+        if cited.span is not None:  # a span of a note's text: the span and its text
+            out["span"] = list(cited.span)
+            out["span_text"] = row["span_text"]
+        return out
 
     from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
     from serving.kb import mount_knowledge

@@ -1,7 +1,9 @@
 """LLM mode: a tool-calling agent whose answers are verified against the rows it cites.
 
-:class:`ToolAgent` gives the model (:class:`~serving.assistant.llm.ChatModel`) four tools
-with OpenAI schemas: ``find_patient``, ``labs``, ``medications``, ``diagnoses``. Test, drug
+:class:`ToolAgent` gives the model (:class:`~serving.assistant.llm.ChatModel`) six tools
+with OpenAI schemas: ``find_patient``, ``labs``, ``medications``, ``diagnoses``, ``notes``
+(note search; each hit cites a span of the note, ``table@version:key:start-end``) and
+``timeline`` (the patient's encounters, diagnoses, orders and results merged by time). Test, drug
 and diagnosis names the model passes ("HbA1c", "糖化血红蛋白", "4548-4") are resolved through
 the terminology lexicon, and every call runs through :class:`DataTools` as the signed-in
 user, so the access policy and the audit apply unchanged. Rows go back to the model as
@@ -124,6 +126,40 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
             },
         },
     },
+    {
+        "type": "function",
+        "function": {
+            "name": "notes",
+            "description": "Search a patient's clinical notes (Chinese or English words; "
+            "quote a phrase to require it); the best matching passages first.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "patient": _PATIENT,
+                    "query": {
+                        "type": "string",
+                        "description": 'What to look for, e.g. 胸痛 or "chest pain".',
+                    },
+                    "since": _SINCE,
+                    "limit": {"type": "integer", "description": "At most this many notes (5)."},
+                },
+                "required": ["patient", "query"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "timeline",
+            "description": "A patient's summary: encounters, diagnoses, medication orders "
+            "and lab results, newest first.",
+            "parameters": {
+                "type": "object",
+                "properties": {"patient": _PATIENT, "since": _SINCE},
+                "required": ["patient"],
+            },
+        },
+    },
 ]
 
 _SYSTEM = (
@@ -165,6 +201,16 @@ _FIELDS = {
         "clinical_status",
         "diagnosed_at",
     ),
+    "notes": ("note_type", "recorded_at", "snippet", "deidentified"),
+    "timeline": ("kind",),
+    "encounter": ("encounter_id", "encounter_class", "dept_name", "start_at", "end_at"),
+}
+#: The tool whose fields a timeline item of each kind shows.
+_TIMELINE_TOOL = {
+    "lab": "labs",
+    "medication": "medications",
+    "diagnosis": "diagnoses",
+    "encounter": "encounter",
 }
 #: Per tool: vocabulary, code column, name columns (standard, source), argument of names.
 _CODED = {
@@ -278,8 +324,11 @@ class ToolAgent:
                     return {"error": "give mrn or visit"}
                 found = self.tools.find_patient(run.who, mrn=mrn, visit=visit)
                 return self._rows(run, lang, call.name, found, [])
+            if call.name in ("notes", "timeline"):
+                return self._call_patient_tool(run, lang, call)
             if call.name not in _CODED:
-                return {"error": f"unknown tool; the tools are {', '.join(_FIELDS)}"}
+                known = ", ".join(t["function"]["name"] for t in TOOL_SCHEMAS)
+                return {"error": f"unknown tool; the tools are {known}"}
             vocab, _, _, _, names_arg = _CODED[call.name]
             patient = _text(args.get("patient")) or run.patient
             if patient is None:
@@ -307,6 +356,27 @@ class ToolAgent:
             result = _latest(result, _CODED[call.name][1])
         return self._rows(run, lang, call.name, result, unresolved)
 
+    def _call_patient_tool(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
+        """``notes`` and ``timeline`` (a refusal propagates to :meth:`_call`)."""
+        args = call.arguments
+        patient = _text(args.get("patient")) or run.patient
+        if patient is None:
+            return {"error": "patient (MRN) is required"}
+        try:
+            since = _since(args.get("since"))
+        except ValueError:
+            return {"error": "since must be a date YYYY-MM-DD"}
+        if call.name == "timeline":
+            result = self.tools.timeline(run.who, patient, since=since)
+            return self._rows(run, lang, call.name, result, [])
+        query = _text(args.get("query"))
+        if query is None:
+            return {"error": "query (what to look for) is required"}
+        limit = args.get("limit")
+        n = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 5
+        result = self.tools.notes(run.who, patient, query, since=since, limit=min(n, 20))
+        return self._rows(run, lang, call.name, result, [])
+
     def _rows(
         self, run: _Run, lang: str, tool: str, result: ToolResult, unresolved: list[str]
     ) -> dict[str, Any]:
@@ -315,12 +385,17 @@ class ToolAgent:
             v = r.values
             names: list[str] = []
             item: dict[str, Any] = {}
-            if tool in _CODED:
+            fields = _FIELDS[tool]
+            if tool == "timeline":
+                item["kind"] = v.get("kind")
+                tool_of = _TIMELINE_TOOL.get(str(v.get("kind")), "encounter")
+                names, fields = self._name(lang, tool_of, v, item), _FIELDS[tool_of]
+            elif tool in _CODED:
                 vocab, code_col, std_col, src_col, _ = _CODED[tool]
                 concept = self.lexicon.concept(vocab, v.get(code_col))
                 names = [concept.name_en, concept.name_zh] if concept else []
                 item["name"] = concept.name(lang) if concept else v.get(std_col) or v.get(src_col)
-            for f in _FIELDS[tool]:
+            for f in fields:
                 if v.get(f) is not None and v.get(f) != "":
                     item[f] = v[f]
             rows.append({"ref": f"[{run.ref(r, names)}]", **item})
@@ -328,6 +403,15 @@ class ToolAgent:
         if unresolved:
             out["unresolved"] = unresolved
         return out
+
+    def _name(self, lang: str, tool: str, v: dict[str, Any], item: dict[str, Any]) -> list[str]:
+        """Set ``item["name"]`` of a coded row; the concept's names (for the check)."""
+        if tool not in _CODED:
+            return []
+        vocab, code_col, std_col, src_col, _ = _CODED[tool]
+        concept = self.lexicon.concept(vocab, v.get(code_col))
+        item["name"] = concept.name(lang) if concept else v.get(std_col) or v.get(src_col)
+        return [concept.name_en, concept.name_zh] if concept else []
 
     def _resolve(self, vocab: str, names: Sequence[str]) -> tuple[list[Concept], list[str]]:
         """Concepts of the names (a code of the vocabulary, or a name or synonym in the

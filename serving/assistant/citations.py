@@ -1,9 +1,15 @@
-"""Citations ``table@version:key``.
+"""Citations ``table@version:key`` and span citations ``table@version:key:start-end``.
 
 A citation names the Delta version of the table a tool read and the row's merge key
 (``institution_code|source_system|record id``; the record id is last, so it may itself
 hold ``|``). Tools read each table pinned at one version, so the cited version is the one
 the number came from, and resolving a citation reads that version again.
+
+A span citation names a character span ``[start, end)`` of a note's text (the issue's
+``note_id:start-end``, with the note's table, version and full merge key in front so it
+resolves to that span of the note at that version). Only tables the caller names as span
+tables (the note tables) take a span; there a key ending in ``:<digits>-<digits>`` is read
+as a span (note ids are file stems, which do not end so).
 
 The governance SQL guard keeps ``VERSION AS OF`` on the table inside its policy subquery
 and the access service audits that version (lakehouse/governance/sql_guard.py).
@@ -12,10 +18,12 @@ and the access service audits that version (lakehouse/governance/sql_guard.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from lakehouse.errors import ErrorCode, error
 
+_SPAN = re.compile(r":(?P<start>\d{1,9})-(?P<end>\d{1,9})$")
 _CITATION = re.compile(r"^(?P<table>[a-z0-9_]+\.[a-z0-9_]+)@(?P<version>\d+):(?P<key>.+)$")
 
 
@@ -26,20 +34,38 @@ class Citation:
     table: str
     version: int
     key: tuple[str, ...]
+    #: ``(start, end)`` of a span of the row's text (note tables only), else None.
+    span: tuple[int, int] | None = None
 
     def __str__(self) -> str:
-        return f"{self.table}@{self.version}:{'|'.join(self.key)}"
+        text = f"{self.table}@{self.version}:{'|'.join(self.key)}"
+        return text if self.span is None else f"{text}:{self.span[0]}-{self.span[1]}"
+
+    @property
+    def row(self) -> Citation:
+        """The citation of the whole row (the span dropped)."""
+        return Citation(self.table, self.version, self.key)
 
     @classmethod
-    def parse(cls, text: str, key_width: dict[str, int]) -> Citation:
-        """A citation of one of the tables in ``key_width`` (``LH-SRV-002`` otherwise)."""
+    def parse(
+        cls, text: str, key_width: dict[str, int], span_tables: Collection[str] = ()
+    ) -> Citation:
+        """A citation of one of the tables in ``key_width``, with a span where the table
+        is one of ``span_tables`` (``LH-SRV-002`` otherwise)."""
         m = _CITATION.match(text.strip())
         if m is None:
             raise error(ErrorCode.SRV_CITATION_INVALID, reason="not of the form table@version:key")
         table = m["table"]
         if table not in key_width:
             raise error(ErrorCode.SRV_CITATION_INVALID, reason="not a table the assistant cites")
-        key = tuple(m["key"].split("|", key_width[table] - 1))
+        raw, span = m["key"], None
+        s = _SPAN.search(raw) if table in span_tables else None
+        if s is not None:
+            span = (int(s["start"]), int(s["end"]))
+            raw = raw[: s.start()]
+            if span[1] <= span[0]:
+                raise error(ErrorCode.SRV_CITATION_INVALID, reason="the span is empty")
+        key = tuple(raw.split("|", key_width[table] - 1))
         if len(key) != key_width[table] or not all(key):
             raise error(ErrorCode.SRV_CITATION_INVALID, reason="the key has the wrong parts")
-        return cls(table, int(m["version"]), key)
+        return cls(table, int(m["version"]), key, span)

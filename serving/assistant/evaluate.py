@@ -407,6 +407,7 @@ class Evaluator:
     def __init__(self, planner: Answerer, tools: DataTools) -> None:
         self.planner, self.tools = planner, tools
         self._widths = tools.key_widths()
+        self._spans = tools.span_tables()
 
     def run(self, cases: Iterable[EvalCase]) -> list[CaseResult]:
         return [self.score(c) for c in cases]
@@ -429,7 +430,7 @@ class Evaluator:
         good = 0
         for sentence in answer.sentences:
             for text in sentence.citations:
-                citation = Citation.parse(text, self._widths)
+                citation = Citation.parse(text, self._widths, self._spans)
                 row = self.tools.cited_row(who, citation)
                 if row is None or str(row.get("patient_id")) != case.patient:
                     continue

@@ -4,9 +4,12 @@ With no LLM configured the assistant still answers: :class:`GroundedPlanner` rec
 question's type and entities in Chinese or English (the patient by MRN or visit number, or
 the patient the page is about; tests, drugs and diagnoses through the terminology lexicon;
 "latest"; a time window), calls the same guarded tools an agent would, and writes the
-answer from templates. Every sentence that carries a number cites the record the number is
-from; when the tools return nothing the answer says the data does not contain it and cites
-nothing; a patient the user may not see is refused (the access service's refusal, audited).
+answer from templates. Two further question types: a note search ("notes mentioning 胸痛
+for MRN P1", "病历中提到胸痛") answered by the ``notes`` tool with span citations, and a
+patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``.
+Every sentence that carries a number cites the record the number is from; when the tools
+return nothing the answer says the data does not contain it and cites nothing; a patient
+the user may not see is refused (the access service's refusal, audited).
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ _WORDS = {
     "diagnosis": re.compile(r"\b(?:diagnos[ie]s|conditions?)\b|诊断|疾病", re.IGNORECASE),
 }
 
+#: A question about notes, and where its search words are (quoted, or after "mentioning" /
+#: 提到); the search words end at "for/of/in MRN|patient|visit", punctuation or 的/吗.
+_NOTES = re.compile(
+    r"\bnotes?\b|\bmention(?:s|ed|ing)?\b|病历中|病历里|病程|记录中提到|(?:提到|提及|记载)",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”|「([^」]+)」')
+_NOTE_QUERY = re.compile(
+    r"(?:\bmention(?:s|ed|ing)?|\babout|\bcontaining|\bwith)\s+(?P<en>.+?)"
+    r"(?=\s+(?:for|of|in)\s+(?:the\s+)?(?:MRN|patient|visit|encounter)\b|[?？.,;。，；]|$)"
+    r"|(?:提到|提及|记载|包含)(?:了|过)?(?P<zh>[^的吗？?。，,；;]+)",
+    re.IGNORECASE,
+)
+_SUMMARY = re.compile(
+    r"\b(?:summary|summari[sz]e|timeline|overview)\b|摘要|概况|概要|时间线|总结", re.IGNORECASE
+)
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -108,6 +128,8 @@ class Plan:
     kinds: tuple[str, ...]
     latest: bool
     since: datetime | None
+    #: The words a note question searches for ("" for the newest notes), else None.
+    note_query: str | None = None
 
 
 class GroundedPlanner:
@@ -129,14 +151,22 @@ class GroundedPlanner:
         visit = next((g for g in visit_m.groups() if g), None) if visit_m and not mrn else None
         concepts = tuple(dict.fromkeys(m.concept for m in self.lexicon.find(question)))
         kinds = {c.kind for c in concepts} | {k for k, rx in _WORDS.items() if rx.search(question)}
+        note_query = note_search_words(question) if _NOTES.search(question) else None
+        if note_query is not None:
+            ordered: tuple[str, ...] = ("note",)
+        elif _SUMMARY.search(question):
+            ordered = ("summary",)
+        else:
+            ordered = tuple(k for k in ("lab", "drug", "diagnosis") if k in kinds)
         return Plan(
             lang,
             mrn,
             visit,
             concepts,
-            tuple(k for k in ("lab", "drug", "diagnosis") if k in kinds),
+            ordered,
             bool(_LATEST.search(question)),
             self._since(question),
+            note_query,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -189,6 +219,12 @@ class GroundedPlanner:
         return str(found.rows[0].values["patient_id"]) if found.rows else None
 
     def _answer_kind(self, who: Principal, plan: Plan, kind: str, mrn: str, answer: Answer) -> None:
+        if kind == "note":
+            self._answer_notes(who, plan, mrn, answer)
+            return
+        if kind == "summary":
+            self._answer_timeline(who, plan, mrn, answer)
+            return
         concepts = [c for c in plan.concepts if c.kind == kind]
         codes = [c.code for c in concepts]
         if kind == "lab":
@@ -211,6 +247,95 @@ class GroundedPlanner:
                 for r in (rows[:1] if plan.latest else rows)
             ]
             _compose(answer, plan, kind, concept, named, fmt)
+
+    def _answer_notes(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
+        zh, q = plan.lang == "zh", plan.note_query or ""
+        result = self.tools.notes(who, mrn, q, since=plan.since)
+        window = (
+            ("（所问时间范围内）" if zh else " in the requested time window") if plan.since else ""
+        )
+        if not result.rows:
+            answer.say(
+                (
+                    f"数据中没有该患者提到“{q}”的病历记录{window}。"
+                    if q
+                    else f"数据中没有该患者的病历记录{window}。"
+                )
+                if zh
+                else (
+                    f"The data contains no note of this patient mentioning “{q}”{window}."
+                    if q
+                    else f"The data contains no note of this patient{window}."
+                )
+            )
+            return
+        deid = any(r.values.get("deidentified") for r in result.rows)
+        if zh:
+            head = f"该患者病历中提到“{q}”的记录（按相关度排序）" if q else "该患者最新的病历记录"
+            answer.say(head + ("，为去标识化文本：" if deid else "："))
+        else:
+            head = (
+                f"The patient's notes mentioning “{q}”, best match first"
+                if q
+                else "The patient's newest notes"
+            )
+            answer.say(head + (" (de-identified text):" if deid else ":"))
+        for r in result.rows:
+            answer.say(_note_sentence(plan.lang, r.values), str(r.citation))
+
+    def _answer_timeline(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
+        zh = plan.lang == "zh"
+        result = self.tools.timeline(who, mrn, since=plan.since)
+        window = (
+            ("（所问时间范围内）" if zh else " in the requested time window") if plan.since else ""
+        )
+        if not result.rows:
+            answer.say(
+                f"数据中没有该患者的就诊、诊断、用药或检验记录{window}。"
+                if zh
+                else f"The data contains no encounter, diagnosis, medication or lab result "
+                f"of this patient{window}."
+            )
+            return
+        answer.say(
+            "该患者的时间线（由近到远）：" if zh else "The patient's timeline, newest first:"
+        )
+        said: dict[str, list[str]] = {}
+        for r in result.rows:
+            v, kind = r.values, r.values.get("kind")
+            if kind == "encounter":
+                text = _encounter_sentence(plan.lang, v)
+            elif kind == "lab":
+                text = _lab_sentence(
+                    plan.lang, False, self.lexicon.concept(LOINC, v.get("test_standard_code")), v
+                )
+            elif kind == "medication":
+                text = _drug_sentence(
+                    plan.lang, False, self.lexicon.concept(ATC, v.get("drug_standard_code")), v
+                )
+            else:
+                text = _dx_sentence(
+                    plan.lang, False, self.lexicon.concept(ICD10, v.get("standard_code")), v
+                )
+            said.setdefault(text, []).append(str(r.citation))
+        for text, cites in said.items():
+            answer.say(text, *cites)
+
+
+def note_search_words(question: str) -> str:
+    """The words a note question searches for: the quoted text, else what follows
+    "mentioning"/"about" or 提到/提及 (without the patient part); "" when none."""
+    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)]
+    if quoted:
+        return " ".join(f'"{q.strip()}"' for q in quoted if q.strip())
+    m = _NOTE_QUERY.search(question)
+    if m is None:
+        return ""
+    words = (m["en"] or m["zh"] or "").strip()
+    mrn = _MRN.search(words)
+    if mrn is not None:  # "提到胸痛 患者P1": the patient is no search word
+        words = words[: mrn.start()].strip()
+    return words[:100]
 
 
 def refusal(lang: str, code: str) -> Answer:
@@ -309,6 +434,26 @@ def _drug_sentence(lang: str, latest: bool, concept: Concept | None, v: dict[str
     return f"{lead}{name} {dose}, ordered {at} ({status})."
 
 
+def _note_sentence(lang: str, v: dict[str, Any]) -> str:
+    text = " ".join(str(v.get("snippet") or "").split())
+    kind, at = (
+        v.get("note_type") or ("病历" if lang == "zh" else "clinical"),
+        _when(v.get("recorded_at")),
+    )
+    if lang == "zh":
+        return f"{at} {kind}记录：“{text}”。"
+    return f"{kind.capitalize()} note of {at}: “{text}”."
+
+
+def _encounter_sentence(lang: str, v: dict[str, Any]) -> str:
+    at, visit = _when(v.get("start_at")), v.get("encounter_id") or "?"
+    dept, cls = v.get("dept_name") or "", v.get("encounter_class") or ""
+    if lang == "zh":
+        return f"{at} {dept}{cls}就诊（就诊号{visit}）。".replace("  ", " ")
+    where = f" at {dept}" if dept else ""
+    return f"{(cls or 'Encounter').capitalize()} visit {visit}{where}, {at}."
+
+
 def _dx_sentence(lang: str, latest: bool, concept: Concept | None, v: dict[str, Any]) -> str:
     name = concept.name(lang) if concept else (v["standard_name"] or v["source_name"])
     code, at = v.get("standard_code") or "?", _when(v["diagnosed_at"])
@@ -319,4 +464,12 @@ def _dx_sentence(lang: str, latest: bool, concept: Concept | None, v: dict[str, 
     return f"{lead}{name} ({code}), diagnosed {at}."
 
 
-__all__ = ["Answer", "GroundedPlanner", "Plan", "Sentence", "ToolResult", "refusal"]
+__all__ = [
+    "Answer",
+    "GroundedPlanner",
+    "Plan",
+    "Sentence",
+    "ToolResult",
+    "note_search_words",
+    "refusal",
+]

@@ -6,6 +6,14 @@ user: the policy's row and column rules apply, a named patient outside the user'
 refused (``LH-SEC-006``) and every read or refusal is in the audit log. Each row comes back
 with the citation of the row it is (``table@version:key``). Literals are built by sqlglot,
 never by string pasting.
+
+``notes`` searches a patient's notes (the newest :attr:`DataTools.max_notes`, read the same
+guarded way and ranked in memory by :mod:`serving.assistant.note_search`); its hits cite a
+span of the note's text (``table@version:key:start-end``). A role granted free text reads
+``silver.note.note_text``; any other role reads the de-identified ``silver.note_deid.text_deid``
+of the note's current version, and the guard decides whether it may (it refuses a table it
+cannot scope for the role). ``timeline`` merges the other tools' rows and the patient's
+encounters by time.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from sqlglot import exp
 from lakehouse.governance.access import AccessService
 from lakehouse.governance.sessions import Principal
 from lakehouse.tables.silver.clinical import DIAGNOSIS, LAB_RESULT, MEDICATION_ORDER
+from lakehouse.tables.silver.documents import NOTE
 from lakehouse.tables.silver.encounter import ENCOUNTER
+from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import TableSpec
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.citations import Citation
+from serving.assistant.note_search import rank_notes
 from serving.sql import col, delta_version, pinned_table, string
 
 PURPOSE = "treatment"
@@ -113,6 +124,25 @@ _DX_COLUMNS = (
     "diagnosed_at",
 )
 _PATIENT_COLUMNS = ("patient_id", "name", "sex_code", "birth_date")
+_ENCOUNTER_COLUMNS = (
+    "patient_id",
+    "encounter_id",
+    "encounter_class",
+    "status",
+    "dept_name",
+    "start_at",
+    "end_at",
+)
+_NOTE_COLUMNS = ("patient_id", "note_id", "note_type", "language", "recorded_at")
+#: The text column of each note table (by the table's role, not its name).
+NOTE_TEXT, DEID_TEXT = "note_text", "text_deid"
+#: Timeline items: tool, time column.
+_TIMELINE = (
+    ("encounter", "start_at"),
+    ("diagnosis", "diagnosed_at"),
+    ("medication", "ordered_at"),
+    ("lab", "collected_at"),
+)
 
 
 class DataTools:
@@ -125,10 +155,15 @@ class DataTools:
         tables: ToolTables | None = None,
         *,
         max_rows: int = 50,
+        max_notes: int = 200,
     ) -> None:
         self.spark, self.access = spark, access
         self.tables = tables or ToolTables()
-        self.max_rows = max_rows
+        self.max_rows, self.max_notes = max_rows, max_notes
+        # The note tables: those of a ToolTables subclass that names them (FhirTables), else
+        # the silver ones.
+        self.note: TableSpec = getattr(self.tables, "note", NOTE)
+        self.note_deid: TableSpec = getattr(self.tables, "note_deid", NOTE_DEID)
 
     # -- tools ---------------------------------------------------------------------------
     def find_patient(
@@ -233,10 +268,93 @@ class DataTools:
             cond,
         )
 
+    def notes(
+        self,
+        who: Principal,
+        patient_id: str,
+        query: str,
+        *,
+        since: datetime | None = None,
+        limit: int = 5,
+    ) -> ToolResult:
+        """The patient's notes that match ``query`` (BM25, Chinese and English), best
+        first, each cited by the span of its text that holds the matches. Reads the newest
+        :attr:`max_notes` notes (since ``since``) the user may see: the note text where the
+        role is granted free text, else the de-identified text (the guard decides)."""
+        deid = NOTE_TEXT not in self.access.guard.policy.visible_columns(who.role, self.note)
+        if deid:
+            result = self._deid_notes(who, patient_id, since)
+            text_column = DEID_TEXT
+        else:
+            parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id))]
+            if since is not None:
+                parts.append(_after("recorded_at", since))
+            result = self._select(
+                who,
+                "notes",
+                self.note,
+                (*_NOTE_COLUMNS, NOTE_TEXT),
+                exp.and_(*parts),
+                order="recorded_at",
+                limit=self.max_notes,
+                cap=self.max_notes,
+            )
+            text_column = NOTE_TEXT
+        texts = [r.values.get(text_column) for r in result.rows]
+        rows = []
+        for hit in rank_notes(texts, query, limit=max(1, min(limit, self.max_rows))):
+            row = result.rows[hit.index]
+            values = {k: v for k, v in row.values.items() if k != text_column}
+            values.update(
+                snippet=hit.text,
+                start=hit.start,
+                end=hit.end,
+                match_spans=[list(s) for s in hit.spans],
+                score=hit.score,
+                deidentified=deid,
+            )
+            rows.append(CitedRow(_with_span(row.citation, hit.start, hit.end), values))
+        return ToolResult("notes", rows)
+
+    def timeline(
+        self,
+        who: Principal,
+        patient_id: str,
+        *,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> ToolResult:
+        """The patient's encounters, diagnoses, medication orders and lab results, newest
+        first, merged by time (each row cited, with ``kind`` and ``at`` added); at most
+        ``limit`` items. Every part is its own guarded, audited read."""
+        parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id))]
+        if since is not None:
+            parts.append(_after("start_at", since))
+        results = {
+            "encounter": self._select(
+                who,
+                "timeline",
+                self.tables.encounter,
+                _ENCOUNTER_COLUMNS,
+                exp.and_(*parts),
+                order="start_at",
+            ),
+            "diagnosis": self.diagnoses(who, patient_id, since=since),
+            "medication": self.medications(who, patient_id, since=since),
+            "lab": self.labs(who, patient_id, since=since),
+        }
+        return merge_timeline(results, limit=min(limit, self.max_rows))
+
+    def span_tables(self) -> frozenset[str]:
+        """Tables whose citations carry a span of their text."""
+        return frozenset({self.note.name, self.note_deid.name})
+
     def cited_row(self, who: Principal, citation: Citation) -> dict[str, Any] | None:
         """The cited row at the cited version, as ``who`` may see it (audited); None when
-        it is not there, not visible, or the version does not exist (any more)."""
-        spec = self.tables.by_name()[citation.table]
+        it is not there, not visible, or the version does not exist (any more). For a span
+        citation of a note, the row and ``span_text``, the cited span of its text (None
+        when the span is not inside the text the user may see)."""
+        spec = self._specs()[citation.table]
         if citation.version > self._version(spec.name):
             return None
         keys = zip(spec.keys, citation.key, strict=True)
@@ -246,11 +364,63 @@ class DataTools:
             rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=2)
         except AnalysisException:  # the version was vacuumed away
             return None
-        return dict(rows[0].asDict()) if len(rows) == 1 else None
+        if len(rows) != 1:
+            return None
+        row = dict(rows[0].asDict())
+        if citation.span is not None:
+            start, end = citation.span
+            text = row.get(DEID_TEXT if spec.name == self.note_deid.name else NOTE_TEXT)
+            inside = isinstance(text, str) and end <= len(text)
+            row["span"] = [start, end]
+            row["span_text"] = text[start:end] if inside and isinstance(text, str) else None
+        return row
 
     # -- helpers -------------------------------------------------------------------------
     def key_widths(self) -> dict[str, int]:
-        return {t.name: len(t.keys) for t in self.tables.all()}
+        return {t.name: len(t.keys) for t in self._specs().values()}
+
+    def _specs(self) -> dict[str, TableSpec]:
+        return {
+            **self.tables.by_name(),
+            self.note.name: self.note,
+            self.note_deid.name: self.note_deid,
+        }
+
+    def _deid_notes(self, who: Principal, patient_id: str, since: datetime | None) -> ToolResult:
+        """The de-identified text of the patient's newest notes: ``silver.note_deid`` of
+        each note's current version, joined to ``silver.note`` for the patient and the time
+        (both pinned; the guard scopes both and refuses what it cannot scope)."""
+        note, deid = self.note, self.note_deid
+        vn, vd = self._version(note.name), self._version(deid.name)
+        on = exp.and_(*[_col(k, "d").eq(_col(k, "n")) for k in (*deid.keys, "source_updated_at")])
+        live = exp.or_(_col("is_deleted", "n").is_(exp.null()), exp.not_(_col("is_deleted", "n")))
+        parts: list[exp.Expr] = [_col("patient_id", "n").eq(_str(patient_id)), live]
+        if since is not None:
+            parts.append(_after("recorded_at", since, "n"))
+        select = [
+            *[_col(k, "d") for k in deid.keys],
+            _col("patient_id", "n"),
+            _col("note_type", "n"),
+            _col("language", "n"),
+            _col("recorded_at", "n"),
+            _col(DEID_TEXT, "d"),
+        ]
+        query = (
+            exp.select(*select)
+            .from_(_table(deid, vd).as_("d"))
+            .join(_table(note, vn).as_("n"), on=on)
+            .where(exp.and_(*parts))
+            .order_by(exp.Ordered(this=_col("recorded_at", "n"), desc=True, nulls_first=False))
+        )
+        rows = self.access.query(
+            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=self.max_notes
+        )
+        out = []
+        for r in rows:
+            values = dict(r.asDict())
+            key = tuple(str(values[k]) for k in deid.keys)
+            out.append(CitedRow(Citation(deid.name, vd, key), values))
+        return ToolResult("notes", out)
 
     def _clinical(
         self,
@@ -272,7 +442,7 @@ class DataTools:
         if extra is not None:
             parts.append(extra)
         if since is not None:
-            parts.append(_col(time_column) >= exp.cast(_str(since.isoformat(sep=" ")), "timestamp"))
+            parts.append(_after(time_column, since))
         return self._select(
             who,
             tool,
@@ -293,6 +463,7 @@ class DataTools:
         *,
         order: str | None = None,
         limit: int | None = None,
+        cap: int | None = None,
     ) -> ToolResult:
         version = self._version(spec.name)
         cols = list(dict.fromkeys([*spec.keys, *columns]))
@@ -301,7 +472,7 @@ class DataTools:
         query = query.where(exp.and_(where, live))
         if order is not None:
             query = query.order_by(exp.Ordered(this=_col(order), desc=True, nulls_first=False))
-        n = min(limit or self.max_rows, self.max_rows)
+        n = min(limit or self.max_rows, cap or self.max_rows)
         rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=n)
         out = []
         for r in rows:
@@ -314,8 +485,34 @@ class DataTools:
         return delta_version(self.spark, name)
 
 
-def _col(name: str) -> exp.Column:
-    return col(name)
+def merge_timeline(results: dict[str, ToolResult], *, limit: int) -> ToolResult:
+    """Rows of the timeline's parts (keyed by kind) merged newest first, each with ``kind``
+    and ``at`` (its time) added; rows without a time last; at most ``limit``."""
+    times = dict(_TIMELINE)
+    items: list[CitedRow] = []
+    for kind, result in results.items():
+        for r in result.rows:
+            items.append(
+                CitedRow(r.citation, {**r.values, "kind": kind, "at": r.values.get(times[kind])})
+            )
+    items.sort(key=lambda r: (r.values["at"] is None, _neg_time(r.values["at"])))
+    return ToolResult("timeline", items[:limit])
+
+
+def _neg_time(at: Any) -> float:
+    return -at.timestamp() if isinstance(at, datetime) else 0.0
+
+
+def _with_span(citation: Citation, start: int, end: int) -> Citation:
+    return Citation(citation.table, citation.version, citation.key, (start, end))
+
+
+def _after(column: str, since: datetime, table: str | None = None) -> exp.Expr:
+    return _col(column, table) >= exp.cast(_str(since.isoformat(sep=" ")), "timestamp")
+
+
+def _col(name: str, table: str | None = None) -> exp.Column:
+    return col(name) if table is None else exp.column(name, table=table, quoted=True)
 
 
 def _str(value: str) -> exp.Literal:

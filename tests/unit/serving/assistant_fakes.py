@@ -14,8 +14,9 @@ from serving.assistant.agent import ToolAgent
 from serving.assistant.citations import Citation
 from serving.assistant.lexicon import Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
+from serving.assistant.note_search import rank_notes
 from serving.assistant.planner import GroundedPlanner
-from serving.assistant.tools import CitedRow, DataTools, ToolResult
+from serving.assistant.tools import CitedRow, DataTools, ToolResult, merge_timeline
 
 HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
 GLU = Concept("LOINC", "2345-7", "Glucose", "葡萄糖")
@@ -23,6 +24,7 @@ METFORMIN = Concept("ATC", "A10BA02", "metformin", "二甲双胍")
 NOW = datetime(2026, 11, 26, 12, 0)
 WHO = Principal("dr_a", "clinician", department="A", institutions=("H1",))
 LAB_TABLE = "silver.lab_result"
+NOTE_TABLE = "silver.note"
 
 
 def lexicon() -> Lexicon:
@@ -62,6 +64,21 @@ def lab(
     return CitedRow(Citation(LAB_TABLE, 3, ("H1", "lis", rid)), values)
 
 
+def note(nid: str, patient: str, text: str, at: datetime, note_type: str = "progress") -> CitedRow:
+    """A silver.note-shaped row (cited without a span: the notes tool adds the span)."""
+    values = {
+        "institution_code": "H1",
+        "source_system": "emr",
+        "note_id": nid,
+        "patient_id": patient,
+        "note_type": note_type,
+        "language": "zh",
+        "recorded_at": at,
+        "note_text": text,
+    }
+    return CitedRow(Citation(NOTE_TABLE, 7, ("H1", "emr", nid)), values)
+
+
 @dataclass
 class FakeTools:
     """Rows per patient; ``denied`` patients are refused (LH-SEC-006) as the guard does."""
@@ -70,6 +87,7 @@ class FakeTools:
     denied: set[str] = field(default_factory=set)
     any_patient: bool = False  # every patient id has the rows of the first patient
     calls: list[tuple[str, str | None, tuple[str, ...]]] = field(default_factory=list)
+    notes_of: dict[str, list[CitedRow]] = field(default_factory=dict)
 
     def _rows(self, patient: str) -> list[CitedRow]:
         if patient in self.denied:
@@ -109,10 +127,58 @@ class FakeTools:
         rows.sort(key=lambda r: r.values["collected_at"], reverse=True)
         return ToolResult("labs", rows[:1] if latest else rows)
 
+    def notes(
+        self,
+        who: Principal,
+        patient_id: str,
+        query: str,
+        *,
+        since: datetime | None = None,
+        limit: int = 5,
+    ) -> ToolResult:
+        """The real ranking (serving.assistant.note_search) over the patient's notes."""
+        self.calls.append(("notes", patient_id, (query,)))
+        self._rows(patient_id)
+        rows = sorted(
+            (
+                r
+                for r in self.notes_of.get(patient_id, [])
+                if since is None or r.values["recorded_at"] >= since
+            ),
+            key=lambda r: r.values["recorded_at"],
+            reverse=True,
+        )
+        out = []
+        for hit in rank_notes([r.values["note_text"] for r in rows], query, limit=limit):
+            r = rows[hit.index]
+            c = r.citation
+            values = {k: v for k, v in r.values.items() if k != "note_text"}
+            values.update(snippet=hit.text, start=hit.start, end=hit.end, deidentified=False)
+            out.append(CitedRow(Citation(c.table, c.version, c.key, (hit.start, hit.end)), values))
+        return ToolResult("notes", out)
+
+    def timeline(
+        self, who: Principal, patient_id: str, *, since: datetime | None = None, limit: int = 50
+    ) -> ToolResult:
+        """The patient's lab rows as a timeline (the fake has no other kinds)."""
+        self.calls.append(("timeline", patient_id, ()))
+        labs = self.labs(who, patient_id, since=since)
+        return merge_timeline({"lab": labs}, limit=limit)
+
     def key_widths(self) -> dict[str, int]:
-        return {LAB_TABLE: 3}
+        return {LAB_TABLE: 3, NOTE_TABLE: 3}
+
+    def span_tables(self) -> frozenset[str]:
+        return frozenset({NOTE_TABLE})
 
     def cited_row(self, who: Principal, citation: Citation) -> dict[str, Any] | None:
+        if citation.span is not None:
+            rows = [r for rs in self.notes_of.values() for r in rs if r.citation == citation.row]
+            if not rows:
+                return None
+            text = rows[0].values["note_text"]
+            start, end = citation.span
+            return {**rows[0].values, "span_text": text[start:end] if end <= len(text) else None}
         rows = [r for rs in self.labs_of.values() for r in rs if r.citation == citation]
         return rows[0].values if rows else None
 

@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from serving.assistant.agent import TOOL_SCHEMAS
 from serving.assistant.langchain_chat import LangChainChat
 from tests.unit.serving.assistant_fakes import HBA1C, WHO, FakeTools, agent, lab
 
@@ -66,7 +67,7 @@ def test_a_langchain_model_drives_the_verified_loop() -> None:
     tools = FakeTools({"P1": [ROW]})
     answer = agent(tools, LangChainChat(model)).ask(WHO, "latest HbA1c of MRN P1?")
     assert (answer.mode, answer.citations) == ("llm", [str(ROW.citation)])
-    assert model.bound == [(4, "auto"), (4, "auto")]
+    assert model.bound == [(len(TOOL_SCHEMAS), "auto")] * 2
     tool_message = model.seen[1][-1]
     assert isinstance(tool_message, ToolMessage)
     assert tool_message.tool_call_id == "t1"
