@@ -1,0 +1,62 @@
+"""Note search over HTTP on the seeded Delta tables: the clinician's hit cites a span of
+silver.note at its version and resolves to exactly that text (guarded and audited); a role
+without the free-text grant searches the de-identified text of silver.note_deid instead and
+never sees the raw note."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from lakehouse.governance.audit import patient_ref
+from tests.integration.serving.conftest import (
+    KEY,
+    NOTE_DEID_TEXT,
+    NOTE_TEXT,
+    PASSWORD,
+    Service,
+    client,
+)
+
+pytestmark = pytest.mark.spark
+
+
+def _session(service: Service, user: str) -> str:
+    with client(service) as c:
+        r = c.post("/api/login", json={"username": user, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+def _ask_and_resolve(service: Service, user: str, question: str) -> tuple[str, dict[str, Any]]:
+    token = _session(service, user)
+    with client(service, token) as c:
+        r = c.post("/api/ask", json={"question": question})
+        assert r.status_code == 200, r.text
+        (citation,) = r.json()["citations"]
+        resolved = c.get(f"/api/citations/{quote(citation, safe='')}")
+    assert resolved.status_code == 200, resolved.text
+    return citation, resolved.json()
+
+
+def test_note_search_cites_a_span_that_resolves_guarded_and_audited(service: Service) -> None:
+    note, deid = service.tables.note.name, service.tables.note_deid.name
+    before = len(service.audit.rows)
+    citation, body = _ask_and_resolve(service, "dr_a", "病历中提到口渴多饮的记录 患者P1")
+    assert citation.startswith(f"{note}@")
+    assert "|emr|N1:" in citation
+    start, end = body["span"]
+    assert body["span_text"] == NOTE_TEXT[start:end]
+    assert "口渴多饮" in body["span_text"]
+    reads = [r for r in service.audit.rows[before:] if note in (r["target"] or "")]
+    assert [r["action"] for r in reads] == ["read", "read"]  # the search and the resolution
+    assert all(r["actor"] == "dr_a" for r in reads)
+    assert reads[0]["patient_ref"] == patient_ref(KEY, "P1")
+    # The nurse's role has no free-text grant: the de-identified text, never the raw note.
+    citation, body = _ask_and_resolve(service, "nurse_a", "notes mentioning 口渴多饮 for MRN P1")
+    assert citation.startswith(f"{deid}@")
+    start, end = body["span"]
+    assert body["span_text"] == NOTE_DEID_TEXT[start:end]
+    assert "张三" not in str(body)
