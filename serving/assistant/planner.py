@@ -6,7 +6,9 @@ the patient the page is about; tests, drugs and diagnoses through the terminolog
 "latest"; a time window), calls the same guarded tools an agent would, and writes the
 answer from templates. Two further question types: a note search ("notes mentioning 胸痛
 for MRN P1", "病历中提到胸痛") answered by the ``notes`` tool with span citations, and a
-patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``.
+patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``; and a
+cohort count ("how many patients with E11 in my department", "糖化血红蛋白大于7的患者有多少")
+answered by ``cohort_count`` (a number of the user's scope, no patient named).
 Every sentence that carries a number cites the record the number is from; when the tools
 return nothing the answer says the data does not contain it and cites nothing; a patient
 the user may not see is refused (the access service's refusal, audited).
@@ -24,7 +26,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.governance.sessions import Principal
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.lexicon import CJK, Concept, Lexicon
-from serving.assistant.tools import CitedRow, DataTools, ToolResult
+from serving.assistant.tools import CitedRow, DataTools, LabCondition, ToolResult
 
 _ID = r"([A-Za-z]*\d[A-Za-z0-9_-]*)"
 _MRN = re.compile(
@@ -77,6 +79,23 @@ _NOTE_QUERY = re.compile(
     r"|(?:提到|提及|记载|包含)(?:了|过)?(?P<zh>[^的吗？?。，,；;]+)",
     re.IGNORECASE,
 )
+_COHORT = re.compile(
+    r"\bhow many (?:\w+\s+)?patients\b|\bnumber of patients\b|\bcount (?:of )?patients\b"
+    r"|多少(?:位|名|个)?(?:患者|病人)|(?:患者|病人)(?:有)?多少|(?:患者|病人)人?数|几(?:位|名|个)(?:患者|病人)",
+    re.IGNORECASE,
+)
+_ICD10_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Z]\d{2}(?:\.\d{1,2})?)(?![A-Za-z0-9])")
+_COMPARE = re.compile(
+    r"(>=|<=|≥|≤|>|<|大于等于|小于等于|不低于|不高于|大于|小于|高于|低于|超过|"
+    r"at least|at most|greater than|less than|above|below|over|under)\s*(\d+(?:\.\d+)?)",
+    re.IGNORECASE,
+)
+_OP = {
+    "≥": ">=", "≤": "<=", "大于等于": ">=", "小于等于": "<=", "不低于": ">=", "不高于": "<=",
+    "大于": ">", "小于": "<", "高于": ">", "低于": "<", "超过": ">", "at least": ">=",
+    "at most": "<=", "greater than": ">", "less than": "<", "above": ">", "below": "<",
+    "over": ">", "under": "<",
+}  # fmt: skip
 _SUMMARY = re.compile(
     r"\b(?:summary|summari[sz]e|timeline|overview)\b|摘要|概况|概要|时间线|总结", re.IGNORECASE
 )
@@ -130,6 +149,9 @@ class Plan:
     since: datetime | None
     #: The words a note question searches for ("" for the newest notes), else None.
     note_query: str | None = None
+    #: A cohort question's ICD-10 prefixes and lab condition.
+    icd10: tuple[str, ...] = ()
+    lab: LabCondition | None = None
 
 
 class GroundedPlanner:
@@ -152,8 +174,17 @@ class GroundedPlanner:
         concepts = tuple(dict.fromkeys(m.concept for m in self.lexicon.find(question)))
         kinds = {c.kind for c in concepts} | {k for k, rx in _WORDS.items() if rx.search(question)}
         note_query = note_search_words(question) if _NOTES.search(question) else None
-        if note_query is not None:
-            ordered: tuple[str, ...] = ("note",)
+        icd10: tuple[str, ...] = ()
+        lab = None
+        if _COHORT.search(question):
+            ordered: tuple[str, ...] = ("cohort",)
+            note_query = None
+            codes = [m.group(1) for m in _ICD10_CODE.finditer(question)]
+            codes += [c.code for c in concepts if c.kind == "diagnosis"]
+            icd10 = tuple(dict.fromkeys(codes))
+            lab = _lab_condition(question, concepts)
+        elif note_query is not None:
+            ordered = ("note",)
         elif _SUMMARY.search(question):
             ordered = ("summary",)
         else:
@@ -167,6 +198,8 @@ class GroundedPlanner:
             bool(_LATEST.search(question)),
             self._since(question),
             note_query,
+            icd10,
+            lab,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -189,6 +222,14 @@ class GroundedPlanner:
                 else "I can answer questions about a patient's lab results, medications and "
                 "diagnoses; please name a test, drug or diagnosis."
             )
+            return answer
+        if plan.kinds == ("cohort",):
+            try:
+                self._answer_cohort(who, plan, answer)
+            except LakehouseError as exc:
+                if exc.code is not ErrorCode.ACCESS_DENIED:
+                    raise
+                return refusal(plan.lang, exc.code.id)
             return answer
         if plan.mrn is None and plan.visit is None:
             answer.say(
@@ -247,6 +288,44 @@ class GroundedPlanner:
                 for r in (rows[:1] if plan.latest else rows)
             ]
             _compose(answer, plan, kind, concept, named, fmt)
+
+    def _answer_cohort(self, who: Principal, plan: Plan, answer: Answer) -> None:
+        zh = plan.lang == "zh"
+        if not plan.icd10 and plan.lab is None:
+            answer.say(
+                "请指明诊断（ICD-10编码，如E11）或检验条件（如糖化血红蛋白大于7）。"
+                if zh
+                else "Please name a diagnosis (an ICD-10 code such as E11) or a lab condition "
+                "(such as HbA1c above 7)."
+            )
+            return
+        count = self.tools.cohort_count(who, icd10=plan.icd10, lab=plan.lab, since=plan.since)
+        lab = plan.lab
+        lab_name = ""
+        if lab is not None:
+            concept = self.lexicon.concept(LOINC, lab.loinc)
+            lab_name = concept.name(plan.lang) if concept else lab.loinc
+        codes = "、".join(f"{c}" for c in plan.icd10) if zh else ", ".join(plan.icd10)
+        sources = ", ".join(count.sources)
+        if zh:
+            what = [f"诊断编码以{codes}开头" if plan.icd10 else ""]
+            if lab is not None:
+                what.append(f"{lab_name}结果{lab.op} {_num(lab.value)}")
+            window = "（所问时间范围内）" if plan.since else ""
+            answer.say(
+                f"在您的权限范围内，{'且'.join(w for w in what if w)}的患者共{count.patients}位"
+                f"{window}（数据来源：{sources}）。"
+            )
+            return
+        what = [f"a diagnosis coded {codes}*" if plan.icd10 else ""]
+        if lab is not None:
+            what.append(f"a {lab_name} result {lab.op} {_num(lab.value)}")
+        window = " in the requested time window" if plan.since else ""
+        noun = "patient has" if count.patients == 1 else "patients have"
+        answer.say(
+            f"In your scope, {count.patients} {noun} {' and '.join(w for w in what if w)}"
+            f"{window} (source: {sources})."
+        )
 
     def _answer_notes(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
         zh, q = plan.lang == "zh", plan.note_query or ""
@@ -320,6 +399,16 @@ class GroundedPlanner:
             said.setdefault(text, []).append(str(r.citation))
         for text, cites in said.items():
             answer.say(text, *cites)
+
+
+def _lab_condition(question: str, concepts: tuple[Concept, ...]) -> LabCondition | None:
+    """The first lab concept of the question and the comparison that follows it."""
+    labs = [c for c in concepts if c.kind == "lab"]
+    m = _COMPARE.search(question)
+    if not labs or m is None:
+        return None
+    op = _OP.get(m.group(1).lower(), m.group(1))
+    return LabCondition(labs[0].code, op, float(m.group(2)))
 
 
 def note_search_words(question: str) -> str:

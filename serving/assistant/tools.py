@@ -13,11 +13,14 @@ span of the note's text (``table@version:key:start-end``). A role granted free t
 ``silver.note.note_text``; any other role reads the de-identified ``silver.note_deid.text_deid``
 of the note's current version, and the guard decides whether it may (it refuses a table it
 cannot scope for the role). ``timeline`` merges the other tools' rows and the patient's
-encounters by time.
+encounters by time. ``cohort_count`` counts the distinct patients in the user's scope with
+a diagnosis (ICD-10 prefix) and/or a lab result condition: one guarded aggregate query
+naming no patient (audited without patient refs), only the number comes back.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +67,25 @@ class ToolTables:
 
     def by_name(self) -> dict[str, TableSpec]:
         return {t.name: t for t in self.all()}
+
+
+@dataclass(frozen=True)
+class LabCondition:
+    """A lab result condition of a cohort: LOINC code, comparison and value (in the
+    analyte's canonical unit, ``value_std``)."""
+
+    loinc: str
+    op: str  # one of > >= < <=
+    value: float
+
+
+@dataclass(frozen=True)
+class CohortCount:
+    """How many distinct patients (institution, MRN) in the user's scope match; and the
+    tables read, as ``table@version``."""
+
+    patients: int
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -345,6 +367,62 @@ class DataTools:
         }
         return merge_timeline(results, limit=min(limit, self.max_rows))
 
+    def cohort_count(
+        self,
+        who: Principal,
+        *,
+        icd10: Sequence[str] = (),
+        lab: LabCondition | None = None,
+        since: datetime | None = None,
+    ) -> CohortCount:
+        """Distinct patients the user may see with a diagnosis whose ICD-10 code starts
+        with one of ``icd10`` and/or a lab result meeting ``lab`` (since ``since``): one
+        guarded ``COUNT(DISTINCT institution, patient)``; the row filter scopes it, no
+        patient id is named or returned. ValueError for a malformed code or comparison."""
+        if not icd10 and lab is None:
+            raise ValueError("a cohort needs a diagnosis or a lab condition")
+        if any(not _ICD10_PREFIX.match(c) for c in icd10):
+            raise ValueError("ICD-10 prefixes look like E11 or E11.9")
+        if lab is not None and lab.op not in _OPS:
+            raise ValueError("the comparison is one of > >= < <=")
+        froms: list[tuple[TableSpec, str, list[exp.Expr]]] = []
+        if icd10:
+            likes = [
+                exp.Like(this=_col("standard_code", "d"), expression=_str(f"{c}%")) for c in icd10
+            ]
+            parts: list[exp.Expr] = [
+                _col("standard_vocabulary", "d").eq(_str(ICD10)),
+                exp.or_(*likes),
+            ]
+            if since is not None:
+                parts.append(_after("diagnosed_at", since, "d"))
+            froms.append((self.tables.diagnosis, "d", parts))
+        if lab is not None:
+            parts = [
+                _col("test_standard_vocabulary", "l").eq(_str(LOINC)),
+                _col("test_standard_code", "l").eq(_str(lab.loinc)),
+                _OPS[lab.op](this=_col("value_std", "l"), expression=exp.Literal.number(lab.value)),
+            ]
+            if since is not None:
+                parts.append(_after("collected_at", since, "l"))
+            froms.append((self.tables.lab_result, "l", parts))
+        versions = {spec.name: self._version(spec.name) for spec, _, _ in froms}
+        (first, a, where), rest = froms[0], froms[1:]
+        key = [_col("institution_code", a), _col("patient_id", a)]
+        count = exp.Count(this=exp.Distinct(expressions=key))
+        query = exp.select(exp.alias_(count, "patients")).from_(
+            _table(first, versions[first.name]).as_(a)
+        )
+        conds = [*where, _live(a)]
+        for spec, b, more in rest:
+            on = exp.and_(*[_col(c, a).eq(_col(c, b)) for c in ("institution_code", "patient_id")])
+            query = query.join(_table(spec, versions[spec.name]).as_(b), on=on)
+            conds += [*more, _live(b)]
+        query = query.where(exp.and_(*conds))
+        rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=1)
+        n = int(rows[0]["patients"]) if rows else 0
+        return CohortCount(n, tuple(f"{k}@{v}" for k, v in versions.items()))
+
     def span_tables(self) -> frozenset[str]:
         """Tables whose citations carry a span of their text."""
         return frozenset({self.note.name, self.note_deid.name})
@@ -393,8 +471,7 @@ class DataTools:
         note, deid = self.note, self.note_deid
         vn, vd = self._version(note.name), self._version(deid.name)
         on = exp.and_(*[_col(k, "d").eq(_col(k, "n")) for k in (*deid.keys, "source_updated_at")])
-        live = exp.or_(_col("is_deleted", "n").is_(exp.null()), exp.not_(_col("is_deleted", "n")))
-        parts: list[exp.Expr] = [_col("patient_id", "n").eq(_str(patient_id)), live]
+        parts: list[exp.Expr] = [_col("patient_id", "n").eq(_str(patient_id)), _live("n")]
         if since is not None:
             parts.append(_after("recorded_at", since, "n"))
         select = [
@@ -501,6 +578,15 @@ def merge_timeline(results: dict[str, ToolResult], *, limit: int) -> ToolResult:
 
 def _neg_time(at: Any) -> float:
     return -at.timestamp() if isinstance(at, datetime) else 0.0
+
+
+_ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Z]{0,4})?$|^[A-Z][0-9]?$")
+_OPS: dict[str, type[exp.Binary]] = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
+
+
+def _live(table: str | None = None) -> exp.Expr:
+    """Not tombstoned (``is_deleted`` null or false)."""
+    return exp.or_(_col("is_deleted", table).is_(exp.null()), exp.not_(_col("is_deleted", table)))
 
 
 def _with_span(citation: Citation, start: int, end: int) -> Citation:

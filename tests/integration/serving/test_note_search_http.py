@@ -1,7 +1,8 @@
 """Note search over HTTP on the seeded Delta tables: the clinician's hit cites a span of
 silver.note at its version and resolves to exactly that text (guarded and audited); a role
 without the free-text grant searches the de-identified text of silver.note_deid instead and
-never sees the raw note."""
+never sees the raw note. A cohort count is one guarded aggregate: scoped by the row filter,
+audited without a patient ref, only the number returned."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _ask_and_resolve(service: Service, user: str, question: str) -> tuple[str, d
     return citation, resolved.json()
 
 
-def test_note_search_cites_a_span_that_resolves_guarded_and_audited(service: Service) -> None:
+def test_note_search_spans_and_cohort_counts_guarded_and_audited(service: Service) -> None:
     note, deid = service.tables.note.name, service.tables.note_deid.name
     before = len(service.audit.rows)
     citation, body = _ask_and_resolve(service, "dr_a", "病历中提到口渴多饮的记录 患者P1")
@@ -60,3 +61,22 @@ def test_note_search_cites_a_span_that_resolves_guarded_and_audited(service: Ser
     start, end = body["span"]
     assert body["span_text"] == NOTE_DEID_TEXT[start:end]
     assert "张三" not in str(body)
+    _cohort_count_is_scoped_and_names_no_patient(service)
+
+
+def _cohort_count_is_scoped_and_names_no_patient(service: Service) -> None:
+    token = _session(service, "dr_a")  # department A: P1 (E11.9); P2 (I10) is department B
+    before = len(service.audit.rows)
+    with client(service, token) as c:
+        mine = c.post("/api/ask", json={"question": "How many patients with E11 in my department?"})
+        other = c.post("/api/ask", json={"question": "how many patients with I10"})
+        lab = c.post("/api/ask", json={"question": "糖化血红蛋白大于6的患者有多少"})
+    assert "1 patient has a diagnosis coded E11*" in mine.json()["answer"]
+    assert "0 patients" in other.json()["answer"]  # P2 is outside the department
+    assert "共1位" in lab.json()["answer"]  # P1 (6.8, 7.9); P2's 9.1 is outside the scope
+    for r in (mine, other, lab):
+        assert r.json()["citations"] == []
+        assert "P1" not in r.text
+    reads = [r for r in service.audit.rows[before:] if r["action"] == "read"]
+    assert len(reads) == 3
+    assert all(r["patient_ref"] is None for r in reads)

@@ -16,7 +16,14 @@ from serving.assistant.lexicon import Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.note_search import rank_notes
 from serving.assistant.planner import GroundedPlanner
-from serving.assistant.tools import CitedRow, DataTools, ToolResult, merge_timeline
+from serving.assistant.tools import (
+    CitedRow,
+    CohortCount,
+    DataTools,
+    LabCondition,
+    ToolResult,
+    merge_timeline,
+)
 
 HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
 GLU = Concept("LOINC", "2345-7", "Glucose", "葡萄糖")
@@ -88,6 +95,7 @@ class FakeTools:
     any_patient: bool = False  # every patient id has the rows of the first patient
     calls: list[tuple[str, str | None, tuple[str, ...]]] = field(default_factory=list)
     notes_of: dict[str, list[CitedRow]] = field(default_factory=dict)
+    cohorts: list[tuple[tuple[str, ...], LabCondition | None]] = field(default_factory=list)
 
     def _rows(self, patient: str) -> list[CitedRow]:
         if patient in self.denied:
@@ -165,6 +173,27 @@ class FakeTools:
         labs = self.labs(who, patient_id, since=since)
         return merge_timeline({"lab": labs}, limit=limit)
 
+    def cohort_count(
+        self,
+        who: Principal,
+        *,
+        icd10: Sequence[str] = (),
+        lab: LabCondition | None = None,
+        since: datetime | None = None,
+    ) -> CohortCount:
+        """The number of patients of ``labs_of`` with a matching lab row (diagnosis
+        prefixes count every patient: the fake holds no diagnoses); records the call."""
+        self.cohorts.append((tuple(icd10), lab))
+        n = 0
+        for rows in self.labs_of.values():
+            if lab is None or any(
+                r.values["test_standard_code"] == lab.loinc
+                and _meets(r.values["value_std"], lab.op, lab.value)
+                for r in rows
+            ):
+                n += 1
+        return CohortCount(n, ("silver.diagnosis@4",) if icd10 else (f"{LAB_TABLE}@3",))
+
     def key_widths(self) -> dict[str, int]:
         return {LAB_TABLE: 3, NOTE_TABLE: 3}
 
@@ -191,6 +220,10 @@ class FakeTools:
         self.calls.append(("diagnoses", patient_id, ()))
         self._rows(patient_id)
         return ToolResult("diagnoses")
+
+
+def _meets(value: float, op: str, bound: float) -> bool:
+    return {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
 
 
 class Scripted:

@@ -13,7 +13,7 @@ from serving.assistant.agent import TOOL_SCHEMAS
 from serving.assistant.citations import Citation
 from serving.assistant.note_search import rank_notes
 from serving.assistant.planner import GroundedPlanner, note_search_words
-from serving.assistant.tools import CitedRow, ToolResult, merge_timeline
+from serving.assistant.tools import CitedRow, LabCondition, ToolResult, merge_timeline
 from tests.unit.serving.assistant_fakes import (
     GLU,
     HBA1C,
@@ -203,3 +203,41 @@ def test_agent_note_refusal() -> None:
     assert answer.refused
     assert answer.code == "LH-SEC-006"
     assert answer.citations == []
+
+
+@pytest.mark.parametrize(
+    ("question", "icd10", "lab", "count"),
+    [
+        ("How many patients with E11 in my department?", ("E11",), None, 2),
+        ("我科室有多少患者诊断为E11.9", ("E11.9",), None, 2),
+        ("how many patients have HbA1c above 7", (), LabCondition(HBA1C.code, ">", 7.0), 1),
+        ("糖化血红蛋白大于等于6.5的患者有多少", (), LabCondition(HBA1C.code, ">=", 6.5), 2),
+    ],
+)
+def test_planner_cohort_counts(
+    question: str, icd10: tuple[str, ...], lab: LabCondition | None, count: int
+) -> None:
+    tools = FakeTools(
+        {
+            "P1": [lab_row("R1", "P1", 7.9)],
+            "P2": [lab_row("R2", "P2", 6.6)],
+        }
+    )
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    answer = planner.ask(WHO, question)
+    assert tools.cohorts == [(icd10, lab)]
+    assert f"{count}" in answer.text
+    assert answer.citations == []  # a count: no patient's record is cited
+    assert "P1" not in answer.text
+    assert "P2" not in answer.text
+
+
+def test_planner_cohort_needs_a_condition() -> None:
+    tools = FakeTools()
+    answer = GroundedPlanner(tools, lexicon(), now=lambda: NOW).ask(WHO, "how many patients?")  # type: ignore[arg-type]
+    assert tools.cohorts == []
+    assert "ICD-10" in answer.text
+
+
+def lab_row(rid: str, patient: str, value: float) -> CitedRow:
+    return lab(rid, patient, HBA1C, value, "%", NOW - timedelta(days=3))
