@@ -28,6 +28,7 @@
       table: "表",
       version: "版本",
       key: "主键",
+      span: "引用原文",
       refused: "已拒绝",
       noData: "无数据",
       modeLlm: "模型作答（引用已核验）",
@@ -66,6 +67,7 @@
       table: "Table",
       version: "Version",
       key: "Key",
+      span: "Cited text",
       refused: "Refused",
       noData: "No data",
       modeLlm: "model answer (citations verified)",
@@ -318,11 +320,14 @@
       return;
     }
     const record = r.data;
-    for (const [name, value] of [
+    const fields = [
       ["table", record.table],
       ["version", record.version],
       ["key", (record.key || []).join(" | ")],
-    ]) {
+    ];
+    // A span citation of a note: the cited characters [start, end) of its text.
+    if (record.span) fields.push(["span", record.span_text]);
+    for (const [name, value] of fields) {
       meta.append(make("dt", null, t(name)), make("dd", "source-" + name, value));
     }
     for (const [field, value] of Object.entries(record.row || {})) {
