@@ -18,7 +18,9 @@ Tests never assert on these numbers.
 Measured 2026-11-26 (``--patients 1000``, published thresholds, shared 2-core machine at
 load 7-10): silver 29,794 rows -> gold 22,528 rows in 218.8 s (103 rows/s); DQD 1,590 checks
 in 124.0 s (182 rows/s): 1,129 pass, 2 fail (2 persons of the dirty hospital without a birth
-date), 459 n/a. 10,000 patients not measured yet. Details: docs/gold.md (Benchmark).
+date), 459 n/a. 10,000 patients (``--data /tmp/lh10k --build 10000``, load 9-17): silver
+293,856 rows -> gold 217,716 rows in 258.7 s (842 rows/s); DQD in 106.3 s (2,048 rows/s),
+same status counts. Details: docs/gold.md (Benchmark).
 """
 
 from __future__ import annotations
