@@ -208,6 +208,9 @@ def test_python_udf_over_a_delta_scan_completes(spark: SparkSession, unique: str
     assert got == [2, 4]
 
 
+# make test-all: tests/e2e/test_demo_command.py proves the same in make test (the demo's
+# process writes ops.job_runs, a second `lakehouse sql` process reads it by name).
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_second_process_reads_the_table_by_name(tmp_path: Path) -> None:
     """One process writes through the embedded catalog and exits; the next reads by name."""
