@@ -330,13 +330,10 @@ class ToolAgent:
                 known = ", ".join(t["function"]["name"] for t in TOOL_SCHEMAS)
                 return {"error": f"unknown tool; the tools are {known}"}
             vocab, _, _, _, names_arg = _CODED[call.name]
-            patient = _text(args.get("patient")) or run.patient
-            if patient is None:
-                return {"error": "patient (MRN) is required"}
-            try:
-                since = _since(args.get("since"))
-            except ValueError:
-                return {"error": "since must be a date YYYY-MM-DD"}
+            target = _patient_and_since(run, args)
+            if isinstance(target, dict):
+                return target
+            patient, since = target
             names = [n for n in _list(args.get(names_arg)) if n]
             concepts, unresolved = self._resolve(vocab, names)
             if names and not concepts:
@@ -359,13 +356,10 @@ class ToolAgent:
     def _call_patient_tool(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
         """``notes`` and ``timeline`` (a refusal propagates to :meth:`_call`)."""
         args = call.arguments
-        patient = _text(args.get("patient")) or run.patient
-        if patient is None:
-            return {"error": "patient (MRN) is required"}
-        try:
-            since = _since(args.get("since"))
-        except ValueError:
-            return {"error": "since must be a date YYYY-MM-DD"}
+        target = _patient_and_since(run, args)
+        if isinstance(target, dict):
+            return target
+        patient, since = target
         if call.name == "timeline":
             result = self.tools.timeline(run.who, patient, since=since)
             return self._rows(run, lang, call.name, result, [])
@@ -555,6 +549,20 @@ def _list(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v).strip()[:128] for v in value[:20] if isinstance(v, str | int | float)]
     return []
+
+
+def _patient_and_since(
+    run: _Run, args: dict[str, Any]
+) -> tuple[str, datetime | None] | dict[str, Any]:
+    """The patient (the call's, else the question's) and ``since`` of a patient tool call,
+    or the error the model can act on."""
+    patient = _text(args.get("patient")) or run.patient
+    if patient is None:
+        return {"error": "patient (MRN) is required"}
+    try:
+        return patient, _since(args.get("since"))
+    except ValueError:
+        return {"error": "since must be a date YYYY-MM-DD"}
 
 
 def _since(value: Any) -> datetime | None:
