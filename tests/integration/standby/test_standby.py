@@ -54,20 +54,27 @@ def fingerprints(
     return {r["k"]: (int(r["n"]), str(r["s"])) for r in rows}
 
 
-def test_standby_ships_complete_versions_and_fails_over(
-    spark: SparkSession, settings: Settings, tmp_path: Path
-) -> None:
-    u = uuid.uuid4().hex[:8]
+def standby_site(
+    settings: Settings, tmp_path: Path, prefix: str
+) -> tuple[Settings, str, Path, Path]:
+    """Settings of a primary warehouse and its standby under ``tmp_path`` shipping one new
+    schema; the name of its ``events`` table and that table's folder on either site."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     cfg = Settings(  # type: ignore[call-arg]
         home=REPO,
         data_dir=tmp_path / "primary",
         warehouse_uri=str(tmp_path / "primary" / "warehouse"),
         spark=settings.spark,
-        standby=StandbySettings(target=tmp_path / "standby", include=[f"stb_{u}.*"]),  # type: ignore[call-arg]
+        standby=StandbySettings(target=tmp_path / "standby", include=[f"{schema}.*"]),  # type: ignore[call-arg]
     )
-    name = f"stb_{u}.events"
-    primary = tmp_path / "primary" / "warehouse" / f"stb_{u}.db" / "events"
-    standby = tmp_path / "standby" / "warehouse" / f"stb_{u}.db" / "events"
+    folder = Path("warehouse") / f"{schema}.db" / "events"
+    return cfg, f"{schema}.events", tmp_path / "primary" / folder, tmp_path / "standby" / folder
+
+
+def test_standby_ships_complete_versions_and_fails_over(
+    spark: SparkSession, settings: Settings, tmp_path: Path
+) -> None:
+    cfg, name, primary, standby = standby_site(settings, tmp_path, "stb")
     at = f"delta.`{primary}`"
     spark.sql(
         f"CREATE TABLE {at} USING DELTA TBLPROPERTIES ('delta.enableDeletionVectors'='true', "

@@ -17,19 +17,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse.settings import Settings, StandbySettings
+from lakehouse.settings import Settings
 from lakehouse.standby import Shipper
 from lakehouse.standby.failover import check_table, failover
 from lakehouse.standby.ship import commit_name, commits, parse_commit, referenced_files
 from lakehouse.tables.versions import latest_version
 from tests.conftest import REPO
-from tests.integration.standby.test_standby import fingerprints
+from tests.integration.standby.test_standby import fingerprints, standby_site
 from tests.support.processes import lakehouse_env
 
 pytestmark = pytest.mark.slow
@@ -57,17 +56,7 @@ def _uncommitted(table: Path) -> list[Path]:
 def test_standby_under_continuous_writes_and_a_killed_writer(
     spark: SparkSession, settings: Settings, tmp_path: Path
 ) -> None:
-    u = uuid.uuid4().hex[:8]
-    cfg = Settings(  # type: ignore[call-arg]
-        home=REPO,
-        data_dir=tmp_path / "primary",
-        warehouse_uri=str(tmp_path / "primary" / "warehouse"),
-        spark=settings.spark,
-        standby=StandbySettings(target=tmp_path / "standby", include=[f"stbload_{u}.*"]),  # type: ignore[call-arg]
-    )
-    name = f"stbload_{u}.events"
-    primary = tmp_path / "primary" / "warehouse" / f"stbload_{u}.db" / "events"
-    standby = tmp_path / "standby" / "warehouse" / f"stbload_{u}.db" / "events"
+    cfg, name, primary, standby = standby_site(settings, tmp_path, "stbload")
     writer = subprocess.Popen(
         [
             sys.executable,
