@@ -24,20 +24,7 @@ from lakehouse.standby.metrics import LagHistogram
 from lakehouse.standby.ship import commit_name
 from lakehouse.standby.site import PROMOTE_REQUEST, PROMOTED
 from tests.conftest import REPO
-
-_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-
-
-def z85_encode(data: bytes) -> str:
-    out = []
-    for i in range(0, len(data), 4):
-        value = int.from_bytes(data[i : i + 4], "big")
-        chunk = []
-        for _ in range(5):
-            value, r = divmod(value, 85)
-            chunk.append(_Z85[r])
-        out.append("".join(reversed(chunk)))
-    return "".join(out)
+from tests.unit.backup.test_delta_log import z85_encode
 
 
 def config(tmp_path: Path, **standby: object) -> Settings:
