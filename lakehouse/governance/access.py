@@ -30,7 +30,7 @@ from lakehouse.governance.deid.views import SOURCE_PROPERTY
 from lakehouse.governance.keys import pseudonym_key
 from lakehouse.governance.policy import load_policy
 from lakehouse.governance.sessions import Principal
-from lakehouse.governance.sql_guard import SqlGuard
+from lakehouse.governance.sql_guard import GuardedQuery, SqlGuard
 from lakehouse.settings import Settings
 from lakehouse.tables.versions import latest_version
 
@@ -74,7 +74,7 @@ class AccessService:
             self._refused(event, exc)
             raise
         event = replace(event, target=",".join(guarded.tables))
-        event = replace(event, versions=self._versions(guarded.tables, dict(guarded.pinned)))
+        event = replace(event, versions=self.versions(guarded))
         named = self._named(event, guarded.patients)
 
         def run() -> list[Row]:
@@ -148,10 +148,13 @@ class AccessService:
             exc.patients = outside  # type: ignore[attr-defined]
             raise exc
 
-    def _versions(self, tables: tuple[str, ...], pinned: dict[str, int]) -> str:
-        """``table@version`` of each table read: the version a query pinned (no lookup),
-        else the latest."""
-        return ",".join(f"{n}@{pinned[n] if n in pinned else self._version(n)}" for n in tables)
+    def versions(self, guarded: GuardedQuery) -> str:
+        """``table@version`` of each table a guarded query reads, as its audit event names
+        them: the version the query pinned (no lookup), else the latest."""
+        pinned = dict(guarded.pinned)
+        return ",".join(
+            f"{n}@{pinned[n] if n in pinned else self._version(n)}" for n in guarded.tables
+        )
 
     def _version(self, name: str) -> str:
         """A Delta table's latest version; for a de-identified view, its source's."""

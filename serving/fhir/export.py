@@ -237,7 +237,7 @@ class ExportJobs:
         query = self.store.select(who, kind, where)
         query = _enrich(self.store, who, kind, query)
         guarded = self.access.guard.rewrite(who, query.sql(dialect="spark"))
-        versions = self.access._versions(guarded.tables, dict(guarded.pinned))
+        versions = self.access.versions(guarded)
         return self.spark.sql(guarded.sql), list(guarded.tables), versions
 
     def _write(self, job: ExportJob, kind: Kind, df: DataFrame, folder: Path) -> None:
