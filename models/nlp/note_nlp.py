@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -80,15 +81,31 @@ def modifiers(assertion: str, section: str | None) -> str:
     return ",".join(f"{k}={v}" for k, v in parts.items())
 
 
-def nlp_system(lang: str) -> str:
+def pipeline_version(trained: Path | None = None) -> str:
+    """The rule files' versions, and the trained NER's folder name (``ner=<name>``) when one
+    is attached: a change of either makes the NLP job process every note again."""
     rules = ";".join(f"{k}={v}" for k, v in sorted(versions().items()))
-    return f"lakehouse-clinical-{lang} ({rules})"
+    return rules + (f";ner={Path(trained).name}" if trained is not None else "")
 
 
-def annotate(note_id: str, text: str, lang: str, *, when: datetime) -> list[dict[str, Any]]:
-    """NOTE_NLP rows of one note: one per entity the ``lang`` pipeline finds."""
-    doc = load_pipeline(lang)(text)
-    system = nlp_system(lang)
+def nlp_system(lang: str, trained: Path | None = None) -> str:
+    """``nlp_system`` of a row: the pipeline and :func:`pipeline_version`."""
+    return f"lakehouse-clinical-{lang} ({pipeline_version(trained)})"
+
+
+def annotate(
+    note_id: str,
+    text: str,
+    lang: str,
+    *,
+    when: datetime,
+    trained: Path | None = None,
+    merge: str | None = None,
+) -> list[dict[str, Any]]:
+    """NOTE_NLP rows of one note: one per entity the ``lang`` pipeline finds (with the trained
+    NER of ``trained`` merged by ``merge`` when given: settings ``nlp.trained_dir``/``merge``)."""
+    doc = load_pipeline(lang, trained, merge)(text)
+    system = nlp_system(lang, trained)
     rows = []
     for ent in doc.ents:
         assertion = ent._.assertion if ent.label_ in ASSERTED_LABELS else "present"

@@ -29,6 +29,7 @@ from lakehouse.errors import ErrorCode
 from lakehouse.governance.deid.person_keys import derive
 from models.nlp.deid import Deidentifier
 from models.nlp.note_nlp import annotate, nlp_system
+from models.nlp.pipeline import NerModel
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,16 @@ _WHEN = datetime(1970, 1, 1)  # annotate's nlp_datetime: the job stamps its own
 
 
 def process_note(
-    text: str | None, lang: str | None, person: str, shift_days: int | None, key: bytes
+    text: str | None,
+    lang: str | None,
+    person: str,
+    shift_days: int | None,
+    key: bytes,
+    model: NerModel | None = None,
 ) -> dict[str, Any]:
-    """Status, de-identified text and entities of one note (see the module docstring)."""
+    """Status, de-identified text and entities of one note (see the module docstring);
+    ``model``: the trained NER to merge with the rules (default: the rules alone)."""
+    trained, merge = model if model is not None else (None, None)
     out: dict[str, Any] = {
         "nlp_status": "ok",
         "error_code": None,
@@ -95,14 +103,14 @@ def process_note(
         return out
     stage = "entities"
     try:
-        rows = annotate("", text, lang, when=_WHEN)
+        rows = annotate("", text, lang, when=_WHEN, trained=trained, merge=merge)
         stage = "de-identification"
         result = Deidentifier(key=key).deidentify(text, lang, person, shift_days=shift_days)
     except Exception as exc:  # one bad note must not fail the batch: reported, counted
         logger.warning("a note failed in %s: %s", stage, type(exc).__name__)
         out["nlp_status"], out["error_code"] = "failed", ErrorCode.NLP_NOTE_FAILED.id
         return out
-    out["nlp_system"] = nlp_system(lang)
+    out["nlp_system"] = nlp_system(lang, trained)
     out["text_deid"] = result.text
     out["phi_replacements"] = len(result.replacements)
     out["entities"] = [
@@ -128,9 +136,12 @@ def process_note(
 
 
 def process_batches(
-    key: bytes, max_shift: int
+    key: bytes, max_shift: int, model: NerModel | None = None
 ) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function: note batches in, :data:`RESULT_SCHEMA` batches out.
+
+    ``model``: ``(trained folder, merge policy)`` of settings ``nlp.trained_dir``/``nlp.merge``
+    (:func:`ner_model`); each worker process loads that pipeline once.
 
     ``shift_days`` is the person's stored shift (``governance.person_keys``); when the
     person is not keyed yet it is derived here exactly as the keys refresh will store it
@@ -152,6 +163,7 @@ def process_batches(
                     person or "",
                     shift_of(person or "", stored),
                     key,
+                    model,
                 )
                 for text, lang, person, stored in zip(
                     cols["note_text"],

@@ -110,7 +110,17 @@ def load_pipeline(lang: str, trained: Path | None = None, merge: str | None = No
     return attach_trained(build_pipeline(lang, merge=chosen), model)
 
 
+#: ``(trained NER folder, merge policy)``: what :func:`load_pipeline` adds to the rules.
+NerModel = tuple[Path | None, str | None]
+
+
+def ner_model(cfg: Settings) -> NerModel:
+    """The trained NER settings ``nlp.trained_dir`` / ``nlp.merge`` name (``(None, ...)``: the
+    rules alone); plain values, so a Spark job can hand them to its workers."""
+    return cfg.nlp.trained_path(cfg.home), cfg.nlp.merge
+
+
 def pipeline_for(cfg: Settings, lang: str) -> Language:
     """``load_pipeline`` as settings ``nlp.trained_dir`` / ``nlp.merge`` configure it (unset:
     the rules alone)."""
-    return load_pipeline(lang, cfg.nlp.trained_path(cfg.home), cfg.nlp.merge)
+    return load_pipeline(lang, *ner_model(cfg))

@@ -49,8 +49,9 @@ from lakehouse.tables.silver.note_nlp import NOTE_DEID, NOTE_PROBLEM
 from lakehouse.tables.versions import require_version
 from lakehouse.tables.writer import WriteReport, ensure_tables, replace_scoped, upsert
 from lakehouse.terminology.api import ATC, ICD10, LOINC, map_codes
+from models.nlp.note_nlp import pipeline_version
 from models.nlp.notes import ENTITY, NOTE_KEYS, RESULT_SCHEMA, process_batches
-from models.nlp.resources import versions
+from models.nlp.pipeline import ner_model
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +100,11 @@ class NlpReport:
         return out
 
 
-def pipeline_version() -> str:
-    """The version recorded in ``ops.nlp_progress``: the rule files' versions."""
-    return ";".join(f"{k}={v}" for k, v in sorted(versions().items()))
-
-
 def run(spark: SparkSession, settings: Settings, *, full: bool = False) -> NlpReport:
     """Process the notes changed since the last run (every note with ``full``)."""
     t0 = time.perf_counter()
     with job_run(spark, settings, "nlp") as rec:
-        report = NlpReport(rec.run_id, pipeline=pipeline_version())
+        report = NlpReport(rec.run_id, pipeline=pipeline_version(ner_model(settings)[0]))
         ensure_tables(spark, [NLP_PROGRESS, NOTE_NLP, NOTE_DEID, NOTE_PROBLEM])
         if not spark.catalog.tableExists(SOURCE):
             report.mode = "no_source"
@@ -201,7 +197,8 @@ def _process(
     # mapInArrow, not a UDF per row: spaCy, jieba and Presidio are Python, and a whole
     # batch per call lets each executor process keep one loaded pipeline (models.nlp.notes).
     results = inputs.repartition(parts, *NOTE_KEYS).mapInArrow(
-        process_batches(deid_key(settings), settings.deid.shift_max_days), RESULT_DDL
+        process_batches(deid_key(settings), settings.deid.shift_max_days, ner_model(settings)),
+        RESULT_DDL,
     )
     context = live.select(
         *NOTE_KEYS,

@@ -15,7 +15,8 @@ import pytest
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.settings import load_settings
 from models.nlp.components import _merge
-from models.nlp.pipeline import build_pipeline, load_pipeline, pipeline_for
+from models.nlp.notes import process_note
+from models.nlp.pipeline import build_pipeline, load_pipeline, ner_model, pipeline_for
 from models.nlp.rules import Concept
 from models.nlp.train import (
     HELD_OUT_SEEDS,
@@ -150,6 +151,13 @@ def test_a_tiny_trained_ner_loads_from_a_folder(tmp_path: Path) -> None:
     counts = score_notes(combined("en", model, "rules"), [n for n in NOTES if n.lang == "en"])
     assert counts["micro"].fn == 0
     assert counts["micro"].fp == 0
+    # the NLP job hands the configured model to its workers: same entities, named in nlp_system
+    job = process_note(text, "en", "H0001|P1", 0, b"k" * 32, ner_model(configured))
+    assert job["nlp_system"].endswith(f";ner={tmp_path.name})")
+    assert {(e["start_char"], e["end_char"], e["label"]) for e in job["entities"]} == {
+        (e.start_char, e.end_char, e.label_) for e in doc.ents
+    }
+    assert ";ner=" not in process_note(text, "en", "H0001|P1", 0, b"k" * 32)["nlp_system"]
     with pytest.raises(LakehouseError) as info:
         load_pipeline("zh", tmp_path / "en")  # an English model for Chinese
     assert info.value.code is ErrorCode.NLP_TRAINED_MODEL_INVALID
