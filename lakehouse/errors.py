@@ -1281,6 +1281,60 @@ class ErrorCode(Enum):
         remedy="Stop the `lakehouse standby` process (SIGTERM) and run the failover again.",
     )
 
+    # --- LoRA fine-tuning (LH-LRA) ---
+    LORA_BASE_MODEL_MISSING = ErrorDef(
+        "LH-LRA-001",
+        "Base model directory {path} does not exist or holds no config.json.",
+        400,
+        EX_NOINPUT,
+        remedy="Pass --base-model a local Hugging Face model directory (config.json, weights, "
+        "tokenizer); no model hub is reached.",
+    )
+    LORA_NOT_CAUSAL_LM = ErrorDef(
+        "LH-LRA-002",
+        "Base model {path} cannot be tuned as a causal language model: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Use a decoder-only model directory (Llama, Qwen2, Mistral...) with its tokenizer "
+        "and a chat template.",
+    )
+    LORA_DATA_MISSING = ErrorDef(
+        "LH-LRA-003",
+        "Instruction data {path} does not exist.",
+        400,
+        EX_NOINPUT,
+        remedy="Write it with `lakehouse lora-data`, or pass --data a JSONL file or folder.",
+    )
+    LORA_NO_EXAMPLES = ErrorDef(
+        "LH-LRA-004",
+        "Instruction data {path} has no usable example ({count} lines rejected, most: {reason}).",
+        422,
+        EX_DATAERR,
+        remedy="Check the rejected-line counts in the report; each line must be a JSON object "
+        "with messages ending in an assistant reply.",
+    )
+    LORA_BAD_LINE = ErrorDef(
+        "LH-LRA-005",
+        "A line of {file} is not an instruction example: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="Such lines are skipped and counted; fix or regenerate the data file.",
+    )
+    LORA_DEVICE_UNAVAILABLE = ErrorDef(
+        "LH-LRA-006",
+        "Device {name} is not available for training: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        remedy="Use --device auto (cuda when present, else cpu), or run on the GPU server.",
+    )
+    LORA_SOURCE_MISSING = ErrorDef(
+        "LH-LRA-007",
+        "Source {table} of the instruction data does not exist.",
+        404,
+        EX_NOINPUT,
+        remedy="Run `lakehouse deid refresh` (the de-identified views) after silver and the "
+        "NLP job.",
+    )
     # --- knowledge base (LH-KNB) ---
     KB_PATH_INVALID = ErrorDef(
         "LH-KNB-001",
