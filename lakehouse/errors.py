@@ -1280,6 +1280,16 @@ class ErrorCode(Enum):
         retryable=True,
         remedy="Stop the `lakehouse standby` process (SIGTERM) and run the failover again.",
     )
+    PG_REPLICATION_UNREACHABLE = ErrorDef(
+        "LH-STB-010",
+        "The PostgreSQL server {name} did not answer the replication status query ({reason}).",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="Check that the server runs and that the role may read pg_stat_replication "
+        "(a superuser or a member of pg_monitor); docs/operations.md, PostgreSQL streaming "
+        "replication.",
+    )
 
     # --- LoRA fine-tuning (LH-LRA) ---
     LORA_BASE_MODEL_MISSING = ErrorDef(

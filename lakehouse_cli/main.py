@@ -1235,6 +1235,49 @@ def failover_command(
     _guard(go)
 
 
+@app.command("pg-replication")
+def pg_replication_command(
+    dsn: Annotated[
+        str,
+        typer.Option(
+            "--dsn",
+            help="libpq connection string of the server (default: the PG* environment "
+            "variables); keep the password in ~/.pgpass, never here.",
+        ),
+    ] = "",
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="Print Prometheus text instead.")
+    ] = False,
+) -> None:
+    """Streaming replication of a PostgreSQL server of the lakehouse (MLflow store,
+    metastore): its standbys when it is a primary, its replay state when it is a standby.
+    Exit status 1 on a primary with no standby streaming synchronously."""
+    from lakehouse.standby.postgres import render, replicas, standby
+
+    def go() -> None:
+        own = standby(dsn)
+        reps = None if own.in_recovery else replicas(dsn)
+        if metrics:
+            typer.echo(render(reps, own), nl=False)
+        elif reps is None:
+            since = own.since_last_replay_s
+            typer.echo(
+                "standby: in recovery, last replayed commit "
+                + ("none yet" if since is None else f"{since:.1f}s ago")
+            )
+        else:
+            typer.echo(f"primary: {len(reps)} standby(s)")
+            for r in reps:
+                typer.echo(
+                    f"  {r.name}: {r.state}, {r.sync_state}, {r.bytes_behind} bytes behind, "
+                    f"replay lag {r.replay_lag_s:.3f}s"
+                )
+        if reps is not None and not any(r.healthy for r in reps):
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` script; returns the exit status."""
     try:

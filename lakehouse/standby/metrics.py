@@ -51,11 +51,11 @@ class LagHistogram:
         return {"buckets": cumulative, "sum": round(self.sum, 6), "count": self.count}
 
 
-def _label(value: str) -> str:
+def label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _num(value: float | int | None) -> str:
+def number(value: float | int | None) -> str:
     return (
         "NaN" if value is None else repr(float(value)) if isinstance(value, float) else str(value)
     )
@@ -69,7 +69,7 @@ def render(status: dict[str, Any] | None) -> str:
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} {kind}")
         for labels, value in rows:
-            out.append(f"{name}{labels} {_num(value)}")  # type: ignore[arg-type]
+            out.append(f"{name}{labels} {number(value)}")  # type: ignore[arg-type]
 
     if status is None:
         family("lakehouse_standby_healthy", "gauge", "1 when the standby is in sync.", [("", 0)])
@@ -78,7 +78,7 @@ def render(status: dict[str, Any] | None) -> str:
     live = {n: t for n, t in tables.items() if not t.get("dropped_on_primary")}
 
     def per_table(key: str) -> list[tuple[str, object]]:
-        return [(f'{{table="{_label(n)}"}}', t.get(key)) for n, t in live.items()]
+        return [(f'{{table="{label_value(n)}"}}', t.get(key)) for n, t in live.items()]
 
     family(
         "lakehouse_standby_lag_seconds",
@@ -97,7 +97,7 @@ def render(status: dict[str, Any] | None) -> str:
         for where in ("primary", "standby"):
             value = t.get(f"{where}_version")
             versions.append(
-                (f'{{table="{_label(n)}",site="{where}"}}', -1 if value is None else value)
+                (f'{{table="{label_value(n)}",site="{where}"}}', -1 if value is None else value)
             )
     family("lakehouse_standby_version", "gauge", "Newest Delta version per site.", versions)
     family(
@@ -110,7 +110,10 @@ def render(status: dict[str, Any] | None) -> str:
         "lakehouse_standby_table_error",
         "gauge",
         "1 while the table cannot ship (see status.json for the code).",
-        [(f'{{table="{_label(n)}"}}', int(t.get("error") is not None)) for n, t in live.items()],
+        [
+            (f'{{table="{label_value(n)}"}}', int(t.get("error") is not None))
+            for n, t in live.items()
+        ],
     )
     hist = status.get("lag_histogram") or {"buckets": [], "sum": 0.0, "count": 0}
     name = "lakehouse_standby_ship_lag_seconds"
@@ -119,7 +122,7 @@ def render(status: dict[str, Any] | None) -> str:
     for bound, count in hist["buckets"]:
         out.append(f'{name}_bucket{{le="{bound:g}"}} {count}')
     out.append(f'{name}_bucket{{le="+Inf"}} {hist["count"]}')
-    out.append(f"{name}_sum {_num(float(hist['sum']))}")
+    out.append(f"{name}_sum {number(float(hist['sum']))}")
     out.append(f"{name}_count {hist['count']}")
     family(
         "lakehouse_standby_healthy",

@@ -52,34 +52,64 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _owner() -> tuple[str, list[str]]:
+    """The user that owns and runs clusters, and the prefix that runs a command as it."""
+    as_root = os.geteuid() == 0
+    owner = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
+    return owner, (["runuser", "-u", owner, "--"] if as_root else [])
+
+
+def as_owner(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run a PostgreSQL program as the cluster owner (checked)."""
+    return subprocess.run([*_owner()[1], *args], check=True, capture_output=True, timeout=timeout)
+
+
+def owned_folder(path: Path) -> Path:
+    """``path`` created and owned by the cluster owner."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        info = pwd.getpwnam(_owner()[0])
+        os.chown(path, info.pw_uid, info.pw_gid)
+    return path
+
+
 @contextmanager
-def running_postgres(root: Path) -> Iterator[Postgres]:
-    """Start a cluster under ``root``; stop it and remove nothing else on exit."""
+def serving(data: Path, root: Path, port: int | None = None) -> Iterator[int]:
+    """Start the cluster in ``data`` on a free loopback port (sockets and log under ``root``);
+    stop it on exit (fast shutdown; an already stopped server is fine)."""
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
-    as_root = os.geteuid() == 0
-    owner = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
-    prefix = ["runuser", "-u", owner, "--"] if as_root else []
-    data, sockets = root / "pgdata", root / "pgsock"
-    for folder in (root, sockets):
-        folder.mkdir(parents=True, exist_ok=True)
-    if as_root:
-        info = pwd.getpwnam(owner)
-        for folder in (root, sockets):
-            os.chown(folder, info.pw_uid, info.pw_gid)
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", owner, "--auth=trust", "-E", "UTF8",
-        "--locale=C.UTF-8")  # fmt: skip
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(root / "pg.log"),
-        "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -F", "start")  # fmt: skip
+    sockets = owned_folder(root / "pgsock")
+    port = port or _free_port()
+    as_owner(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
+             str(root / f"{data.name}.log"), "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -F",
+             "start")  # fmt: skip
     try:
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", owner, "lakehouse")
-        yield Postgres("127.0.0.1", port, owner, "lakehouse")
+        yield port
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                        "stop"], capture_output=True, timeout=120, check=False)  # fmt: skip
+        subprocess.run([*_owner()[1], str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                        "-w", "stop"], capture_output=True, timeout=120, check=False)  # fmt: skip
+
+
+@contextmanager
+def running_postgres(
+    root: Path, *, conf: tuple[str, ...] = (), hba: tuple[str, ...] = ()
+) -> Iterator[Postgres]:
+    """Start a cluster under ``root`` (``conf`` lines appended to postgresql.conf, ``hba``
+    lines to pg_hba.conf); stop it and remove nothing else on exit."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    owner = _owner()[0]
+    data = owned_folder(root) / "pgdata"
+    as_owner(str(bindir / "initdb"), "-D", str(data), "-U", owner, "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8")  # fmt: skip
+    for name, lines in (("postgresql.conf", conf), ("pg_hba.conf", hba)):
+        if lines:
+            with (data / name).open("a", encoding="utf-8") as f:
+                f.write("\n" + "\n".join(lines) + "\n")
+    with serving(data, root) as port:
+        as_owner(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", owner,
+                 "lakehouse")  # fmt: skip
+        yield Postgres("127.0.0.1", port, owner, "lakehouse")
