@@ -905,6 +905,32 @@ class ErrorCode(Enum):
         "the training parameters); the tables must still hold those Delta versions.",
     )
 
+    # --- multimodal data: image pixels and the multimodal cohort (LH-MMD) ---
+    IMAGE_FILE_UNREADABLE = ErrorDef(
+        "LH-MMD-001",
+        "The landed DICOM file of an imaging study cannot be read: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="The study is in features.image_pixels_quarantine; restore the landed file "
+        "(its bytes must match bronze's SHA-256) and run `lakehouse features` again.",
+    )
+    IMAGE_PIXELS_UNDECODABLE = ErrorDef(
+        "LH-MMD-002",
+        "The pixel data of an imaging study cannot be decoded: {reason}.",
+        422,
+        EX_DATAERR,
+        remedy="The study is in features.image_pixels_quarantine; a truncated or compressed "
+        "file needs a complete uncompressed copy from the PACS (re-send it).",
+    )
+    MULTIMODAL_IMAGE_INVALID = ErrorDef(
+        "LH-MMD-003",
+        "An image of the cohort of {table} has {count} bytes, not {expected} (64x64 float32).",
+        422,
+        EX_DATAERR,
+        remedy="Rebuild features.image_pixels with this version of the code "
+        "(`lakehouse features`); see docs/models.md.",
+    )
+
     # --- data quality (LH-DQC) ---
     DQ_RULE_INVALID = ErrorDef(
         "LH-DQC-001",
