@@ -47,6 +47,13 @@ def conditions() -> dict[str, dict[str, Any]]:
     return result
 
 
+def outcomes() -> dict[str, dict[str, Any]]:
+    """Diagnoses recorded only as an outcome (COPD): not drawn with the conditions, so the
+    per-condition random draws are the same as without them."""
+    result: dict[str, dict[str, Any]] = clinical()["outcomes"]
+    return result
+
+
 def departments() -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = clinical()["departments"]
     return result

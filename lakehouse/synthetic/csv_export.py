@@ -64,7 +64,8 @@ def _dt(value: object) -> str:
 def local_code_rows(site: Site) -> list[dict[str, str]]:
     """The site's local code system and its map to standard codes (for the truth)."""
     rows = []
-    for c in [*catalog.conditions().values(), catalog.clinical()["checkup"]]:
+    conds = [*catalog.conditions().values(), *catalog.outcomes().values()]
+    for c in [*conds, catalog.clinical()["checkup"]]:
         rows.append(("ZD", c["csv_code"], c["zh"], "ICD-10", c["icd10"]))
     for key, lab in catalog.labs().items():
         rows.append(("JY", lab["csv_code"], lab["zh"], "LOINC", lab["loinc"]))
@@ -112,7 +113,11 @@ class CsvSite:
                 p.person.ethnicity,
             ]
         )
-        conds = {**catalog.conditions(), "checkup": catalog.clinical()["checkup"]}
+        conds = {
+            **catalog.conditions(),
+            **catalog.outcomes(),
+            "checkup": catalog.clinical()["checkup"],
+        }
         lab_file = self.landing.path("csv", self.site.code, f"labs_{chunk:05d}.csv")
         for e in p.at(self.site.code):
             self.rows["visits"].append(

@@ -4,7 +4,8 @@ Metadata is what a PACS export holds (patient, study, series and instance identi
 dates, modality, institution), with Chinese person names as ``PINYIN=汉字=`` in
 SpecificCharacterSet ``GB18030`` or ``ISO_IR 192`` (UTF-8). The 64x64 image shows a chest
 outline with two lung fields; a nodule is a small bright disc and a consolidation a larger
-noisy patch at the position and radius recorded in ``truth/image_labels.parquet``.
+noisy patch at the position and radius recorded in ``truth/image_labels.parquet``. A
+person's emphysema (``truth/lung_risk.parquet``) makes both lung fields larger and darker.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def pixels(seed: int, study: ImagingStudy) -> np.ndarray:
     img = rng.normal(60.0, 15.0, (SIZE, SIZE))
     body = ((xx - 32) / 30) ** 2 + ((yy - 32) / 28) ** 2 <= 1
     img[body] += 700
+    e = study.emphysema  # hyperinflated, hyperlucent lungs: larger and darker fields
     for cx in (20, 44):
-        lung = ((xx - cx) / 10) ** 2 + ((yy - 30) / 18) ** 2 <= 1
-        img[lung] -= 450
+        lung = ((xx - cx) / (10 + 1.5 * e)) ** 2 + ((yy - 30) / (18 + 2 * e)) ** 2 <= 1
+        img[lung] -= 450 + 120 * e
     cx, cy = study.center
     lesion = (xx - cx) ** 2 + (yy - cy) ** 2 <= study.radius**2
     if study.finding == "nodule":
@@ -159,4 +161,5 @@ class Pacs:
                 center_y=study.center[1],
                 radius=study.radius,
                 sop_instance_uid=sop_uid,
+                emphysema=study.emphysema,
             )

@@ -128,6 +128,21 @@ def _record_patient(truth: TruthWriter, p: Patient, sites: dict[str, Site]) -> N
             id_variant=reg.id_variant,
             recorded_phone=reg.phone,
         )
+    if p.risk is not None:
+        r = p.risk
+        truth.add(
+            "lung_risk",
+            person_id=person.person_id,
+            age_part=r.age_part,
+            smoking=r.smoking,
+            smoker=r.smoker,
+            emphysema=r.emphysema,
+            noise=r.noise,
+            score=r.score,
+            copd=r.copd,
+            copd_encounter_id=r.copd_encounter_id,
+            screening_studies=r.screening_studies,
+        )
     for c in p.conditions:
         spec = catalog.conditions()[c.key]
         truth.add(

@@ -121,6 +121,29 @@ class ImagingStudy:
     center: tuple[int, int]
     radius: int
     performed_at: datetime
+    #: Emphysema severity (0 = none): darker, larger lung fields (``dicom.pixels``).
+    emphysema: float = 0.0
+
+
+@dataclass(frozen=True)
+class LungRisk:
+    """The latent lung risk behind the COPD outcome (docs/synthetic-hospital.md).
+
+    Each part shows in one modality: age and sex in the tabular record, ``smoking`` in the
+    notes (as a smoking-history sentence), ``emphysema`` in chest images. ``score`` adds
+    them and a hidden ``noise``; a score above the threshold records COPD at the person's
+    last encounter.
+    """
+
+    age_part: float
+    smoking: float
+    emphysema: float
+    noise: float
+    score: float
+    smoker: str  # heavy | light | never
+    copd: bool
+    copd_encounter_id: str | None
+    screening_studies: int
 
 
 @dataclass
@@ -151,6 +174,7 @@ class Patient:
     registrations: dict[str, Registration]
     encounters: list[Encounter]
     family: list[str] = field(default_factory=list)  # condition keys of relatives
+    risk: LungRisk | None = None
 
     def at(self, site_code: str) -> list[Encounter]:
         return [e for e in self.encounters if e.site_code == site_code]

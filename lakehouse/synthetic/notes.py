@@ -24,7 +24,7 @@ class Span:
     start: int
     end: int
     kind: str  # entity | phi
-    label: str  # CONDITION, SYMPTOM, FINDING | NAME, ID_CARD, PHONE, ADDRESS, DATE
+    label: str  # CONDITION, SYMPTOM, FINDING, RISK_FACTOR | NAME, ID_CARD, PHONE, ADDRESS, DATE
     assertion: str | None
     concept: str | None
 
@@ -117,6 +117,24 @@ def _assertions(b: NoteBuilder, rng: random.Random, p: Patient, e: Encounter, la
     b.text("\n" + "，".join(rng.sample(ph["abbreviations"], 3)) + "\n")
 
 
+#: Chance that a progress or nursing note mentions the smoking history (by smoker kind).
+SMOKING_MENTION = {"heavy": 0.8, "light": 0.7, "never": 0.5}
+
+
+def _smoking(b: NoteBuilder, rng: random.Random, p: Patient, lang: str) -> None:
+    """The person's smoking history (``LungRisk.smoker``), annotated as a RISK_FACTOR
+    (concept ``RISK:smoking``; negated for a never-smoker), in some notes. Its own random
+    stream, so the rest of the note is the same as without it."""
+    if p.risk is None or rng.random() >= SMOKING_MENTION[p.risk.smoker]:
+        return
+    kind = p.risk.smoker
+    template = rng.choice(catalog.phrases()["smoking"][kind][lang])
+    text = template.format(n=rng.randrange(1, 5))
+    assertion = "negated" if kind == "never" else "present"
+    b.mark(text, "entity", "RISK_FACTOR", assertion, "RISK:smoking")
+    b.text("\n")
+
+
 class Notes:
     """Writes the free-text notes of one site and their annotations."""
 
@@ -166,6 +184,7 @@ class Notes:
             b.text("\n")
         else:
             _assertions(b, rng, p, e, lang)
+            _smoking(b, random.Random(f"{self.seed}:smoking:{e.encounter_id}:{kind}"), p, lang)
         b.text("医师签名：" if lang == "zh" else "Signed: ")
         b.mark(doctor.name, "phi", "NAME")
         b.text("\n")

@@ -8,6 +8,7 @@ medications, imaging findings and notes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from lakehouse.synthetic.model import (
     Encounter,
     ImagingStudy,
     LabResult,
+    LungRisk,
     Medication,
     Patient,
     Person,
@@ -48,6 +50,15 @@ MEMBER_NAMES = [
 #: Multipliers coprime with 10: local ids are a bijection of the patient index per site.
 _ID_MULT = (7919, 104729, 1299709, 15485863, 32452843, 49979687)
 WINDOW_DAYS = 730
+
+#: The lung risk (docs/synthetic-hospital.md): weights of its parts, the hidden noise's
+#: standard deviation and the threshold above which COPD is recorded (about 22% of persons).
+RISK_WEIGHTS = {"age": 1.0, "smoking": 1.2, "emphysema": 1.2}
+RISK_NOISE_SD = 0.7
+RISK_THRESHOLD = 1.8
+#: Chance that a main-site encounter before the person's last one gets a screening chest
+#: radiograph when it has no imaging study.
+SCREENING_RATE = 0.5
 
 
 def build_sites(count: int) -> list[Site]:
@@ -236,6 +247,62 @@ class _Visit:
         return enc
 
 
+def _smoker(smoking: float) -> str:
+    return "heavy" if smoking > 1.0 else "light" if smoking > 0.0 else "never"
+
+
+def lung_risk(seed: int, patient: Patient) -> None:
+    """Draw the person's lung risk from its own stream and express it (module docstring).
+
+    The other streams are untouched: a screening radiograph is added to main-site encounters
+    before the last one (with ``SCREENING_RATE``), every study of the person shows their
+    emphysema, and a score above ``RISK_THRESHOLD`` records COPD (ICD-10 J44.900) as a
+    secondary diagnosis of the person's last encounter, the index visit of the features.
+    """
+    rng = random.Random(f"{seed}:risk:{patient.index}")
+    smoking, emph_z, noise = rng.gauss(0, 1), rng.gauss(0, 1), rng.gauss(0, RISK_NOISE_SD)
+    age = (REFERENCE_DATE - patient.person.birth_date).days / 365.25
+    age_part = (age - 52) / 17 + (0.5 if patient.person.sex == "M" else 0.0)
+    emphysema = min(2.5, max(0.0, emph_z))
+    score = (
+        RISK_WEIGHTS["age"] * age_part
+        + RISK_WEIGHTS["smoking"] * smoking
+        + RISK_WEIGHTS["emphysema"] * emph_z
+        + noise
+    )
+    ordered = sorted(patient.encounters, key=lambda e: (e.start, e.encounter_id))
+    last = ordered[-1] if ordered else None
+    screening = 0
+    for e in ordered[:-1]:
+        center = (rng.randrange(16, 48), rng.randrange(16, 48))
+        radius = rng.randrange(9, 15)
+        if e.imaging is None and e.site_code == MAIN_CODE and rng.random() < SCREENING_RATE:
+            at = e.start + timedelta(hours=2)
+            e.imaging = ImagingStudy(f"{e.encounter_id}-S", "CR", "normal", center, radius, at)
+            screening += 1
+    for e in patient.encounters:
+        if e.imaging is not None:
+            e.imaging = dataclasses.replace(e.imaging, emphysema=emphysema)
+    copd = score > RISK_THRESHOLD and last is not None
+    if copd and last is not None:
+        spec = catalog.outcomes()["COPD"]
+        n = len(last.diagnoses)
+        last.diagnoses.append(
+            Diagnosis(f"{last.encounter_id}-D{n}", "COPD", spec["icd10"], spec["zh"], False)
+        )
+    patient.risk = LungRisk(
+        age_part=age_part,
+        smoking=smoking,
+        emphysema=emphysema,
+        noise=noise,
+        score=score,
+        smoker=_smoker(smoking),
+        copd=copd,
+        copd_encounter_id=last.encounter_id if copd and last is not None else None,
+        screening_studies=screening,
+    )
+
+
 def generate_patient(
     seed: int, index: int, sites: list[Site], staff: dict[str, list[Staff]]
 ) -> Patient:
@@ -274,4 +341,5 @@ def generate_patient(
         for kind, day, reason in sorted(plan, key=lambda x: (x[1], x[0])):
             patient.encounters.append(visit.make(site, kind, day, reason, n))
             n += 1
+    lung_risk(seed, patient)
     return patient

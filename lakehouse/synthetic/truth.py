@@ -172,6 +172,21 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("center_y", INT),
             ("radius", INT),
             ("sop_instance_uid", S),
+            ("emphysema", F),
+        ]
+    ),
+    "lung_risk": pa.schema(
+        [
+            ("person_id", S),
+            ("age_part", F),
+            ("smoking", F),
+            ("smoker", S),
+            ("emphysema", F),
+            ("noise", F),
+            ("score", F),
+            ("copd", B),
+            ("copd_encounter_id", S),
+            ("screening_studies", INT),
         ]
     ),
     "questions": pa.schema(

@@ -113,7 +113,7 @@ def test_demo_vocabulary_covers_the_synthetic_hospital() -> None:
     icd = {r["code"] for r in _rows("icd10_demo.csv")}
     loinc = {r["LOINC_NUM"] for r in _rows("loinc_demo.csv")}
     atc = {r["code"] for r in _rows("atc_demo.csv")}
-    conds = [*clinical["conditions"].values(), clinical["checkup"]]
+    conds = [*clinical["conditions"].values(), *clinical["outcomes"].values(), clinical["checkup"]]
     assert {c["icd10"] for c in conds} <= icd
     assert {lab["loinc"] for lab in clinical["labs"].values()} <= loinc
     assert {d["atc"] for d in clinical["drugs"].values()} <= atc
