@@ -92,7 +92,7 @@ browser: ## Make sure Debian's chromium exists (the chat page's Playwright test 
 	  fi; }
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra synth --extra nlp --extra dev --extra serve --extra ml --extra knowledge --extra agents --extra train --python-version 3.11 -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra synth --extra nlp --extra dev --extra serve --extra ml --extra knowledge --extra agents --extra train --extra notebooks --python-version 3.11 -o $(LOCK)
 
 clean: ## Remove local data and caches (keeps .venv and the jar cache)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache spark-warehouse metastore_db derby.log
