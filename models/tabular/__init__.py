@@ -6,13 +6,13 @@ job, ``models.tabular.score``), the task definition in ``models.tabular.task``.
 docs/models.md.
 """
 
+from models.metrics import evaluate
 from models.tabular.score import ScoreReport, resolve_champion, score
 from models.tabular.task import FEATURE_COLUMNS, LabelRule, TaskTables, cohort
 from models.tabular.train import (
     CANDIDATES,
     Reproduction,
     TrainReport,
-    evaluate,
     reproduce,
     train,
 )

@@ -29,6 +29,7 @@ from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
 from lakehouse.tracking import data_versions, log_data_versions, register_champion, start_run
 from lakehouse.tracking.client import require_server
+from models.metrics import METRICS, evaluate
 from models.tabular.task import (
     FEATURE_COLUMNS,
     LABEL,
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ARTIFACT_PATH = "model"
-#: Metrics whose equality ``reproduce`` checks (held-out and tuning).
-METRICS = ("auroc", "auprc", "brier", "ece")
-CALIBRATION_BINS = 10
 #: Types beyond skops' defaults the fitted pipelines hold (MLflow saves scikit-learn models
 #: with skops, not pickle; loading refuses any type not listed here).
 TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
@@ -163,30 +161,6 @@ class Reproduction:
                          f"{self.reproduced.get(k, float('nan')):.6f}")  # fmt: skip
         lines.append("reproduced" if self.equal else "NOT reproduced")
         return "\n".join(lines)
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """Mean |observed rate - mean prediction| over equal-width probability bins, by weight."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += float(mask.sum()) * abs(float(y[mask].mean()) - float(p[mask].mean()))
-    return total / max(len(y), 1)
-
-
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPRC, Brier score and expected calibration error of scores ``p``."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-
-    return {
-        "auroc": float(roc_auc_score(y, p)),
-        "auprc": float(average_precision_score(y, p)),
-        "brier": float(brier_score_loss(y, p)),
-        "ece": expected_calibration_error(y, p),
-    }
 
 
 def collect(
