@@ -5,6 +5,7 @@ loss falls on a repeated batch, bad lines are counted, and the trainer imports n
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from models.llm import lora
 from models.llm.instructions import SYSTEM
 from serving.assistant.agent import _SYSTEM as ASSISTANT_SYSTEM
-from serving.assistant.citations import Citation
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE = REPO / "tests" / "fixtures" / "llm" / "instructions.jsonl"
@@ -196,14 +196,18 @@ def test_target_modules_by_model_type(tiny: Path) -> None:
 
 
 def test_fixture_is_the_assistant_shape() -> None:
-    """The committed fixture: the assistant's system prompt, citations it can parse."""
+    """The committed fixture: the assistant's system prompt, ``[n]`` references, sources as
+    ``table@version``, and a note's span is the quoted sentence."""
     assert SYSTEM == ASSISTANT_SYSTEM
-    widths = {"silver.lab_result": 3, "silver.note_deid": 3}
     for line in FIXTURE.read_text(encoding="utf-8").splitlines():
         obj = json.loads(line)
-        assert obj["messages"][0]["content"] == SYSTEM
-        for c in obj["citations"]:
-            assert str(Citation.parse(c, widths, {"silver.note_deid"})) == c
+        system, user, reply = (m["content"] for m in obj["messages"])
+        assert system == SYSTEM
+        assert re.search(r"\[\d+\]", reply)
+        assert all(re.fullmatch(r"silver\.[a-z_]+@\d+", s) for s in obj["sources"])
+        for start, end in obj.get("spans", []):
+            snippet = json.loads(user.split("\n", 1)[1].rsplit("\n\n", 1)[0])[0]["snippet"]
+            assert reply == f"{snippet[start:end]} [1]"
 
 
 def test_the_trainer_imports_no_spark_mlflow_or_pydantic() -> None:
