@@ -831,6 +831,94 @@ def score(
     _guard(go)
 
 
+# --- LoRA fine-tuning of the local LLM (models/llm, docs/llm-tuning.md) ---
+@app.command("lora-data")
+def lora_data(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder of the JSONL part files (default <data_dir>/llm/instructions)."
+        ),
+    ] = None,
+) -> None:
+    """Write LoRA instruction data (JSONL) from the de-identified views."""
+    from lakehouse.runs import job_run
+    from lakehouse.spark import build_spark
+    from models.llm.instructions import write_instructions
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        with job_run(spark, cfg, "lora-data") as rec:
+            report = write_instructions(spark, out or cfg.data_dir / "llm" / "instructions")
+            for task, n in report.lines.items():
+                rec.count(task, n)
+        typer.echo(report.describe())
+
+    _guard(go)
+
+
+@app.command("lora-train")
+def lora_train(
+    base_model: Annotated[
+        Path, typer.Option("--base-model", help="Local Hugging Face model directory.")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="JSONL file or folder (default <data_dir>/llm/instructions)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Adapter folder (default <data_dir>/llm/adapters/<time>)."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
+    grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-4,
+    max_length: Annotated[int, typer.Option("--max-length")] = 1024,
+    rank: Annotated[int, typer.Option("--rank")] = 8,
+    alpha: Annotated[int, typer.Option("--alpha")] = 16,
+    dropout: Annotated[float, typer.Option("--dropout")] = 0.05,
+    target_modules: Annotated[
+        str, typer.Option("--target-modules", help="Comma-separated; default by model type.")
+    ] = "",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cuda or cpu.")] = "auto",
+    mlflow: Annotated[
+        bool | None,
+        typer.Option("--mlflow/--no-mlflow", help="Log to MLflow (default: when it answers)."),
+    ] = None,
+) -> None:
+    """LoRA-tune a local causal LM; the run is logged to MLflow when a server answers."""
+    from datetime import UTC, datetime
+
+    from models.llm.lora import TrainConfig
+    from models.llm.tracking import train_logged
+
+    def go() -> None:
+        cfg = _settings()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        train_cfg = TrainConfig(
+            base_model=base_model,
+            data=data or cfg.data_dir / "llm" / "instructions",
+            out=out or cfg.data_dir / "llm" / "adapters" / stamp,
+            steps=steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            max_length=max_length,
+            rank=rank,
+            alpha=alpha,
+            dropout=dropout,
+            target_modules=tuple(t for t in target_modules.split(",") if t),
+            seed=seed,
+            device=device,
+        )
+        typer.echo(train_logged(cfg, train_cfg, mlflow=mlflow).describe())
+
+    _guard(go)
+
+
 dq_app = typer.Typer(
     help="Data quality: rules (Kahn framework) and OMOP DQD checks (docs/quality.md).",
     no_args_is_help=True,

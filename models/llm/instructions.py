@@ -23,6 +23,7 @@ as JSON text files.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from lakehouse.governance.deid.policy import load_deid_policy
 from lakehouse.tables.silver.clinical import LAB_RESULT
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.versions import latest_version
+from models.llm.lora import SOURCES_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -276,12 +278,15 @@ def write_lines(lines: DataFrame, out: Path) -> dict[str, int]:
 
 
 def write_instructions(spark: SparkSession, out: Path) -> InstructionReport:
-    """Read the de-identified views, build the lines, write them in ``out``."""
+    """Read the de-identified views, build the lines, write them in ``out`` with the
+    versions of their silver tables in ``out/_sources.json`` (the trainer skips ``_``
+    files; ``lakehouse lora-train`` logs the versions to MLflow)."""
     views = source_views(spark)
     versions = {t: latest_version(spark, t) or 0 for t in views}
     labs = spark.table(views[LAB_RESULT.name])
     notes = spark.table(views[NOTE_DEID.name])
     lines = build_instructions(spark, labs=labs, notes=notes, versions=versions)
     counts = write_lines(lines, out)
+    (out / SOURCES_FILE).write_text(json.dumps(versions, sort_keys=True) + "\n")
     logger.info("lora-data: %s lines in %s", sum(counts.values()), out)
     return InstructionReport(out, counts, versions)

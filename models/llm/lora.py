@@ -36,6 +36,8 @@ from lakehouse.errors import ErrorCode, LakehouseError, error
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: Sidecar of a ``lakehouse lora-data`` folder: ``{silver table: Delta version}`` read.
+SOURCES_FILE = "_sources.json"
 ROLES = ("system", "user", "assistant")
 IGNORE = -100
 #: LoRA target modules by ``config.model_type``; other types get peft's ``all-linear``.
@@ -106,7 +108,8 @@ class Example:
 
 def data_files(path: Path) -> list[Path]:
     """The JSONL files of ``path``: the file itself, or a folder's ``*.jsonl``/``part-*``
-    files (Spark's output) in name order; ``LH-LRA-003`` when there is none."""
+    files (Spark's output) in name order, never hidden or ``_`` files (``_SUCCESS``,
+    ``_sources.json``, checksums); ``LH-LRA-003`` when there is none."""
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -114,8 +117,8 @@ def data_files(path: Path) -> list[Path]:
             p
             for p in path.iterdir()
             if p.is_file()
+            and not p.name.startswith((".", "_"))
             and (p.suffix in (".jsonl", ".json") or p.name.startswith("part-"))
-            and not p.name.endswith(".crc")
         )
         if files:
             return files
