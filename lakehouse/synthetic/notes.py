@@ -117,8 +117,8 @@ def _assertions(b: NoteBuilder, rng: random.Random, p: Patient, e: Encounter, la
     b.text("\n" + "，".join(rng.sample(ph["abbreviations"], 3)) + "\n")
 
 
-#: Chance that a progress or nursing note mentions the smoking history (by smoker kind).
-SMOKING_MENTION = {"heavy": 0.8, "light": 0.7, "never": 0.5}
+#: Chance that a note mentions the smoking history (by smoker kind).
+SMOKING_MENTION = {"heavy": 0.95, "light": 0.9, "never": 0.85}
 
 
 def _smoking(b: NoteBuilder, rng: random.Random, p: Patient, lang: str) -> None:
@@ -184,7 +184,7 @@ class Notes:
             b.text("\n")
         else:
             _assertions(b, rng, p, e, lang)
-            _smoking(b, random.Random(f"{self.seed}:smoking:{e.encounter_id}:{kind}"), p, lang)
+        _smoking(b, random.Random(f"{self.seed}:smoking:{e.encounter_id}:{kind}"), p, lang)
         b.text("医师签名：" if lang == "zh" else "Signed: ")
         b.mark(doctor.name, "phi", "NAME")
         b.text("\n")

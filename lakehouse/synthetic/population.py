@@ -53,7 +53,7 @@ WINDOW_DAYS = 730
 
 #: The lung risk (docs/synthetic-hospital.md): weights of its parts, the hidden noise's
 #: standard deviation and the threshold above which COPD is recorded (about 22% of persons).
-RISK_WEIGHTS = {"age": 1.0, "smoking": 1.2, "emphysema": 1.2}
+RISK_WEIGHTS = {"age": 1.0, "smoking": 1.4, "emphysema": 1.2}
 RISK_NOISE_SD = 0.7
 RISK_THRESHOLD = 1.8
 #: Chance that a main-site encounter before the person's last one gets a screening chest
