@@ -16,6 +16,10 @@
 #   VLLM_API_KEY_FILE    file holding the API key clients must send (optional; read here so
 #                        the key is not on the command line)
 #   VLLM_BIN             the vllm executable (default: vllm on PATH, the `gpu` extra)
+#   VLLM_LORA_MODULES    LoRA adapters served beside the base model, space-separated
+#                        name=path pairs (optional; `lakehouse lora-train` writes them,
+#                        docs/llm-tuning.md); clients ask for the adapter by its name
+#   VLLM_MAX_LORA_RANK   the largest adapter rank (default 16; the trainer's default is 8)
 set -euo pipefail
 
 : "${VLLM_MODEL_PATH:?set VLLM_MODEL_PATH to the local model folder}"
@@ -26,6 +30,17 @@ fi
 if [[ -n "${VLLM_API_KEY_FILE:-}" ]]; then
   VLLM_API_KEY="$(<"${VLLM_API_KEY_FILE}")"
   export VLLM_API_KEY # vLLM reads the key from this variable
+fi
+LORA_ARGS=()
+if [[ -n "${VLLM_LORA_MODULES:-}" ]]; then
+  read -r -a LORA_PAIRS <<<"${VLLM_LORA_MODULES}"
+  for pair in "${LORA_PAIRS[@]}"; do
+    if [[ ! -f "${pair#*=}/adapter_config.json" ]]; then
+      echo "run-vllm: ${pair#*=} is not an adapter folder (adapter_config.json)" >&2
+      exit 66
+    fi
+  done
+  LORA_ARGS=(--enable-lora --max-lora-rank "${VLLM_MAX_LORA_RANK:-16}" --lora-modules "${LORA_PAIRS[@]}")
 fi
 # No hub access: the model is a local path and nothing may be fetched.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
@@ -40,4 +55,5 @@ exec "${VLLM_BIN:-vllm}" serve "${VLLM_MODEL_PATH}" \
   --max-model-len "${VLLM_MAX_MODEL_LEN:-8192}" \
   --gpu-memory-utilization "${VLLM_GPU_MEMORY:-0.85}" \
   --generation-config vllm \
+  "${LORA_ARGS[@]}" \
   "$@"
