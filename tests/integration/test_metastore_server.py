@@ -31,6 +31,7 @@ WRITER = textwrap.dedent(
     spec = TableSpec(name="ops.shared_catalog", comment="Written while another process reads.",
                      columns=(column("k", StringType(), "Key.", nullable=False),), keys=("k",))
     spark = build_spark(load_settings())
+    print("STARTED", flush=True)  # the catalog is up: the reader may start its own JVM
     upsert(spark, spec, spark.createDataFrame([("x",), ("y",)], spec.schema))
     print("READY", flush=True)
     sys.stdin.readline()  # stay alive (holding the catalog) until the test is done
@@ -38,10 +39,13 @@ WRITER = textwrap.dedent(
 )
 READER = textwrap.dedent(
     """
+    import sys
     from lakehouse.settings import load_settings
     from lakehouse.spark import build_spark
     spark = build_spark(load_settings())
-    print("ROWS", sorted(r.k for r in spark.table("ops.shared_catalog").collect()))
+    print("STARTED", flush=True)
+    sys.stdin.readline()  # until the writer's table is committed
+    print("ROWS", sorted(r.k for r in spark.table("ops.shared_catalog").collect()), flush=True)
     """
 )
 
@@ -65,24 +69,38 @@ def test_two_processes_share_the_catalog_at_once(tmp_path: Path) -> None:
     env = lakehouse_env(
         cfg.data_dir, METASTORE__KIND="derby-server", METASTORE__DERBY_PORT=str(port)
     )
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER], env=env, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert writer.stdout is not None
-        line = writer.stdout.readline()
-        assert line.strip() == "READY", writer.stderr.read() if writer.stderr else ""
-        reader = subprocess.run(
-            [sys.executable, "-c", READER], env=env, capture_output=True, text=True,
-            timeout=300, check=False,
+
+    def start(script: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert reader.returncode == 0, reader.stderr[-3000:]
-        assert "ROWS ['x', 'y']" in reader.stdout
+
+    def first_line(proc: subprocess.Popen[str]) -> str:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line and proc.stderr is not None:
+            proc.wait(timeout=60)
+            return proc.stderr.read()[-3000:]
+        return line
+
+    writer = start(WRITER)
+    reader: subprocess.Popen[str] | None = None
+    try:
+        assert first_line(writer) == "STARTED"
+        # The reader's JVM starts while the writer writes (the metastore's schema exists by
+        # now, so the two never race to create it): both processes live at once.
+        reader = start(READER)
+        assert first_line(writer) == "READY"
+        assert first_line(reader) == "STARTED"
+        out, err = reader.communicate("go\n", timeout=300)
+        assert reader.returncode == 0, err[-3000:]
+        assert "ROWS ['x', 'y']" in out
         assert writer.poll() is None  # the writer was alive the whole time
     finally:
-        if writer.poll() is None:
-            writer.communicate("done\n", timeout=120)
+        for proc in (reader, writer):
+            if proc is not None and proc.poll() is None:
+                proc.communicate("done\n", timeout=120)
         assert server.stop()
         process.wait(timeout=60)
     assert not server.ping()
