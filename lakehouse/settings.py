@@ -439,6 +439,23 @@ class ModelSettings(BaseModel):
         "each); more fails with LH-MDL-001 instead of exhausting the driver's memory.",
     )
     seed: int = Field(0, description="Random seed of every estimator (reproducible runs).")
+    multimodal_name: str = Field(
+        "copd-multimodal",
+        description="Registered model name (and MLflow experiment) of the multimodal task's "
+        "text, image, tabular and joint models (models/multimodal).",
+    )
+    multimodal_epochs: int = Field(
+        12,
+        ge=1,
+        description="Training epochs of each multimodal model (the best tuning epoch is kept).",
+    )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads torch trains and predicts with (fixed and logged: "
+        "a run reproduces its metrics with the same count). The nets are small: on a loaded "
+        "2-core machine one thread trained 10-20x faster than two.",
+    )
 
 
 class QualitySettings(BaseModel):
