@@ -137,7 +137,13 @@ def _predict_batches(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            frame = batch.select(list(features)).to_pandas().astype("float64")
+            frame = batch.select(list(features)).to_pandas()
+            numeric = [
+                c for c in features
+                if pa.types.is_floating(batch.schema.field(c).type)
+                or pa.types.is_integer(batch.schema.field(c).type)
+            ]  # fmt: skip
+            frame[numeric] = frame[numeric].astype("float64")  # text and images as they are
             proba = model.predict(frame)
             score = proba[:, 1] if getattr(proba, "ndim", 1) == 2 else proba
             yield pa.RecordBatch.from_arrays(
@@ -154,8 +160,25 @@ def _predict_batches(
     return run
 
 
-def eligible_rows(features: DataFrame, columns: tuple[str, ...]) -> DataFrame:
-    """Each person's newest feature row with the model's inputs and its ``features_hash``."""
+def require_inputs(champion: Champion, frame: DataFrame, table: str) -> None:
+    """LH-TBL-003 when ``frame`` lacks an input column of the champion."""
+    missing = [c for c in champion.features if c not in frame.columns]
+    if missing:
+        raise error(
+            ErrorCode.INPUT_SCHEMA_MISMATCH,
+            table=table,
+            reason="the model's input columns are missing",
+            columns=", ".join(missing),
+        )
+
+
+def eligible_rows(
+    features: DataFrame, columns: tuple[str, ...], *, raw: tuple[str, ...] = ()
+) -> DataFrame:
+    """Each person's newest feature row with the model's inputs and its ``features_hash``.
+
+    Inputs are cast to double except those named in ``raw`` (text, images: kept as they are).
+    """
     newest = Window.partitionBy("person_id").orderBy(
         F.col("index_time").desc(), F.col("index_id").desc()
     )
@@ -166,10 +189,71 @@ def eligible_rows(features: DataFrame, columns: tuple[str, ...]) -> DataFrame:
             "person_id",
             "index_id",
             "index_time",
-            *(F.col(c).cast("double").alias(c) for c in columns),
+            *(F.col(c) if c in raw else F.col(c).cast("double").alias(c) for c in columns),
             F.xxhash64("index_id", *columns).alias("features_hash"),
         )
     )
+
+
+def score_rows(
+    spark: SparkSession,
+    cfg: Settings,
+    champion: Champion,
+    eligible: DataFrame,
+    *,
+    features_table: str,
+    features_version: int,
+    output: TableSpec = MODEL_PREDICTIONS,
+    run_id: str | None = None,
+    rows_per_task: int = ROWS_PER_TASK,
+) -> tuple[int, int, int, int]:
+    """Score the rows of ``eligible`` (:func:`eligible_rows`: ids, the champion's inputs,
+    ``features_hash``) that ``output`` lacks for this version and hash; MERGE them.
+
+    Shared by every model's scoring job; returns (eligible, scored, inserted, updated).
+    """
+    name = champion.name
+    eligible = eligible.cache()
+    try:
+        todo = eligible
+        if spark.catalog.tableExists(output.name):
+            done = (
+                spark.table(output.name)
+                .where((F.col("model_name") == name) & (F.col("model_version") == champion.version))
+                .select("person_id", "features_hash")
+            )
+            todo = eligible.join(done, ["person_id", "features_hash"], "left_anti")
+        n_eligible = eligible.count()
+        n_todo = todo.count()
+        inserted = updated = 0
+        if n_todo:
+            # One partition per rows_per_task rows: each task's Python worker imports MLflow
+            # and loads the model once, which costs more than scoring a small batch.
+            parts = max(1, min(spark.sparkContext.defaultParallelism, n_todo // rows_per_task))
+            predictions = todo.repartition(parts, "person_id").mapInArrow(
+                _predict_batches(champion.uri, require_server(cfg), champion.features),
+                _SCORED_SCHEMA,
+            )
+            # Materialised once: the MERGE reads its source twice and must not score twice.
+            scored = predictions.localCheckpoint(eager=True).select(
+                F.lit(name).alias("model_name"),
+                F.lit(champion.version).alias("model_version"),
+                "person_id",
+                "index_id",
+                "index_time",
+                "score",
+                F.lit(champion.run_id).alias("model_run_id"),
+                F.lit(features_table).alias("features_table"),
+                F.lit(features_version).cast("long").alias("features_version"),
+                "features_hash",
+                F.lit(run_id).cast("string").alias("scoring_run_id"),
+                F.current_timestamp().alias("scored_at"),
+            )
+            report = upsert(spark, output, scored)
+            inserted, updated = report.inserted, report.updated
+    finally:
+        eligible.unpersist()
+    return n_eligible, n_todo, inserted, updated
 
 
 def score(
@@ -186,54 +270,12 @@ def score(
     champion = resolve_champion(cfg, name)
     version = latest_version(spark, features_table)
     feats = read_version(spark, features_table, version)
-    missing = [c for c in champion.features if c not in feats.columns]
-    if missing:
-        raise error(
-            ErrorCode.INPUT_SCHEMA_MISMATCH,
-            table=features_table,
-            reason="the model's input columns are missing",
-            columns=", ".join(missing),
-        )
-    eligible = eligible_rows(feats, champion.features).cache()
-    try:
-        todo = eligible
-        if spark.catalog.tableExists(output.name):
-            done = (
-                spark.table(output.name)
-                .where((F.col("model_name") == name) & (F.col("model_version") == champion.version))
-                .select("person_id", "features_hash")
-            )
-            todo = eligible.join(done, ["person_id", "features_hash"], "left_anti")
-        n_eligible = eligible.count()
-        n_todo = todo.count()
-        inserted = updated = 0
-        if n_todo:
-            # One partition per ROWS_PER_TASK rows: each task's Python worker imports MLflow
-            # and loads the model once, which costs more than scoring a small batch.
-            parts = max(1, min(spark.sparkContext.defaultParallelism, n_todo // ROWS_PER_TASK))
-            predictions = todo.repartition(parts, "person_id").mapInArrow(
-                _predict_batches(champion.uri, require_server(cfg), champion.features),
-                _SCORED_SCHEMA,
-            )
-            # Materialised once: the MERGE reads its source twice and must not score twice.
-            scored = predictions.localCheckpoint(eager=True).select(
-                F.lit(name).alias("model_name"),
-                F.lit(champion.version).alias("model_version"),
-                "person_id",
-                "index_id",
-                "index_time",
-                "score",
-                F.lit(champion.run_id).alias("model_run_id"),
-                F.lit(features_table).alias("features_table"),
-                F.lit(version).cast("long").alias("features_version"),
-                "features_hash",
-                F.lit(run_id).cast("string").alias("scoring_run_id"),
-                F.current_timestamp().alias("scored_at"),
-            )
-            report = upsert(spark, output, scored)
-            inserted, updated = report.inserted, report.updated
-    finally:
-        eligible.unpersist()
+    require_inputs(champion, feats, features_table)
+    eligible = eligible_rows(feats, champion.features)
+    n_eligible, n_todo, inserted, updated = score_rows(
+        spark, cfg, champion, eligible, features_table=features_table,
+        features_version=version, output=output, run_id=run_id,
+    )  # fmt: skip
     result = ScoreReport(
         name, champion.version, features_table, version, n_eligible, n_todo, inserted, updated
     )
@@ -250,10 +292,21 @@ def run(
     output: TableSpec = MODEL_PREDICTIONS,
 ) -> ScoreReport:
     """:func:`score` inside an ``ops.job_runs`` record (its run id tags the rows written)."""
-    with job_run(spark, cfg, "score") as rec:
-        report = score(
-            spark, cfg, name=name, features_table=features_table, output=output, run_id=rec.run_id
+
+    def scoring(run_id: str) -> ScoreReport:
+        return score(
+            spark, cfg, name=name, features_table=features_table, output=output, run_id=run_id
         )
+
+    return recorded(spark, cfg, "score", scoring)
+
+
+def recorded(
+    spark: SparkSession, cfg: Settings, job: str, scoring: Callable[[str], ScoreReport]
+) -> ScoreReport:
+    """``scoring(run_id)`` inside an ``ops.job_runs`` record named ``job``, its counts kept."""
+    with job_run(spark, cfg, job) as rec:
+        report = scoring(rec.run_id)
         for key, value in report.counts().items():
             rec.count(key, value)
     return report
