@@ -56,7 +56,7 @@ def train_logged(
     """Train; log to MLflow when ``mlflow`` is True, or None and the server answers."""
     use = ping(tracking_uri(cfg)) if mlflow is None else mlflow
     if not use:
-        logger.info("lora-train: no MLflow server answers; the run is not logged")
+        logger.info("lora-train: MLflow off or not answering; the run is not logged")
         return TrainResult(train(train_cfg), None)
     import mlflow as mlf
 
