@@ -90,6 +90,7 @@ def demo(
         ),
         after="gold",
     )
+    pipeline = _with_train_stage(pipeline)
 
     def go() -> None:
         cfg = _settings()
@@ -773,6 +774,19 @@ def features_export_meds(
 
 
 # --- tabular baseline: training and batch scoring (models/tabular, docs/models.md) ---
+
+_TASK_HELP = "tabular (the baseline, models.name) or multimodal (models.multimodal_name)."
+
+
+def _task(task: str) -> bool:
+    """True for ``--task multimodal``, False for tabular; LH-CFG-001 for anything else."""
+    from lakehouse.errors import ErrorCode, error
+
+    if task not in ("tabular", "multimodal"):
+        raise error(ErrorCode.CONFIG_INVALID, setting="--task", reason="tabular or multimodal")
+    return task == "multimodal"
+
+
 @app.command()
 def train(
     data_version: Annotated[
@@ -783,30 +797,47 @@ def train(
         ),
     ] = None,
     name: Annotated[
-        str | None, typer.Option("--name", help="Registered model name (models.name).")
+        str | None,
+        typer.Option("--name", help="Registered model name (default: the task's setting)."),
     ] = None,
     reproduce_run: Annotated[
         str | None,
         typer.Option("--reproduce", help="Refit this MLflow run on its logged data versions."),
     ] = None,
+    task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "tabular",
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="multimodal: train only text, image, tabular or joint."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="multimodal: cpu (default) or cuda.")
+    ] = None,
 ) -> None:
-    """Train the tabular baseline, log it in MLflow and register the best as champion."""
+    """Train the tabular baseline (or, --task multimodal, the text, image, tabular and joint
+    models), log them in MLflow and register the best as champion."""
     from lakehouse.runs import job_run
     from lakehouse.spark import build_spark
     from models.tabular.train import parse_versions, reproduce, train
 
     def go() -> None:
         cfg = _settings()
+        multimodal = _task(task)
+        fit: Callable[..., Any] = train
+        refit: Callable[..., Any] = reproduce
+        if multimodal:
+            from models.multimodal.train import multimodal_trainer
+
+            fit, refit = multimodal_trainer(model, device)
         spark = build_spark(cfg)
         if reproduce_run:
-            again = reproduce(spark, cfg, reproduce_run)
+            again = refit(spark, cfg, reproduce_run)
             typer.echo(again.describe())
             if not again.equal:
                 raise typer.Exit(1)
             return
         versions = parse_versions(data_version or [])
-        with job_run(spark, cfg, "train") as rec:
-            report = train(spark, cfg, versions=versions, name=name)
+        with job_run(spark, cfg, "train_multimodal" if multimodal else "train") as rec:
+            report = fit(spark, cfg, versions=versions, name=name)
             for split, rows in report.rows.items():
                 rec.count(f"{split}_rows", rows)
         typer.echo(report.describe())
@@ -819,6 +850,7 @@ def score(
     name: Annotated[
         str | None, typer.Option("--name", help="Registered model name (models.name).")
     ] = None,
+    task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "tabular",
 ) -> None:
     """Score the champion on every patient whose features changed into gold.model_predictions."""
     from lakehouse.spark import build_spark
@@ -826,9 +858,55 @@ def score(
 
     def go() -> None:
         cfg = _settings()
+        if _task(task):
+            from models.multimodal.score import run as run_multimodal
+
+            typer.echo(run_multimodal(build_spark(cfg), cfg, name=name).describe())
+            return
         typer.echo(run(build_spark(cfg), cfg, name=name).describe())
 
     _guard(go)
+
+
+# --- multimodal models: the demo stage (models/multimodal; `train`/`score --task`) ---
+def _with_train_stage(pipeline: list[Any]) -> list[Any]:
+    """The demo's ``train`` stage after ``features``: the tabular baseline and the four
+    multimodal models on the project's MLflow server (started for the stage unless one
+    answers), the multimodal champion scored, the comparison table printed."""
+    from jobs import demo as demo_job
+
+    def train_stage(spark: Any, cfg: Settings) -> dict[str, int]:
+        import contextlib
+
+        from lakehouse.tracking import TrackingServer, ping, tracking_uri
+        from models.multimodal.score import run as score_multimodal_run
+        from models.multimodal.train import train as train_multimodal_models
+        from models.tabular.train import train as train_tabular
+
+        with contextlib.ExitStack() as stack:
+            if not ping(tracking_uri(cfg)) and cfg.mlflow.tracking_uri is None:
+                server = stack.enter_context(TrackingServer(cfg))
+                typer.echo(f"  mlflow server started for the stage on {server.url}")
+            tabular = train_tabular(spark, cfg)
+            typer.echo(tabular.describe())
+            report = train_multimodal_models(spark, cfg)
+            typer.echo(report.describe())
+            scored = score_multimodal_run(spark, cfg)
+            typer.echo(scored.describe())
+        return {
+            "tabular_version": tabular.champion_version,
+            "multimodal_version": report.champion_version,
+            **{f"{s}_rows": n for s, n in report.rows.items()},
+            "scored": scored.scored,
+        }
+
+    stage = demo_job.Stage(
+        "train",
+        "tabular baseline and text/image/tabular/joint models in MLflow, champion scored",
+        train_stage,
+    )
+    at = [s.name for s in pipeline].index("features") + 1
+    return [*pipeline[:at], stage, *pipeline[at:]]
 
 
 # --- LoRA fine-tuning of the local LLM (models/llm, docs/llm-tuning.md) ---
