@@ -174,13 +174,13 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
 
     @app.get("/Patient/{fhir_id}/$everything")
     def everything(fhir_id: str, request: Request, who: User) -> Resource:
-        resources = _guarded(lambda: store.everything(who, fhir_id))
+        resources = guarded(lambda: store.everything(who, fhir_id))
         return _bundle(_base(request), str(request.url), resources, len(resources), [], None)
 
     @app.get("/{rtype}/{fhir_id}")
     def read(rtype: str, fhir_id: str, who: User) -> Resource:
         kind = _kind(rtype)
-        return _guarded(lambda: store.read(who, kind, fhir_id))
+        return guarded(lambda: store.read(who, kind, fhir_id))
 
     @app.get("/{rtype}")
     def search(rtype: str, request: Request, who: User) -> Resource:
@@ -188,7 +188,7 @@ def fhir_app(tools: DataTools, identity: IdentityService, cfg: Settings) -> Fast
         params = list(request.query_params.multi_items())
         searches = [(k, parse(k, params, store.zone)) for k in VARIANTS[kind.type]]
         found = searches[0][1]
-        page = _guarded(lambda: store.search(who, searches))
+        page = guarded(lambda: store.search(who, searches))
         nxt = None
         seen = found.offset + found.count
         if len(page.resources) == found.count and (page.total is None or page.total > seen):
@@ -212,7 +212,7 @@ def _kind(rtype: str) -> Kind:
     return kind
 
 
-def _guarded(fn: Callable[[], T]) -> T:
+def guarded(fn: Callable[[], T]) -> T:
     """Run a read; an uncatalogued failure becomes ``LH-SRV-004`` (its type logged only:
     the exception text may hold data values)."""
     try:
@@ -220,7 +220,7 @@ def _guarded(fn: Callable[[], T]) -> T:
     except LakehouseError:
         raise
     except Exception as exc:
-        logger.error("FHIR read failed: %s", type(exc).__name__)
+        logger.error("read failed: %s", type(exc).__name__)
         raise error(ErrorCode.SRV_INTERNAL, reason=type(exc).__name__) from None
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 from lakehouse.tables.silver.clinical import PROCEDURE, VITAL_SIGN
@@ -67,10 +67,14 @@ class FhirTables(ToolTables):
     provider: TableSpec = PROVIDER
 
     @classmethod
-    def of(cls, tables: ToolTables) -> FhirTables:
-        if isinstance(tables, FhirTables):
+    def of(cls, tables: ToolTables) -> Self:
+        """``tables`` when it is one of these already, else these with the tables it has
+        and the defaults for the rest."""
+        if isinstance(tables, cls):
             return tables
-        return cls(*(getattr(tables, f) for f in ToolTables.__dataclass_fields__))
+        return cls(
+            **{f: getattr(tables, f) for f in cls.__dataclass_fields__ if hasattr(tables, f)}
+        )
 
     def fhir(self) -> tuple[TableSpec, ...]:
         """Every table the FHIR API reads."""

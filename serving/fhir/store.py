@@ -10,6 +10,7 @@ read or refusal is audited with the patient's keyed pseudonym.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlglot import exp
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
+from lakehouse.tables.spec import TableSpec
 from serving.assistant.tools import PURPOSE, DataTools
 from serving.fhir.ids import decode
 from serving.fhir.resources import ALL_KINDS, KINDS, VARIANTS, FhirTables, Kind, Resource
@@ -103,6 +105,39 @@ class FhirStore:
                 out.extend(kind.build(r, self.zone) for r in rows)
         return out
 
+    # -- the guarded query path (the FHIR API's and the 4A query services') ------------
+    def visible(self, who: Principal, spec: TableSpec, wanted: Iterable[str]) -> list[str]:
+        """The ``wanted`` columns of ``spec`` the role may see (a column the policy hides
+        is left out; the keys and the patient id always stay, the row filter needs them)."""
+        shown = set(self.tools.access.guard.policy.visible_columns(who.role, spec))
+        return [
+            c for c in dict.fromkeys(wanted) if c in shown or c in spec.keys or c == "patient_id"
+        ]
+
+    def fetch(
+        self,
+        who: Principal,
+        query: exp.Select,
+        *,
+        limit: int,
+        offset: int = 0,
+        total: bool = False,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of an ordered SELECT run as ``who`` through :meth:`AccessService.query`
+        (policy rewrite, patient scope, audit): its rows, and with ``total`` (the SELECT
+        carries :func:`with_total`'s column) the count of all matches."""
+        query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        rows = self.tools.access.query(
+            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=limit
+        )
+        out = [dict(r.asDict()) for r in rows]
+        count = int(out[0].pop(_TOTAL)) if total and out else (0 if total and not offset else None)
+        for r in out:
+            r.pop(_TOTAL, None)
+        return out, count
+
     # -- the one query shape -----------------------------------------------------------
     def select(
         self,
@@ -116,11 +151,9 @@ class FhirStore:
         columns the role may see of those the builder reads (a column the policy hides is
         left out, so its element is), live rows only."""
         spec = kind.table(self.tables)
-        visible = set(self.tools.access.guard.policy.visible_columns(who.role, spec))
-        wanted = dict.fromkeys([*spec.keys, *kind.columns, *_EXTRA.get(kind.type, ())])
-        names = [c for c in wanted if c in visible or c in spec.keys or c == "patient_id"]
-        live = exp.or_(col("is_deleted").is_(exp.null()), exp.not_(col("is_deleted")))
-        table = exp.table_(spec.table_name, db=spec.schema_name, quoted=True)
+        names = self.visible(who, spec, [*spec.keys, *kind.columns, *_EXTRA.get(kind.type, ())])
+        live = live_rows()
+        table = source(spec)
         if kind.group is None:
             cols: list[exp.Expr] = [col(c) for c in names]
         else:
@@ -131,7 +164,7 @@ class FhirStore:
             ]
             live = exp.and_(live, col(kind.key).is_(exp.null()).not_())
         if total:
-            cols.append(exp.alias_(sqlglot.parse_one("COUNT(*) OVER ()", read="spark"), _TOTAL))
+            cols.append(total_column())
         query = exp.select(*cols).from_(table)
         query = query.where(exp.and_(where, live) if where is not None else live)
         if kind.group is not None:
@@ -150,16 +183,9 @@ class FhirStore:
     ) -> tuple[list[dict[str, Any]], int | None]:
         spec = kind.table(self.tables)
         query = self.select(who, kind, where, total=total)
-        query = query.order_by(*_order(kind, spec.keys)).limit(limit)
-        if offset:
-            query = query.offset(offset)
-        rows = self.tools.access.query(
-            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=limit
+        out, count = self.fetch(
+            who, query.order_by(*_order(kind, spec.keys)), limit=limit, offset=offset, total=total
         )
-        out = [dict(r.asDict()) for r in rows]
-        count = int(out[0].pop(_TOTAL)) if total and out else (0 if total and not offset else None)
-        for r in out:
-            r.pop(_TOTAL, None)
         if out and kind.type == "DocumentReference":
             self._note_text(who, out)
         if out and kind.type == "ImagingStudy":
@@ -221,6 +247,21 @@ class FhirStore:
             by_study.setdefault(tuple(d[k] for k in parts), []).append(d)
         for r in rows:
             r["series"] = by_study.get(tuple(r[k] for k in parts), [])
+
+
+def live_rows() -> exp.Expr:
+    """Rows not deleted at their source."""
+    return exp.or_(col("is_deleted").is_(exp.null()), exp.not_(col("is_deleted")))
+
+
+def source(spec: TableSpec) -> exp.Table:
+    """The quoted table of a spec (names come from specs, never from callers)."""
+    return exp.table_(spec.table_name, db=spec.schema_name, quoted=True)
+
+
+def total_column() -> exp.Expr:
+    """The count of all matches, as a window column :meth:`FhirStore.fetch` takes off."""
+    return exp.alias_(sqlglot.parse_one("COUNT(*) OVER ()", read="spark"), _TOTAL)
 
 
 #: Columns a builder needs beyond its kind's own (the version a note's text belongs to).
