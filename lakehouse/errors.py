@@ -1110,6 +1110,40 @@ class ErrorCode(Enum):
         remedy="Wait for a running export to finish (or DELETE it), then start another.",
     )
 
+    # --- 4A query services (LH-IOP) ---
+    IOP_INSTITUTION_DENIED = ErrorDef(
+        "LH-IOP-001",
+        "You may not query the records of institution {name}.",
+        403,
+        EX_NOPERM,
+        remedy="Ask for one of your institutions (GET /api/me lists them); the refusal is "
+        "audited.",
+    )
+    IOP_REQUEST_INVALID = ErrorDef(
+        "LH-IOP-002",
+        "Query parameter {name} is not valid for this service: {reason}.",
+        400,
+        EX_USAGE,
+        remedy="Each service's parameters are in docs/interop-4a.md and "
+        "docs/openapi/interop-4a.json.",
+    )
+    IOP_DOCUMENT_NOT_FOUND = ErrorDef(
+        "LH-IOP-003",
+        "No shared document {name} of this encounter is visible to you.",
+        404,
+        EX_NOINPUT,
+        remedy="GET /interop/4a/documents lists an encounter's documents; the encounter may "
+        "not exist, or be outside your department or site.",
+    )
+    IOP_DOCUMENT_INVALID = ErrorDef(
+        "LH-IOP-004",
+        "The shared document {name} did not parse as well-formed CDA ({reason}); it was not "
+        "served.",
+        500,
+        EX_SOFTWARE,
+        remedy="A defect of the document writer: the service log names the document type.",
+    )
+
     # --- MLflow tracking server and model registry (LH-MLF) ---
     MLFLOW_START_FAILED = ErrorDef(
         "LH-MLF-001",

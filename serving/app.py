@@ -48,6 +48,7 @@ from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
 from serving.fhir.api import fhir_app
 from serving.history import ChatHistory
+from serving.interop.api import interop_app
 from serving.page import mount_page
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ def create_app(
     app.state.assistant = state
     _handlers(app)
     app.mount("/fhir/r4", fhir_app(tools, identity, cfg))  # FHIR R4 read API (docs/fhir.md)
+    interop = interop_app(tools, zone, _principal)  # 4A query services (docs/interop-4a.md)
+    interop.state.assistant = state  # what _principal reads
+    _handlers(interop)
+    app.mount("/interop/4a", interop)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:

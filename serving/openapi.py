@@ -75,6 +75,15 @@ ASSISTANT = Service(
 FHIR = Service(
     "fhir-r4", "FHIR R4 read API", "/fhir/r4", "application/fhir+json", "OperationOutcome", None
 )
+INTEROP = Service(
+    "interop-4a",
+    "互联互通 4A query services",
+    "/interop/4a",
+    "application/json",
+    "Error",
+    ErrorCode.SRV_INTERNAL,
+)
+MOUNTED = (FHIR, INTEROP)
 
 _ERROR = {
     "type": "object",
@@ -127,12 +136,14 @@ def openapi_schemas(app: FastAPI | None = None) -> dict[str, dict[str, Any]]:
     """Service name -> its OpenAPI document, catalogued error responses filled in."""
     app = app or build_app()
     out = {ASSISTANT.name: _with_errors(app, app.openapi(), ASSISTANT)}
+    mounted = {s.base: s for s in MOUNTED}
     for route in app.routes:
-        if isinstance(route, Mount) and route.path == FHIR.base and isinstance(route.app, FastAPI):
+        service = mounted.get(getattr(route, "path", ""))
+        if isinstance(route, Mount) and service is not None and isinstance(route.app, FastAPI):
             sub = route.app
-            schema = _with_errors(sub, sub.openapi(), FHIR)
-            schema["servers"] = [{"url": FHIR.base}]
-            out[FHIR.name] = schema
+            schema = _with_errors(sub, sub.openapi(), service)
+            schema["servers"] = [{"url": service.base}]
+            out[service.name] = schema
     return out
 
 
@@ -140,7 +151,7 @@ def openapi_documents() -> dict[str, str]:
     """Path under docs/ -> generated text: the OpenAPI files and docs/interfaces.md."""
     schemas = openapi_schemas()
     docs = {f"openapi/{name}.json": render_openapi(schema) for name, schema in schemas.items()}
-    services = [(s.title, f"openapi/{s.name}.json", s.base) for s in (ASSISTANT, FHIR)]
+    services = [(s.title, f"openapi/{s.name}.json", s.base) for s in (ASSISTANT, *MOUNTED)]
     docs["interfaces.md"] = render_interfaces(
         [(title, path, base, schemas[path[8:-5]]) for title, path, base in services]
     )
