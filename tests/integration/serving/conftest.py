@@ -42,11 +42,11 @@ from lakehouse.tables.silver.clinical import (
     PROCEDURE,
     VITAL_SIGN,
 )
-from lakehouse.tables.silver.documents import NOTE
-from lakehouse.tables.silver.encounter import ENCOUNTER
+from lakehouse.tables.silver.documents import CLINICAL_DOCUMENT, NOTE
+from lakehouse.tables.silver.encounter import ENCOUNTER, ENCOUNTER_TRANSFER
 from lakehouse.tables.silver.imaging import IMAGING_SERIES, IMAGING_STUDY
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
-from lakehouse.tables.silver.organization import ORG, PROVIDER
+from lakehouse.tables.silver.organization import DEPT, ORG, PROVIDER
 from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.vocab.concepts import CONCEPT, CONCEPT_SYNONYM
@@ -55,6 +55,7 @@ from lakehouse.terminology.vocabularies import DATA
 from serving.app import create_app, tls_files
 from serving.assistant.lexicon import load_lexicon
 from serving.fhir.resources import FhirTables
+from serving.interop.services import InteropTables
 
 KEY = b"k" * 32
 PASSWORD = "Correct-Horse-42"
@@ -85,7 +86,7 @@ roles:
 class Service:
     url: str
     audit: MemoryAuditLog
-    tables: FhirTables
+    tables: InteropTables
     spark: SparkSession
     verify: ssl.SSLContext
 
@@ -194,6 +195,9 @@ def _vital(vid: str, patient: str, code: str, value: float, unit: str, days: int
 
 
 NOTE_TEXT = "张三，男，主诉：口渴多饮三月。"
+#: A stored C0034 section whose text holds markup, an entity and a control character.
+HOSTILE_TEXT = '口渴多饮三月。</text><script>alert(1)</script>&amp;<!ENTITY x "y">\x01'
+
 NOTE_DEID_TEXT = "王五，男，主诉：口渴多饮三月。"
 
 
@@ -328,7 +332,44 @@ def _fhir_rows(t: FhirTables) -> list[tuple[TableSpec, list[tuple[Any, ...]]]]:
     ]
 
 
-def _seed(spark: SparkSession, t: FhirTables, directory: TableSpec) -> None:
+def _interop_rows(t: InteropTables) -> list[tuple[TableSpec, list[tuple[Any, ...]]]]:
+    """The tables only the 4A services read (departments, transfers, CDA documents)."""
+    p1 = {"patient_id": "P1", "patient_key": "H1|P1", "encounter_id": "V1"}
+    section = {"code": "10154-3", "code_system": "2.16.840.1.113883.6.1", "title": "主诉"}
+    return [
+        (
+            t.dept,
+            _rows(
+                t.dept,
+                {"dept_code": "A", "source_system": "his", "dept_name": "内分泌科",
+                 "ward_name": "五病区"},
+                {"dept_code": "B", "source_system": "his", "dept_name": "心内科"},
+            ),
+        ),
+        (
+            t.encounter_transfer,
+            _rows(
+                t.encounter_transfer,
+                {**p1, "transfer_id": "T1", "source_system": "his", "from_dept_code": "ICU",
+                 "to_dept_code": "A", "bed_no": "12", "transfer_at": NOW - timedelta(days=5)},
+            ),
+        ),
+        (
+            t.clinical_document,
+            _rows(
+                t.clinical_document,
+                {**p1, "document_id": "2.16.156.10011.1.1^V1-C0034", "source_system": "emr",
+                 "document_type_code": "C0034", "document_type_system": "2.16.156.10011.2.4",
+                 "template_ids": ["2.16.156.10011.2.1.1.54"], "title": "入院记录",
+                 "effective_at": NOW - timedelta(days=6), "patient_name": "张三",
+                 "author_id": "D7", "author_name": "王医生", "custodian_code": "H1",
+                 "sections": [{**section, "text": HOSTILE_TEXT}]},
+            ),
+        ),
+    ]  # fmt: skip
+
+
+def _seed(spark: SparkSession, t: InteropTables, directory: TableSpec) -> None:
     patients = _rows(
         t.patient,
         {
@@ -410,6 +451,7 @@ def _seed(spark: SparkSession, t: FhirTables, directory: TableSpec) -> None:
     )
     data = [
         *_fhir_rows(t),
+        *_interop_rows(t),
         (directory, [("P1", "A", "H1"), ("P2", "B", "H1")]),
         (t.patient, patients),
         (t.encounter, visits),
@@ -430,9 +472,10 @@ def service(
     u = uuid.uuid4().hex[:8]
     specs = (
         PATIENT, ENCOUNTER, LAB_RESULT, MEDICATION_ORDER, DIAGNOSIS, VITAL_SIGN, PROCEDURE, NOTE,
-        NOTE_DEID, IMAGING_STUDY, IMAGING_SERIES, ORG, PROVIDER,
+        NOTE_DEID, IMAGING_STUDY, IMAGING_SERIES, ORG, PROVIDER, DEPT, ENCOUNTER_TRANSFER,
+        CLINICAL_DOCUMENT,
     )  # fmt: skip
-    tables = FhirTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
+    tables = InteropTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
     directory = TableSpec(
         name=f"silver.patient_directory_srv_{u}",
         comment="Test patient directory: department and site of each patient.",
@@ -446,7 +489,7 @@ def service(
     tmp = tmp_path_factory.mktemp("serving")
     policy_file = tmp / "policy.yaml"
     policy_file.write_text(POLICY.format(directory=directory.name))
-    catalog = {s.name: s for s in (*tables.fhir(), directory)}
+    catalog = {s.name: s for s in (*tables.interop(), directory)}
     audit = MemoryAuditLog()
     access = AccessService(spark, SqlGuard(load_policy(policy_file), catalog), audit, KEY)
     identity = IdentityService(
