@@ -168,9 +168,11 @@ def test_sqlite_first_run_lands_every_row_then_a_rerun_writes_nothing(
         assert bronze(spark, table, code).count() == counts[table]
 
 
-def test_late_corrections_inside_the_lookback_land_as_new_versions(
+def test_late_corrections_inside_the_lookback_land_and_deletes_are_tombstoned_once(
     spark: Any, settings: Settings, hospital: Path, his_db: Path, unique: str
 ) -> None:
+    """Late corrections: inside the lookback they land as new versions, older ones need a
+    wider lookback. Reconcile: rows deleted at the source get one tombstone each, once."""
     code = f"L{unique}"
     cfg = his_cfg(settings, f"jdbc:sqlite:{his_db}", code, ["diagnoses"])
     extract(spark, cfg)
@@ -183,51 +185,43 @@ def test_late_corrections_inside_the_lookback_land_as_new_versions(
     # Backdated 10 days: older than the lookback, not seen by an incremental run.
     apply_late_corrections(hospital, at=high - timedelta(days=10), his_url=url, ids=[outside])
     apply_late_corrections(hospital, at=high + timedelta(hours=1), his_url=url, ids=[after])
+    # Two uncorrected rows deleted at the source.
+    with sqlite3.connect(his_db) as con:
+        ids = [r[0] for r in con.execute("select diag_id from diagnoses order by 1")]
+        gone_dx = [i for i in ids if i not in fixes][:2]
+        con.execute(f"delete from diagnoses where diag_id in ('{gone_dx[0]}', '{gone_dx[1]}')")
 
-    second = extract(spark, cfg)
-    assert second.table("diagnoses").rows_new == 2
+    second = extract(spark, cfg, reconcile=True)
+    assert second.table("diagnoses").rows_new == 2  # tombstones are not new versions
+    assert second.table("diagnoses").tombstones == 2
     rows = bronze(spark, "diagnoses", code)
     landed = {
         r["diag_id"]: r["icd10"]
-        for r in rows.where(f"ingest_run_id != '{_first_run(rows)}'").collect()
+        for r in rows.where(f"ingest_run_id != '{_first_run(rows)}' and op != 'D'").collect()
     }
     assert landed == {inside: fixes[inside], after: fixes[after]}
     assert rows.where(f"diag_id = '{inside}'").count() == 2  # first (wrong) and corrected
     latest = ingest_his.latest_versions(spark, HIS_TABLES["diagnoses"], code)
     assert latest.where(f"diag_id = '{inside}'").first()["icd10"] == fixes[inside]
     assert latest.where(f"diag_id = '{outside}'").first()["icd10"] != fixes[outside]
+    dead = latest.where("op = 'D'")
+    assert sorted(r["diag_id"] for r in dead.collect()) == sorted(gone_dx)
+    tomb = dead.first()
+    assert tomb["icd10"] is None
+    assert tomb["source_updated_at"] is None
 
     wider = his_cfg(settings, f"jdbc:sqlite:{his_db}", code, ["diagnoses"])
     wider = wider.model_copy(
         update={"ingest": wider.ingest.model_copy(update={"lookback_days": 30})}
     )
-    assert extract(spark, wider).table("diagnoses").rows_new == 1  # a wider lookback finds it
+    third = extract(spark, wider, reconcile=True)
+    assert third.table("diagnoses").rows_new == 1  # a wider lookback finds it
+    assert third.table("diagnoses").tombstones == 0  # each deleted row is tombstoned once
     assert latest.where(f"diag_id = '{outside}'").first()["icd10"] == fixes[outside]
 
 
 def _first_run(rows: Any) -> str:
     return str(rows.orderBy("ingested_at").first()["ingest_run_id"])
-
-
-def test_reconcile_writes_tombstones_for_deleted_rows_once(
-    spark: Any, settings: Settings, his_db: Path, unique: str
-) -> None:
-    code = f"R{unique}"
-    cfg = his_cfg(settings, f"jdbc:sqlite:{his_db}", code, ["diagnoses"])
-    extract(spark, cfg)
-    with sqlite3.connect(his_db) as con:
-        gone_dx = [r[0] for r in con.execute("select diag_id from diagnoses order by 1 limit 2")]
-        con.execute(f"delete from diagnoses where diag_id in ('{gone_dx[0]}', '{gone_dx[1]}')")
-
-    second = extract(spark, cfg, reconcile=True)
-    assert second.table("diagnoses").tombstones == 2
-    assert second.table("diagnoses").rows_new == 0
-    dead = ingest_his.latest_versions(spark, HIS_TABLES["diagnoses"], code).where("op = 'D'")
-    assert sorted(r["diag_id"] for r in dead.collect()) == sorted(gone_dx)
-    tomb = dead.first()
-    assert tomb["icd10"] is None
-    assert tomb["source_updated_at"] is None
-    assert extract(spark, cfg, reconcile=True).table("diagnoses").tombstones == 0
 
 
 def test_a_run_killed_before_the_watermark_commit_reextracts_without_duplicates(
