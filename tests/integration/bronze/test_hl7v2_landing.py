@@ -125,16 +125,15 @@ def test_lis_files_split_land_and_quarantine(landing: Landing, unique: str) -> N
     assert q["HL7_TRAILER_COUNT_MISMATCH"]["raw_bytes"] == b"BTS|3\r"
     assert "declares 3 but 1 were found" in q["HL7_TRAILER_COUNT_MISMATCH"]["detail"]
 
-    # Rerun over unchanged landing data: nothing read, nothing added.
+    # Rerun over the unchanged landing data plus the same content under another name (one
+    # run proves both): the unchanged files are not read again, the copy is a duplicate
+    # (recorded, not landed), and nothing is added.
     before = (msgs.count(), landing.rows("bronze.quarantine").count())
-    again = ingest.run(landing.spark, landing.cfg, source="lis").source("lis")
-    assert (again.files_unchanged, again.records_seen, again.files_landed) == (11, 0, 0)
-    assert (msgs.count(), landing.rows("bronze.quarantine").count()) == before
-
-    # The same content under another name is a duplicate: recorded, not landed.
     landing.write("lis", "H002", "batch_copy.hl7", batch)
-    dup = ingest.run(landing.spark, landing.cfg, source="lis").source("lis")
-    assert (dup.files_duplicate, dup.records_seen) == (1, 0)
+    again = ingest.run(landing.spark, landing.cfg, source="lis").source("lis")
+    assert (again.files_seen, again.files_unchanged, again.files_duplicate) == (12, 11, 1)
+    assert (again.records_seen, again.files_landed, again.files_quarantined) == (0, 0, 0)
+    assert (msgs.count(), landing.rows("bronze.quarantine").count()) == before
     manifest = {
         r["file_path"].rsplit("/", 1)[-1]: r for r in landing.rows("ops.landing_files").collect()
     }
