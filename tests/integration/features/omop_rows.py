@@ -151,6 +151,10 @@ def add_rows(
 
 
 def write_gold(spark: SparkSession, tables: FeatureTables) -> None:
+    """Every table of :data:`ROWS`, a few at a time: each write is mostly driver round trips
+    (catalog, Delta log), so threads on the one session overlap them (as ensure_tables)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     spark.sql("CREATE SCHEMA IF NOT EXISTS gold")
-    for logical, rows in ROWS.items():
-        add_rows(spark, tables, logical, rows)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="gold") as pool:
+        list(pool.map(lambda item: add_rows(spark, tables, *item), ROWS.items()))
