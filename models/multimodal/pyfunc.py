@@ -60,7 +60,11 @@ class MultimodalPyfunc(PythonModel):
         self._model: FittedModel | None = None
 
     def load_context(self, context: Any) -> None:
+        import torch
+
         self._model = FittedModel.load(Path(context.artifacts[ARTIFACT]))
+        # The model's thread count: a Spark task per core already keeps the cores busy.
+        torch.set_num_threads(self._model.config.threads)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         if self._model is None:
