@@ -12,8 +12,6 @@ newest version when the job starts.
 
 from __future__ import annotations
 
-import logging
-
 from pyspark.sql import SparkSession
 
 from lakehouse.settings import Settings
@@ -29,8 +27,6 @@ from models.tabular.score import (
     resolve_champion,
     score_rows,
 )
-
-logger = logging.getLogger(__name__)
 
 #: Rows per scoring task: an image is 16 KB, so fewer than the tabular job's 50,000.
 ROWS_PER_TASK = 5_000
@@ -53,16 +49,11 @@ def score(
     frame, versions = cohort_frame(spark, cfg, tables=tables)
     require_inputs(champion, frame, tables.features)
     eligible = eligible_rows(frame, champion.features, raw=(TEXT_COLUMN, IMAGE_COLUMN))
-    version = versions[tables.features]
-    n_eligible, n_todo, inserted, updated = score_rows(
+    return score_rows(
         spark, cfg, champion, eligible, features_table=tables.features,
-        features_version=version, output=output, run_id=run_id, rows_per_task=ROWS_PER_TASK,
+        features_version=versions[tables.features], output=output, run_id=run_id,
+        rows_per_task=ROWS_PER_TASK,
     )  # fmt: skip
-    result = ScoreReport(
-        name, champion.version, tables.features, version, n_eligible, n_todo, inserted, updated
-    )
-    logger.info("%s", result.describe())
-    return result
 
 
 def run(

@@ -206,11 +206,11 @@ def score_rows(
     output: TableSpec = MODEL_PREDICTIONS,
     run_id: str | None = None,
     rows_per_task: int = ROWS_PER_TASK,
-) -> tuple[int, int, int, int]:
+) -> ScoreReport:
     """Score the rows of ``eligible`` (:func:`eligible_rows`: ids, the champion's inputs,
     ``features_hash``) that ``output`` lacks for this version and hash; MERGE them.
 
-    Shared by every model's scoring job; returns (eligible, scored, inserted, updated).
+    Shared by every model's scoring job.
     """
     name = champion.name
     eligible = eligible.cache()
@@ -253,7 +253,12 @@ def score_rows(
             inserted, updated = report.inserted, report.updated
     finally:
         eligible.unpersist()
-    return n_eligible, n_todo, inserted, updated
+    result = ScoreReport(
+        name, champion.version, features_table, features_version, n_eligible, n_todo, inserted,
+        updated,
+    )  # fmt: skip
+    logger.info("%s", result.describe())
+    return result
 
 
 def score(
@@ -272,15 +277,10 @@ def score(
     feats = read_version(spark, features_table, version)
     require_inputs(champion, feats, features_table)
     eligible = eligible_rows(feats, champion.features)
-    n_eligible, n_todo, inserted, updated = score_rows(
+    return score_rows(
         spark, cfg, champion, eligible, features_table=features_table,
         features_version=version, output=output, run_id=run_id,
     )  # fmt: skip
-    result = ScoreReport(
-        name, champion.version, features_table, version, n_eligible, n_todo, inserted, updated
-    )
-    logger.info("%s", result.describe())
-    return result
 
 
 def run(
