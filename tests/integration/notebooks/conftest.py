@@ -30,7 +30,6 @@ from lakehouse.settings import Settings
 from lakehouse.tables.features.ml import HISTORY_COLUMNS, PATIENT_FEATURES
 from lakehouse.tables.gold.omop import SPECS
 from lakehouse.tables.spec import Phi, TableSpec, column
-from lakehouse.tables.writer import upsert
 from tests.support.processes import REPO
 
 PERSONS = 120
@@ -162,14 +161,17 @@ def gold_world(spark: SparkSession, settings: Settings) -> GoldWorld:
         "concept_id", "concept_name", "domain_id", "vocabulary_id", "concept_code",
         "standard_concept",
     ]  # fmt: skip
-    for spec, df in (
-        (specs["person"], spark.createDataFrame(persons)),
-        (specs["condition_occurrence"], spark.createDataFrame(conds)),
-        (specs["measurement"], spark.createDataFrame(meas)),
-        (specs["concept"], spark.createDataFrame(concepts, cols)),
-        (features, spark.createDataFrame(feats)),
-    ):
-        upsert(spark, spec, df)
+    for schema in ("gold", "features"):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for spec, rows in (
+        (specs["person"], persons),
+        (specs["condition_occurrence"], conds),
+        (specs["measurement"], meas),
+        (specs["concept"], [dict(zip(cols, c, strict=True)) for c in concepts]),
+        (features, feats),
+    ):  # one Delta commit per table, in the spec's columns (those not given are null)
+        data = [tuple(r.get(c) for c in spec.column_names) for r in rows]
+        spark.createDataFrame(data, spec.schema).write.format("delta").saveAsTable(spec.name)
     deid_job.refresh(spark, settings, specs=list(specs.values()))
     policy = load_deid_policy()
     t2dm, cohort = _expected_cohort(conds, meas)

@@ -47,10 +47,10 @@ def test_explore_catalog(
     assert ns["counts"]["person"] == 120
     assert "gold.person" in set(ns["dictionary"].table)
     # The view of gold.person replaces its identifiers and keeps the year of birth only.
-    shown = dict(zip(ns["shown"].column, ns["shown"].transform, strict=True))
+    shown = dict(zip(ns["shown"]["column"], ns["shown"]["transform"], strict=True))
     assert shown["person_source_value"] == "token"
     assert shown["birth_datetime"] == "year"
-    assert "day_of_birth" in set(ns["dropped"].column)
+    assert "day_of_birth" in set(ns["dropped"]["column"])
     top = ns["top_conditions"]
     assert top.iloc[0].concept_code == "E11.900"
     assert top.iloc[0].persons == len(gold_world.t2dm)
