@@ -29,7 +29,13 @@ DIAGNOSIS = TableSpec(
     "standard concept.",
     columns=(
         *source_columns(),
-        column("diagnosis_id", StringType(), "Id of the diagnosis in its source.", nullable=False),
+        column(
+            "diagnosis_id",
+            StringType(),
+            "Id of the diagnosis in its source.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         encounter_column(),
         *coded_columns("", "Diagnosis"),
@@ -64,10 +70,16 @@ LAB_RESULT = TableSpec(
             "Stable id of the result in its source: HL7 filler order number + '|' + OBX-3 "
             "code (+ sub-id), FHIR Observation id, CSV 检验流水号.",
             nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
         *patient_columns(),
         encounter_column(),
-        column("order_id", StringType(), "Order (OBR filler order number) the result belongs to."),
+        column(
+            "order_id",
+            StringType(),
+            "Order (OBR filler order number) the result belongs to.",
+            phi=Phi.IDENTIFIER,
+        ),
         column("panel_code", StringType(), "Panel / order item code (OBR-4), as sent."),
         column("panel_name", StringType(), "Panel / order item name, as sent."),
         *coded_columns("test", "Test"),
@@ -111,7 +123,11 @@ MEDICATION_ORDER = TableSpec(
     columns=(
         *source_columns(),
         column(
-            "medication_order_id", StringType(), "Id of the order in its source.", nullable=False
+            "medication_order_id",
+            StringType(),
+            "Id of the order in its source.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
         *patient_columns(),
         encounter_column(),
@@ -139,7 +155,13 @@ PROCEDURE = TableSpec(
     "Procedure, CDA procedure entries): code mapped to ICD-9-CM-3 or the standard vocabulary.",
     columns=(
         *source_columns(),
-        column("procedure_id", StringType(), "Id of the procedure in its source.", nullable=False),
+        column(
+            "procedure_id",
+            StringType(),
+            "Id of the procedure in its source.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         encounter_column(),
         *coded_columns("", "Procedure"),
@@ -161,7 +183,13 @@ VITAL_SIGN = TableSpec(
     "examination entries, HL7 OBX of vital signs): LOINC-coded, UCUM units.",
     columns=(
         *source_columns(),
-        column("vital_id", StringType(), "Id of the measurement in its source.", nullable=False),
+        column(
+            "vital_id",
+            StringType(),
+            "Id of the measurement in its source.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         encounter_column(),
         *coded_columns("", "Vital sign"),

@@ -81,8 +81,13 @@ def encounter_column(*, required: bool = False) -> StructField:
     )
 
 
-def lineage_columns() -> tuple[StructField, ...]:
-    """Where the row came from and when it changed: bronze record, source time, run."""
+def lineage_columns(*, of_person: bool = True) -> tuple[StructField, ...]:
+    """Where the row came from and when it changed: bronze record, source time, run.
+
+    ``of_person``: the row is a person's record, so its source time is a date of that
+    person's care (tagged ``Phi.DATE``: shifted in the de-identified views); reference tables
+    (organizations, departments, staff) pass False.
+    """
     return (
         column(
             "bronze_table",
@@ -105,6 +110,7 @@ def lineage_columns() -> tuple[StructField, ...]:
             TimestampType(),
             "When the source says this version was made (HL7 MSH-7, HIS updated_at, FHIR "
             "meta.lastUpdated, file time): the newest version of a key wins.",
+            phi=Phi.DATE if of_person else None,
         ),
         column(
             "is_deleted",

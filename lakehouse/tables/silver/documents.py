@@ -32,7 +32,13 @@ CLINICAL_DOCUMENT = TableSpec(
     "coded entries go to silver.diagnosis and the other coded tables.",
     columns=(
         *source_columns(),
-        column("document_id", StringType(), "id/@root '^' id/@extension.", nullable=False),
+        column(
+            "document_id",
+            StringType(),
+            "id/@root '^' id/@extension.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         encounter_column(),
         column("document_type_code", StringType(), "code/@code (C0002, C0034, 34133-9...)."),
@@ -40,7 +46,7 @@ CLINICAL_DOCUMENT = TableSpec(
         column("template_ids", ArrayType(StringType()), "templateId/@root values."),
         column("title", StringType(), "Document title.", phi=Phi.FREE_TEXT),
         *timestamp_with_source("effective_at", "effectiveTime of the document"),
-        column("set_id", StringType(), "setId: the document's version chain."),
+        column("set_id", StringType(), "setId: the document's version chain.", phi=Phi.IDENTIFIER),
         column("version_number", IntegerType(), "versionNumber/@value."),
         column("confidentiality_code", StringType(), "confidentialityCode/@code (N, R, V)."),
         column("language_code", StringType(), "languageCode/@code (zh-CN, en-US)."),
@@ -74,7 +80,11 @@ NOTE = TableSpec(
     columns=(
         *source_columns(),
         column(
-            "note_id", StringType(), "Id of the note in its source (file stem).", nullable=False
+            "note_id",
+            StringType(),
+            "Id of the note in its source (file stem).",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
         *patient_columns(),
         encounter_column(),

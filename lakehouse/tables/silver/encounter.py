@@ -76,7 +76,13 @@ ENCOUNTER_TRANSFER = TableSpec(
     "transfers, HL7 A02).",
     columns=(
         *source_columns(),
-        column("transfer_id", StringType(), "Id of the transfer in its source.", nullable=False),
+        column(
+            "transfer_id",
+            StringType(),
+            "Id of the transfer in its source.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         encounter_column(),
         *timestamp_with_source("transfer_at", "Time of the transfer"),

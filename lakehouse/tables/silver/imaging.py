@@ -23,7 +23,11 @@ IMAGING_STUDY = TableSpec(
     columns=(
         *source_columns(),
         column(
-            "study_instance_uid", StringType(), "(0020,000D) Study Instance UID.", nullable=False
+            "study_instance_uid",
+            StringType(),
+            "(0020,000D) Study Instance UID.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
         *patient_columns(),
         encounter_column(),
@@ -58,19 +62,35 @@ IMAGING_SERIES = TableSpec(
     columns=(
         *source_columns(),
         column(
-            "series_instance_uid", StringType(), "(0020,000E) Series Instance UID.", nullable=False
+            "series_instance_uid",
+            StringType(),
+            "(0020,000E) Series Instance UID.",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
-        column("study_instance_uid", StringType(), "(0020,000D) Study Instance UID."),
+        column(
+            "study_instance_uid",
+            StringType(),
+            "(0020,000D) Study Instance UID.",
+            phi=Phi.IDENTIFIER,
+        ),
         *patient_columns(),
         column("modality", StringType(), "(0008,0060) Modality."),
         column("series_description", StringType(), "(0008,103E) Series Description."),
         column("body_part", StringType(), "(0018,0015) Body Part Examined."),
         column("instance_count", IntegerType(), "Instances in the series."),
-        column("sop_instance_uids", ArrayType(StringType()), "SOP Instance UIDs, sorted."),
+        column(
+            "sop_instance_uids",
+            ArrayType(StringType()),
+            "SOP Instance UIDs, sorted.",
+            phi=Phi.RAW,
+        ),
         column(
             "pixel_data_refs",
             ArrayType(StringType()),
-            "Files holding the instances' pixel data, in sop_instance_uids order.",
+            "Files holding the instances' pixel data, in sop_instance_uids order (file names "
+            "may carry visit numbers: never shown to analysts).",
+            phi=Phi.RAW,
         ),
         *lineage_columns(),
     ),

@@ -36,7 +36,11 @@ def _note_columns() -> tuple[StructField, ...]:
     return (
         *source_columns(),
         column(
-            "note_id", StringType(), "Id of the note in its source (silver.note).", nullable=False
+            "note_id",
+            StringType(),
+            "Id of the note in its source (silver.note).",
+            nullable=False,
+            phi=Phi.IDENTIFIER,
         ),
         column(
             "patient_key",

@@ -28,6 +28,7 @@ PATIENT = TableSpec(
             StringType(),
             "Id of the record in its source (HIS patient_id, FHIR Patient id, HL7 control "
             "id of the message that carried it...).",
+            phi=Phi.IDENTIFIER,
         ),
         column(
             "identifiers",

@@ -239,7 +239,12 @@ PERSON_FEATURES = TableSpec(
         column("addr", StringType(), "Address without spaces.", phi=Phi.ADDRESS),
         column("addr_area", StringType(), "Province + city + county.", phi=Phi.QUASI),
         column("is_deleted", BooleanType(), "The source deleted the record.", nullable=False),
-        column("source_updated_at", TimestampType(), "Source time of this version."),
+        column(
+            "source_updated_at",
+            TimestampType(),
+            "Source time of this version (shifted in views).",
+            phi=Phi.DATE,
+        ),
     ),
     keys=record_keys("patient_id"),
     sequence_by="source_updated_at",
