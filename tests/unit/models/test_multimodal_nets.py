@@ -47,8 +47,10 @@ def fitted(data: FakeSet) -> dict[str, FitResult]:
 def test_text_ids_are_stable_for_any_script() -> None:
     cfg = NetConfig()
     zh, en = text_ids("胸痛加重，呼吸困难。", cfg), text_ids("Chest  PAIN worse", cfg)
-    assert len(zh) == 10 + 9 + 8 and len(en) == 16 + 15 + 14  # 1-, 2-, 3-grams
-    assert (zh >= 0).all() and (zh < cfg.text_buckets).all()
+    assert len(zh) == 10 + 9 + 8
+    assert len(en) == 16 + 15 + 14
+    assert (zh >= 0).all()
+    assert (zh < cfg.text_buckets).all()
     assert np.array_equal(en, text_ids("chest pain worse", cfg))  # case, whitespace
     assert len(text_ids("", cfg)) == len(text_ids("   ", cfg)) == 0
     assert np.array_equal(text_ids("x" * 5000, cfg), text_ids("x" * cfg.text_max_chars, cfg))
@@ -57,12 +59,14 @@ def test_text_ids_are_stable_for_any_script() -> None:
 def test_tabular_stats_and_images_decode() -> None:
     x = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0], [np.nan, np.nan, 5.0]])
     median, mean, std = tabular_stats(x)
-    assert median.tolist() == [2.0, 0.0, 5.0] and mean.tolist() == [2.0, 0.0, 5.0]
+    assert median.tolist() == [2.0, 0.0, 5.0]
+    assert mean.tolist() == [2.0, 0.0, 5.0]
     assert std[1] == std[2] == 1.0
     blank = np.full((64, 64), 0.5, dtype="<f4").tobytes()
     images, mask = decode_images([blank, None, b"short"])
     assert mask.tolist() == [True, False, False]
-    assert images[0].mean() == pytest.approx(0.5) and images[1:].sum() == 0
+    assert images[0].mean() == pytest.approx(0.5)
+    assert images[1:].sum() == 0
 
 
 def test_joint_beats_each_single_modality_on_held_out(fitted: dict[str, FitResult]) -> None:
