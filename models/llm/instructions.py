@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance.deid.policy import load_deid_policy
+from lakehouse.prompts import ASSISTANT_SYSTEM_PROMPT
 from lakehouse.tables.silver.clinical import LAB_RESULT
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.versions import latest_version
@@ -40,16 +41,8 @@ from models.llm.lora import SOURCES_FILE
 
 logger = logging.getLogger(__name__)
 
-#: The assistant's system prompt (serving/assistant/agent.py ``_SYSTEM``; a test keeps
-#: them equal: models may not import serving).
-SYSTEM = (
-    "You are a clinical data assistant for clinicians. Answer ONLY from the results of the "
-    "tools, never from memory. Every row a tool returns has a reference such as [1]. End "
-    "every sentence that states a value, a date or a record with the references of the rows "
-    "it comes from, e.g. 'The latest HbA1c is 7.2 % (2025-03-01) [1].' If the tools return "
-    "nothing, say that the data does not contain it, with no reference. Answer briefly, in "
-    "the language of the question (Chinese or English)."
-)
+#: The assistant's system prompt (one text with the served assistant's).
+SYSTEM = ASSISTANT_SYSTEM_PROMPT
 MAX_LABS = 12
 MAX_NOTE_CHARS = 1500
 NORMAL_FLAGS = ("N", "")

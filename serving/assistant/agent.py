@@ -33,6 +33,7 @@ from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
+from lakehouse.prompts import ASSISTANT_SYSTEM_PROMPT
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.checks import DATE_TIME, supported
 from serving.assistant.checks import numbers as numbers_in
@@ -162,15 +163,6 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     },
 ]
 
-_SYSTEM = (
-    "You are a clinical data assistant for clinicians. Answer ONLY from the results of the "
-    "tools, never from memory. Every row a tool returns has a reference such as [1]. End "
-    "every sentence that states a value, a date or a record with the references of the rows "
-    "it comes from, e.g. 'The latest HbA1c is 7.2 % (2025-03-01) [1].' If the tools return "
-    "nothing, say that the data does not contain it, with no reference. Answer briefly, in "
-    "the language of the question (Chinese or English)."
-)
-
 #: The fields of each table the model sees (the rest stays in the process).
 _FIELDS = {
     "find_patient": ("patient_id", "sex_code", "birth_date"),
@@ -281,7 +273,7 @@ class ToolAgent:
             raise
 
     def _converse(self, run: _Run, lang: str, question: str) -> Answer:
-        system = _SYSTEM
+        system = ASSISTANT_SYSTEM_PROMPT
         if run.patient:
             system += f" The clinician is looking at the chart of patient {run.patient}."
         messages = [ChatMessage("system", system), ChatMessage("user", question)]

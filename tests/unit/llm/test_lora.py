@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.prompts import ASSISTANT_SYSTEM_PROMPT as ASSISTANT_SYSTEM
 from models.llm import lora
 from models.llm.instructions import SYSTEM
-from serving.assistant.agent import _SYSTEM as ASSISTANT_SYSTEM
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE = REPO / "tests" / "fixtures" / "llm" / "instructions.jsonl"
