@@ -10,7 +10,7 @@ import pytest
 from lakehouse.errors import ErrorCode, IngestError, error
 from lakehouse.settings import Settings
 from lakehouse.sources import cda, csv_rows
-from lakehouse.sources.records import _PARAM_ORDER, _printf_template
+from lakehouse.sources.records import _PARAM_ORDER, QUARANTINE_CODES, _printf_template
 
 
 def test_landing_root_defaults_under_the_synthetic_hospital(tmp_path: Path) -> None:
@@ -100,3 +100,17 @@ def test_csv_parser_keeps_exact_bytes_of_a_ragged_row() -> None:
     assert records[1]["error_name"] == "CSV_RAGGED_ROW"
     assert records[1]["raw_bytes"] == b"3\r\n"
     assert records[2]["values"] == {"a": "4", "b": "5"}
+
+
+def test_every_code_the_sources_quarantine_with_is_mapped() -> None:
+    """The quarantine's code and message expressions map QUARANTINE_CODES only: every code a
+    source module names must be among them (else its records would get no code)."""
+    sources = Path(__file__).resolve().parents[2] / "lakehouse" / "sources"
+    named = {
+        ErrorCode[name]
+        for f in sources.glob("*.py")
+        for name in re.findall(r"ErrorCode\.([A-Z0-9_]+)", f.read_text(encoding="utf-8"))
+    }
+    assert named
+    assert named <= set(QUARANTINE_CODES)
+    assert len(QUARANTINE_CODES) < len(ErrorCode) // 4  # small enough for generated code
