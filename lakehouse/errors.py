@@ -1116,8 +1116,7 @@ class ErrorCode(Enum):
         "You may not query the records of institution {name}.",
         403,
         EX_NOPERM,
-        remedy="Ask for one of your institutions (GET /api/me lists them); the refusal is "
-        "audited.",
+        remedy="Ask for one of your institutions (GET /api/me lists them); the refusal is audited.",
     )
     IOP_REQUEST_INVALID = ErrorDef(
         "LH-IOP-002",
