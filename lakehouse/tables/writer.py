@@ -324,10 +324,18 @@ def _content_hash(spec: TableSpec) -> Column:
 
 
 def latest_per_key(df: DataFrame, spec: TableSpec) -> DataFrame:
-    """One row per key: the highest ``sequence_by`` value (if any), ties broken by content
-    hash. Deterministic for the same input, so a rerun picks the same row.
+    """One row per key: the highest ``sequence_by`` value (if any), ties broken by a hash of
+    the row's content without the volatile columns (the run that derived it) and without
+    ``sequence_by`` (equal among tied rows, and for some sources the landing time). So the same
+    input picks the same row in every run, on one machine or a cluster, whatever the
+    partitioning.
     """
-    order = [_content_hash(spec).desc()]
+    tie = [
+        F.expr(_comparable(spec, c))
+        for c in spec.column_names
+        if c not in spec.volatile and c != spec.sequence_by
+    ]
+    order = [F.xxhash64(*tie).desc()]
     if spec.sequence_by:
         order.insert(0, F.col(spec.sequence_by).desc_nulls_last())
     w = Window.partitionBy(*spec.keys).orderBy(*order)

@@ -23,7 +23,7 @@ from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.tables import versions
 from lakehouse.tables.spec import Phi, TableSpec, column
-from lakehouse.tables.writer import PHI_PROPERTY, append, ensure_table, upsert
+from lakehouse.tables.writer import PHI_PROPERTY, append, ensure_table, latest_per_key, upsert
 from tests.support.processes import lakehouse_env
 
 PID = column("patient_id", StringType(), "Patient id at the source.", nullable=False)
@@ -305,3 +305,19 @@ def test_insert_only_keeps_what_landed_first(spark: SparkSession, unique: str) -
     got = {r["patient_id"]: r["run"] for r in spark.table(raw.name).collect()}
     assert got["p1"] == "r1"
     assert set(got) == {"p1", "p2", "p3"}
+
+
+def test_ties_on_the_sequence_pick_the_same_row_in_every_run(
+    spark: SparkSession, unique: str
+) -> None:
+    """Two versions of a key with the same source time: the winner depends on their content,
+    never on the run that derived them (volatile columns), so a rebuild, a cluster run or a
+    rerun picks the same row."""
+    run = column("run_id", StringType(), "Run that derived the row.")
+    spec = people(unique, run, volatile=("run_id",))
+    winners = set()
+    for i in range(20):
+        batch = [("p1", "张三", 1, T1, f"run-{i}"), ("p1", "张三", 2, T1, f"run-{i}")]
+        (row,) = latest_per_key(rows(spark, spec, batch), spec).collect()
+        winners.add(row["visits"])
+    assert len(winners) == 1

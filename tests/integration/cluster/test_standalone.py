@@ -24,8 +24,11 @@ LAKEHOUSE = Path(sys.executable).parent / "lakehouse"
 STAGES = ("foundation", "ingest", "vocab", "silver")
 SCHEMAS = ("bronze", "vocab", "silver")
 #: Columns that record the run that wrote a row, not the data: they differ between any two runs.
+#: ``source_updated_at`` is among them: where a source sends no time (CSV exports, DICOM, FHIR
+#: without meta.lastUpdated, notes without one) it is the landing time (docs/silver.md).
 RUN_COLUMNS = frozenset(
     {
+        "source_updated_at",
         "ingest_run_id",
         "ingested_at",
         "ingest_date",
