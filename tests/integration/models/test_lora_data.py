@@ -199,7 +199,8 @@ def test_a_rerun_writes_the_same_bytes(
 
 def test_lines_from_view_shaped_rows(spark: SparkSession) -> None:
     """Fast: three results of one visit (one high) and a note, shaped like the views' rows;
-    the lines are what the assistant would answer, with the rows' references."""
+    the lines are what the assistant would answer, with the rows' references. (Two results
+    share a collection time: their ids order them, so the ids are fixed, not random.)"""
     labs = spark.createDataFrame(
         [
             ("tokA", "visA", "Glucose", "12.1", "mmol/L", "3.9-6.1", "H", "2025-01-02 08:00:00"),
@@ -210,7 +211,8 @@ def test_lines_from_view_shaped_rows(spark: SparkSession) -> None:
         "value_source string, unit_source string, reference_range_source string, "
         "abnormal_flag string, collected_at string",
     ).selectExpr(
-        "'H0001' AS institution_code", "'lis' AS source_system", "uuid() AS result_id", "*",
+        "'H0001' AS institution_code", "'lis' AS source_system",
+        "concat('R-', test_standard_name) AS result_id", "*",
         "CAST(NULL AS string) AS test_local_name", "CAST(NULL AS string) AS test_source_name",
         "CAST(NULL AS string) AS test_source_code", "false AS is_deleted",
         "CAST(collected_at AS timestamp) AS collected_at_ts",
