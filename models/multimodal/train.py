@@ -33,7 +33,10 @@ from lakehouse.tracking.client import require_server
 from models.metrics import METRICS
 from models.multimodal.nets import MODELS, SPLITS, FitResult, ModalData, NetConfig, fit
 from models.multimodal.pyfunc import input_example, log_model
-from models.tabular.train import Reproduction
+from models.tabular.train import CandidateResult, Reproduction
+
+#: One model's MLflow run and metrics: the same record as a tabular candidate's.
+ModelResult = CandidateResult
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -45,15 +48,6 @@ logger = logging.getLogger(__name__)
 ARTIFACT_PATH = "model"
 PARENT_RUN_NAME = "multimodal"
 PARENT_TAG = "mlflow.parentRunId"
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    """One model's MLflow run and metrics (``<split>_<metric>``)."""
-
-    name: str
-    run_id: str
-    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
