@@ -11,7 +11,7 @@ LOCK := requirements/lock.txt
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test test-all check bench bench-peers venv jars java postgres browser lock docs clean
+.PHONY: help demo test test-all check bench bench-peers venv jars java postgres browser nginx lock docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ test: venv jars java postgres browser ## Run the test suite (no slow cases)
 	@echo "==> pytest (fast suite; 'make test-all' adds the slow cases)"
 	$(BIN)/pytest
 
-test-all: venv jars java postgres browser ## Run every test, slow ones included
+test-all: venv jars java postgres browser nginx ## Run every test, slow ones included
 	$(BIN)/pytest -m ""
 
 check: venv ## ruff (format + lint), mypy, import-linter layer contracts, generated docs
@@ -89,6 +89,15 @@ browser: ## Make sure Debian's chromium exists (the chat page's Playwright test 
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "error: /usr/bin/chromium not found; install it (apt-get install chromium)"; exit 69; \
+	  fi; }
+
+nginx: ## Make sure Debian's nginx exists (the two-replica proxy test runs it as this user)
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing nginx (Debian package) for the reverse-proxy test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "error: nginx not found; install it (apt-get install nginx)"; exit 69; \
 	  fi; }
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml

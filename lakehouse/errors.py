@@ -1472,6 +1472,22 @@ class ErrorCode(Enum):
         EX_USAGE,
         remedy="Send q with 1 to 500 characters holding at least one word.",
     )
+    # --- reverse proxy (LH-PRX) ---
+    PROXY_TEMPLATE_INCOMPLETE = ErrorDef(
+        "LH-PRX-001",
+        "nginx template {file} has placeholders with no value: {names}.",
+        500,
+        EX_CONFIG,
+        remedy="Give a value for every upper-case placeholder the template names "
+        "(docs/operations.md, Running two assistant replicas behind nginx).",
+    )
+    PROXY_NGINX_MISSING = ErrorDef(
+        "LH-PRX-002",
+        "{name} is not installed on this host.",
+        503,
+        EX_UNAVAILABLE,
+        remedy="Install Debian's package: `make nginx` (as root) or `apt-get install nginx`.",
+    )
 
     @property
     def id(self) -> str:

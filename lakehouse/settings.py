@@ -515,6 +515,12 @@ class ServeSettings(BaseModel):
         description="Most vocabulary names and synonyms the grounded planner loads to "
         "recognize tests, drugs and diagnoses in questions.",
     )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses of the reverse proxies (nginx, docs/adr/0029) whose "
+        "X-Forwarded-For names the client: the address the service logs. Another sender's "
+        "header is ignored. Add the proxy's address when nginx runs on another host.",
+    )
 
 
 class AssistantLLMSettings(BaseModel):

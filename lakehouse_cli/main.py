@@ -1139,6 +1139,8 @@ def serve(
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
             log_level=cfg.log_level.lower(),
+            proxy_headers=True,  # the client's address behind nginx (docs/adr/0029)
+            forwarded_allow_ips=cfg.serve.forwarded_allow_ips,
         )
 
     _guard(go)

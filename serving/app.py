@@ -289,8 +289,14 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         # The exception's text may hold data values: log its type only.
+        # X-Request-ID: nginx's id of the request (docs/adr/0029), to find it in its log.
+        rid = request.headers.get("x-request-id", "-")[:64]
         logger.error(
-            "request %s %s failed: %s", request.method, request.url.path, type(exc).__name__
+            "request %s %s failed: %s (request id %s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            rid if rid.replace("-", "").replace(".", "").replace("_", "").isalnum() else "?",
         )
         return _body(error(ErrorCode.SRV_INTERNAL, reason=type(exc).__name__))
 

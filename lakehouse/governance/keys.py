@@ -20,9 +20,19 @@ def secret_key(folder: Path, name: str, *, nbytes: int = 32) -> bytes:
     try:
         if not path.exists():
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(nbytes))
+            # Written whole under a private name, then linked into place: another process
+            # (a second replica starting at the same moment) reads either no file or the
+            # whole key, never an empty one.
+            tmp = folder / f".{name}.key.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(nbytes))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.link(tmp, path)  # FileExistsError when another process was first
+            finally:
+                tmp.unlink(missing_ok=True)
         if path.stat().st_mode & 0o077:
             raise error(
                 ErrorCode.STORAGE_UNAVAILABLE,
@@ -30,7 +40,7 @@ def secret_key(folder: Path, name: str, *, nbytes: int = 32) -> bytes:
                 reason="key file is readable by group or others (must be 0600)",
             )
         return bytes.fromhex(path.read_text().strip())
-    except FileExistsError:  # another process created it between exists() and open()
+    except FileExistsError:  # another process created it between exists() and link()
         return bytes.fromhex(path.read_text().strip())
     except OSError as exc:
         raise error(
