@@ -126,6 +126,12 @@ def deid(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return deid_job.stage(spark, cfg)
 
 
+def notebooks(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    from jobs import notebooks as notebooks_job
+
+    return notebooks_job.stage(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("foundation", "catalog schemas and every table spec", foundation),
     Stage("synth", "synthetic multi-site hospital: sources, dirt, truth", synth),
@@ -137,6 +143,11 @@ STAGES: list[Stage] = [
     Stage("quality", "data-quality rules and OMOP DQD checks into dq.results", quality),
     Stage("features", "feature tables at index dates and MEDS events (jobs.features)", features),
     Stage("deid", "de-identified views deid.* and their k-anonymity (jobs.deid)", deid),
+    Stage(
+        "notebooks",
+        "every notebook in notebooks/ run on the lakehouse, executed copies kept",
+        notebooks,
+    ),
 ]
 
 

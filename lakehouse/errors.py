@@ -1472,6 +1472,23 @@ class ErrorCode(Enum):
         EX_USAGE,
         remedy="Send q with 1 to 500 characters holding at least one word.",
     )
+    # --- notebooks (LH-NBK) ---
+    NOTEBOOKS_MISSING = ErrorDef(
+        "LH-NBK-001",
+        "No notebooks to run: {reason} ({path}).",
+        404,
+        EX_NOINPUT,
+        remedy="Run the notebooks stage from a source checkout (the notebooks/ folder beside "
+        "the packages), or skip it: `lakehouse demo --stage ...` without notebooks.",
+    )
+    NOTEBOOK_FAILED = ErrorDef(
+        "LH-NBK-002",
+        "Notebook {name} stopped at {detail}; the executed copy with the error is {path}.",
+        500,
+        EX_SOFTWARE,
+        remedy="Open the executed copy: the failing cell carries the traceback. A notebook "
+        "reads the tables the demo builds (its cell tagged parameters names them).",
+    )
     # --- reverse proxy (LH-PRX) ---
     PROXY_TEMPLATE_INCOMPLETE = ErrorDef(
         "LH-PRX-001",

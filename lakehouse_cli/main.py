@@ -788,6 +788,31 @@ def _task(task: str) -> bool:
 
 
 @app.command()
+def notebooks(
+    notebook: Annotated[
+        list[str] | None,
+        typer.Option("--notebook", help="Run only this notebook (file name or stem; repeatable)."),
+    ] = None,
+) -> None:
+    """Run the notebooks in notebooks/ top to bottom against the lakehouse; the executed
+    copies, with their tables and figures, go to <data_dir>/notebooks/."""
+    from jobs import notebooks as notebooks_job
+    from lakehouse.runs import job_run
+    from lakehouse.spark import build_spark
+
+    def go() -> None:
+        cfg = _settings()
+        spark = build_spark(cfg)
+        with job_run(spark, cfg, "notebooks") as rec:
+            report = notebooks_job.run(spark, cfg, names=notebook)
+            for key, value in report.counts().items():
+                rec.count(key, value)
+        typer.echo(notebooks_job.describe(report))
+
+    _guard(go)
+
+
+@app.command()
 def train(
     data_version: Annotated[
         list[str] | None,

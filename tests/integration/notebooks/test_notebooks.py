@@ -1,6 +1,6 @@
 """Every notebook in notebooks/ runs top to bottom and draws its plots, in this process on
-the test run's Spark session (tests/integration/notebooks/runner.py, ADR 0028), against the
-small worlds of conftest.py; committed notebooks carry no outputs."""
+the test run's Spark session (lakehouse.notebooks, ADR 0028), against the small worlds of
+conftest.py; committed notebooks carry no outputs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from lakehouse.notebooks import NOTEBOOKS, NotebookRun, execute
 from tests.integration.notebooks.conftest import AssistantWorld, GoldWorld
-from tests.integration.notebooks.runner import NOTEBOOKS, run_notebook
 
 EXPLORE = "01-explore-catalog.ipynb"
 COHORT = "02-cohort-t2dm-hba1c.ipynb"
@@ -19,6 +19,10 @@ TRAIN = "03-train-tabular-mlflow.ipynb"
 NLP = "04-clinical-nlp.ipynb"
 ASSISTANT = "05-ask-the-assistant.ipynb"
 TESTED = (EXPLORE, COHORT, TRAIN, NLP, ASSISTANT)
+
+
+def run_notebook(name: str, figures: Path, parameters: dict[str, Any] | None = None) -> NotebookRun:
+    return execute(NOTEBOOKS / name, parameters, figures_dir=figures)
 
 
 def _views(world: GoldWorld) -> dict[str, str]:
@@ -114,7 +118,6 @@ def test_assistant_answers_with_citations_and_refuses_an_outsider(
     assert len(run.figures) == 2, run.figures_by_cell
 
 
-@pytest.mark.slow
 def test_training_registers_and_reads_back_the_champion(
     spark: Any,
     gold_world: GoldWorld,
@@ -142,3 +145,43 @@ def test_training_registers_and_reads_back_the_champion(
     assert len(ns["risk"]) == len(ns["sample"]) > 0
     assert 0.0 <= float(ns["risk"].min()) <= float(ns["risk"].max()) <= 1.0
     assert len(run.figures) == 4, run.figures_by_cell
+
+
+def _write(folder: Path, name: str, *sources: str) -> None:
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), folder / name)
+
+
+def test_the_job_runs_them_all_keeps_executed_copies_and_names_the_failure(
+    spark: Any, settings: Any, notebook_env: None, tmp_path: Path, unique: str
+) -> None:
+    from jobs import notebooks as notebooks_job
+    from lakehouse.errors import ErrorCode, LakehouseError
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    good, bad = f"a-{unique}.ipynb", f"b-{unique}.ipynb"
+    _write(  # the session the job runs on is the one the notebook's build_spark returns
+        folder,
+        good,
+        "N = 1",
+        "from lakehouse.settings import load_settings\nfrom lakehouse.spark import build_spark\n"
+        "spark = build_spark(load_settings())\nspark.range(N).count()",
+    )
+    _write(folder, bad, "X = 0", "raise KeyError('no such column')")
+    with pytest.raises(LakehouseError) as caught:
+        notebooks_job.run(spark, settings, folder=folder, parameters={good: {"N": 7}})
+    assert caught.value.code is ErrorCode.NOTEBOOK_FAILED
+    assert caught.value.params["name"] == bad
+    assert caught.value.params["detail"] == "cell 2: KeyError"
+    out = notebooks_job.output_folder(settings)
+    ran = nbformat.read(out / good, as_version=4)
+    assert ran.cells[1].outputs[0].data["text/plain"] == "7"
+    failed = nbformat.read(out / bad, as_version=4)
+    assert failed.cells[1].outputs[-1].ename == "KeyError"
+    report = notebooks_job.run(spark, settings, folder=folder, names=[good.removesuffix(".ipynb")])
+    assert report.counts() == {"notebooks": 1, "notebooks_failed": 0, "figures": 0}
+    with pytest.raises(LakehouseError) as missing:
+        notebooks_job.run(spark, settings, folder=folder, names=["nope"])
+    assert missing.value.code is ErrorCode.NOTEBOOKS_MISSING
