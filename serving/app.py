@@ -152,6 +152,7 @@ def create_app(
     )
     app.state.assistant = state
     _handlers(app)
+    app.add_middleware(KeepConnectionOnError)
     app.mount("/fhir/r4", fhir_app(tools, identity, cfg))  # FHIR R4 read API (docs/fhir.md)
     interop = interop_app(tools, zone, _principal)  # 4A query services (docs/interop-4a.md)
     interop.state.assistant = state  # what _principal reads
@@ -261,6 +262,50 @@ def _me(who: Principal) -> dict[str, Any]:
         "department": who.department,
         "institutions": list(who.institutions),
     }
+
+
+class KeepConnectionOnError:
+    """Answers an unhandled exception with ``LH-SRV-004`` before Starlette's outermost
+    error middleware sees it. That middleware answers too but then re-raises, and uvicorn
+    closes the keep-alive connection without a ``Connection: close``: nginx, reusing the
+    connection for the next request, gets no answer, replies 502 (a POST is not retried)
+    and counts a failure against the replica (docs/adr/0029). Here the connection stays
+    usable. An exception after the answer was complete (a mounted app's own handler) is
+    logged and dropped; one in the middle of an answer still closes the connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = {"started": False, "done": False}
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["done"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if state["started"] and not state["done"]:
+                raise  # half an answer was sent: only closing the connection ends it
+            rid = dict(scope.get("headers") or []).get(b"x-request-id", b"-")[:64]
+            rid_text = rid.decode("ascii", "replace")
+            logger.error(
+                "request %s %s failed: %s (request id %s)",
+                scope.get("method"),
+                "/".join(str(scope.get("path", "")).split("/")[:3]),  # ids stay out of logs
+                type(exc).__name__,
+                rid_text if rid_text.replace("-", "").replace(".", "").isalnum() else "?",
+            )
+            if not state["done"]:
+                response = _body(error(ErrorCode.SRV_INTERNAL, reason=type(exc).__name__))
+                await response(scope, receive, send)
 
 
 def _body(exc: LakehouseError) -> JSONResponse:
