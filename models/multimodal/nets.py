@@ -357,6 +357,8 @@ class FitResult:
     model: FittedModel
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Scores of the held-out rows, in row order (paired comparisons between models).
+    held_out: np.ndarray | None = None
 
 
 def default_device() -> str:
@@ -449,11 +451,12 @@ def fit(
     net.load_state_dict(best[2])
     model.best_epoch = best[1]
     metrics: dict[str, float] = {"best_epoch": float(best[1])}
+    scores: dict[str, np.ndarray] = {}
     for s in SPLITS:
-        p = model.predict_inputs(_subset(inputs, rows[s]), device=device)
-        metrics.update(split_metrics(y[rows[s]], p, s))
+        scores[s] = model.predict_inputs(_subset(inputs, rows[s]), device=device)
+        metrics.update(split_metrics(y[rows[s]], scores[s], s))
     net.to("cpu")
-    return FitResult(model, metrics, time.perf_counter() - t0)
+    return FitResult(model, metrics, time.perf_counter() - t0, scores["held_out"])
 
 
 def _subset(inputs: Inputs, rows: np.ndarray) -> Inputs:

@@ -30,7 +30,7 @@ from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
 from lakehouse.tracking import data_versions, log_data_versions, register_champion, start_run
 from lakehouse.tracking.client import require_server
-from models.metrics import METRICS
+from models.metrics import METRICS, paired_auroc_gain
 from models.multimodal.nets import MODELS, SPLITS, FitResult, ModalData, NetConfig, fit
 from models.multimodal.pyfunc import input_example, log_model
 from models.tabular.train import CandidateResult, Reproduction
@@ -66,6 +66,21 @@ class ComparisonRow:
 
 
 @dataclass(frozen=True)
+class Gain:
+    """The joint model's held-out AUROC minus one single-modality model's, on the same
+    persons, with its paired-bootstrap 95% interval (``models.metrics.paired_auroc_gain``)."""
+
+    versus: str
+    gain: float
+    lo: float
+    hi: float
+
+
+JOINT = "joint"
+GAIN_METRIC = "held_out_auroc_gain_vs_"
+
+
+@dataclass(frozen=True)
 class MultimodalReport:
     """What one ``train`` call did."""
 
@@ -79,6 +94,7 @@ class MultimodalReport:
     champion_run_id: str
     champion_version: int
     comparison: list[ComparisonRow]
+    gains: list[Gain]
 
     def describe(self) -> str:
         """Versions, rows, the comparison table and the champion (no patient data)."""
@@ -86,7 +102,7 @@ class MultimodalReport:
             f"trained {self.model_name} (parent run {self.parent_run_id}) on "
             + ", ".join(f"{t}@v{v}" for t, v in sorted(self.data_versions.items())),
             "rows: " + ", ".join(f"{k} {v}" for k, v in self.rows.items()),
-            format_comparison(self.comparison),
+            format_comparison(self.comparison, self.gains),
             f"champion: {self.champion} (run {self.champion_run_id}) registered as "
             f"{self.model_name} version {self.champion_version}",
         ]
@@ -160,8 +176,10 @@ def train_set(
         log_data_versions(parent, versions)
         mlflow.log_params({"models": ",".join(models), **table_params, "seed": config.seed})
     parent_id = parent.info.run_id
-    train_rows = np.asarray(data.split).astype(str) == "train"
+    split = np.asarray(data.split).astype(str)
+    train_rows = split == "train"
     results: list[ModelResult] = []
+    held_out: dict[str, np.ndarray] = {}
     for model in models:
         result: FitResult = fit(data, config, modalities=MODELS[model], device=device)
         split_seed = cfg.features.split_seed
@@ -173,6 +191,8 @@ def train_set(
             with tempfile.TemporaryDirectory() as tmp:
                 log_model(result.model, Path(tmp) / "net", example, ARTIFACT_PATH)
             results.append(ModelResult(model, run.info.run_id, result.metrics))
+        if result.held_out is not None:
+            held_out[model] = result.held_out
         logger.info(
             "model %s: tuning auroc %.4f in %.1fs",
             model, result.metrics.get("tuning_auroc", math.nan), result.seconds,
@@ -182,11 +202,41 @@ def train_set(
     client = mlflow.MlflowClient(tracking_uri=require_server(cfg))
     client.set_tag(parent_id, "lakehouse.champion", best.name)
     client.set_tag(parent_id, "lakehouse.champion_version", str(version))
-    table = comparison(cfg, parent_id)
+    y_held = np.asarray(data.label)[split == "held_out"]
+    for gain in joint_gains(y_held, held_out, seed=config.seed):
+        key = f"{GAIN_METRIC}{gain.versus}"
+        for suffix, value in (("", gain.gain), ("_lo", gain.lo), ("_hi", gain.hi)):
+            client.log_metric(parent_id, key + suffix, value)
     return MultimodalReport(
         train_id, name, parent_id, dict(versions), rows, results, best.name, best.run_id,
-        version, table,
+        version, comparison(cfg, parent_id), gains(cfg, parent_id),
     )  # fmt: skip
+
+
+def joint_gains(y: np.ndarray, held_out: Mapping[str, np.ndarray], seed: int) -> list[Gain]:
+    """The joint model against each single-modality model on the held-out persons (none
+    without a joint model)."""
+    if JOINT not in held_out:
+        return []
+    out = []
+    for model, scores in held_out.items():
+        if model != JOINT:
+            gain, lo, hi = paired_auroc_gain(y, held_out[JOINT], scores, seed=seed)
+            out.append(Gain(model, gain, lo, hi))
+    return out
+
+
+def gains(cfg: Settings, parent_run_id: str) -> list[Gain]:
+    """The joint model's gains read back from the parent run's metrics."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=require_server(cfg))
+    m = client.get_run(parent_run_id).data.metrics
+    return [
+        Gain(key.removeprefix(GAIN_METRIC), v, m[f"{key}_lo"], m[f"{key}_hi"])
+        for key, v in sorted(m.items())
+        if key.startswith(GAIN_METRIC) and not key.endswith(("_lo", "_hi"))
+    ]
 
 
 def _num(value: float | None) -> float:
@@ -252,8 +302,9 @@ def comparison(cfg: Settings, parent_run_id: str) -> list[ComparisonRow]:
     return out
 
 
-def format_comparison(rows: Sequence[ComparisonRow]) -> str:
-    """The comparison table (held-out split; tuning AUROC selects the champion)."""
+def format_comparison(rows: Sequence[ComparisonRow], joint: Sequence[Gain] = ()) -> str:
+    """The comparison table (held-out split; tuning AUROC selects the champion), then the
+    joint model's AUROC gain over each single modality and what the intervals allow."""
     names = ("tuning AUROC", "AUROC", "AUPRC", "ECE", "Brier")
     head = f"{'model':<9} " + " ".join(f"{h:>{max(7, len(h))}}" for h in names) + "      n   pos"
     lines = ["held-out comparison (from MLflow):", head]
@@ -262,7 +313,25 @@ def format_comparison(rows: Sequence[ComparisonRow]) -> str:
             f"{r.model:<9} {r.tuning_auroc:>12.3f} {r.auroc:>7.3f} {r.auprc:>7.3f} "
             f"{r.ece:>7.3f} {r.brier:>7.3f} {r.n:>6d} {r.positives:>5d}"
         )
+    if joint:
+        lines.append("joint minus each single modality, held-out AUROC (paired bootstrap 95% CI):")
+        for g in joint:
+            lines.append(f"  vs {g.versus:<8} {g.gain:+.3f}  [{g.lo:+.3f}, {g.hi:+.3f}]")
+        lines.append(_verdict(rows, joint))
     return "\n".join(lines)
+
+
+def _verdict(rows: Sequence[ComparisonRow], joint: Sequence[Gain]) -> str:
+    held = next((r for r in rows if r.model == JOINT), None)
+    size = f"{held.n} held-out persons, {held.positives} positive" if held else "the held-out split"
+    if all(g.lo > 0 for g in joint):
+        return f"joint beats every single modality: each interval is above 0 ({size})"
+    if all(g.gain > 0 for g in joint):
+        return (
+            f"joint scores above every single modality, but an interval includes 0: {size} "
+            "are too few to rank them"
+        )
+    return f"joint does not beat every single modality on {size}"
 
 
 def reproduce(spark: SparkSession, cfg: Settings, run_id: str) -> Reproduction:
@@ -315,10 +384,13 @@ def multimodal_trainer(
 
 __all__ = [
     "ComparisonRow",
+    "Gain",
     "ModelResult",
     "MultimodalReport",
     "comparison",
     "format_comparison",
+    "gains",
+    "joint_gains",
     "multimodal_trainer",
     "reproduce",
     "train",

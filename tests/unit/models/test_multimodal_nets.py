@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.metrics import paired_auroc_gain
 from models.multimodal.nets import (
     MODELS,
     FitResult,
@@ -29,6 +30,7 @@ from models.multimodal.pyfunc import (
     input_example,
     signature,
 )
+from models.multimodal.train import ComparisonRow, Gain, format_comparison, joint_gains
 from tests.unit.models.fake_multimodal import FakeSet, fake_set
 
 CONFIG = NetConfig(epochs=8, threads=1)
@@ -77,6 +79,45 @@ def test_joint_beats_each_single_modality_on_held_out(fitted: dict[str, FitResul
         for key in ("held_out_auprc", "held_out_ece", "held_out_brier", "tuning_auroc"):
             assert 0.0 <= r.metrics[key] <= 1.0
         assert r.metrics["held_out_rows"] == 100
+
+
+def test_joint_gains_carry_paired_intervals_and_the_verdict_reads_them(
+    data: FakeSet, fitted: dict[str, FitResult]
+) -> None:
+    held = np.asarray(data.split).astype(str) == "held_out"
+    y = np.asarray(data.label)[held]
+    scores = {name: r.held_out for name, r in fitted.items()}
+    assert all(s is not None and len(s) == len(y) for s in scores.values())
+    gains = joint_gains(y, scores, seed=0)  # type: ignore[arg-type]
+    assert [g.versus for g in gains] == ["text", "image", "tabular"]
+    auroc = {name: r.metrics["held_out_auroc"] for name, r in fitted.items()}
+    for g in gains:
+        assert g.gain == pytest.approx(auroc["joint"] - auroc[g.versus])
+        assert g.lo < g.gain < g.hi
+    rows = [ComparisonRow("joint", "r", 0.9, auroc["joint"], 0.8, 0.05, 0.1, 100, 30)]
+    text = format_comparison(rows, gains)
+    assert "vs text" in text
+    assert "vs image" in text
+    assert "vs tabular" in text
+    wide = [Gain(g.versus, g.gain, -0.01, g.hi) for g in gains]
+    assert "too few to rank them" in format_comparison(rows, wide)
+    worse = [Gain("text", -0.02, -0.1, 0.05)]
+    assert "does not beat every single modality" in format_comparison(rows, worse)
+    assert joint_gains(y, {"text": scores["text"]}, seed=0) == []  # type: ignore[dict-item]
+
+
+def test_paired_bootstrap_agrees_with_sklearn_and_is_centred() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    a, b = y + rng.normal(0, 1, 300), np.round(y + rng.normal(0, 2, 300))  # b has ties
+    gain, lo, hi = paired_auroc_gain(y, a, b, draws=500)
+    assert gain == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert lo < gain < hi
+    same = paired_auroc_gain(y, a, a, draws=200)
+    assert same == (0.0, 0.0, 0.0)
+    assert all(np.isnan(v) for v in paired_auroc_gain(np.ones(5), a[:5], b[:5]))
 
 
 def test_a_refit_reproduces_the_metrics(data: FakeSet, fitted: dict[str, FitResult]) -> None:
