@@ -14,8 +14,19 @@ LAKEHOUSE = Path(sys.executable).parent / "lakehouse"
 
 
 @pytest.mark.timeout(900)
-def test_demo_foundation_then_sql_in_a_new_process(tmp_path: Path) -> None:
-    env = lakehouse_env(tmp_path / "data", SPARK__MASTER="local[2]")
+@pytest.mark.parametrize(
+    "stage",
+    [
+        # A three-patient synthetic hospital: the fresh process, its catalog and the next
+        # process reading it, in make test.
+        "synth",
+        # Every table of every spec created by a fresh process (two minutes: make test-all;
+        # tests/integration/test_runs_and_demo.py runs the same stage on the shared session).
+        pytest.param("foundation", marks=pytest.mark.slow),
+    ],
+)
+def test_demo_stage_then_sql_in_a_new_process(tmp_path: Path, stage: str) -> None:
+    env = lakehouse_env(tmp_path / "data", SPARK__MASTER="local[2]", SYNTH__PATIENTS="3")
 
     def lakehouse(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -28,15 +39,17 @@ def test_demo_foundation_then_sql_in_a_new_process(tmp_path: Path) -> None:
             check=False,
         )
 
-    ran = lakehouse("demo", "--stage", "foundation")
+    ran = lakehouse("demo", "--stage", stage)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "Demo finished:" in ran.stdout
-    assert "foundation" in ran.stdout
+    assert stage in ran.stdout
+    if stage == "synth":
+        assert (tmp_path / "data" / "synthetic" / "manifest.json").is_file()
 
     # The run is visible by name to the next process through the persistent catalog.
     query = lakehouse("sql", "select job, status from ops.job_runs")
     assert query.returncode == 0, query.stderr[-3000:]
-    assert "demo.foundation" in query.stdout
+    assert f"demo.{stage}" in query.stdout
     assert "succeeded" in query.stdout
 
     wrong = lakehouse("demo", "--stage", "nope")

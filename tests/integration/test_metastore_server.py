@@ -56,6 +56,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # a Derby server and two Spark JVMs (90 s): make test-all
 @pytest.mark.timeout(600)
 def test_two_processes_share_the_catalog_at_once(tmp_path: Path) -> None:
     port = _free_port()

@@ -19,6 +19,7 @@ def lakehouse_env(data_dir: Path, **settings: str) -> dict[str, str]:
         "HOME": str(REPO),
         "DATA_DIR": str(data_dir),
         "SPARK__MASTER": "local[1]",
+        "SPARK__SHUFFLE_PARTITIONS": "2",  # tiny data: 16 partitions only cost tasks
         "SPARK__UI_ENABLED": "false",
         "SPARK__DRIVER_MEMORY": "1g",
     }
