@@ -1500,7 +1500,8 @@ class ErrorCode(Enum):
     )
     PROXY_NGINX_MISSING = ErrorDef(
         "LH-PRX-002",
-        "{name} is not installed on this host.",
+        "{name} is not installed on this host: `make nginx` (as root) or "
+        "`apt-get install nginx` installs it.",
         503,
         EX_UNAVAILABLE,
         remedy="Install Debian's package: `make nginx` (as root) or `apt-get install nginx`.",

@@ -222,6 +222,7 @@ def _pct(values: list[float], q: float) -> float:
 
 @pytest.mark.timeout(1200)
 def test_killing_one_of_two_replicas_loses_no_read(tmp_path: Path) -> None:
+    nginx_binary()  # before any JVM: LH-PRX-002 says how to install nginx (`make nginx`)
     metastore_port = _free_port()
     data = tmp_path / "data"
     cfg = Settings(
