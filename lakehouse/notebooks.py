@@ -32,6 +32,7 @@ import nbformat
 from IPython.core.displayhook import DisplayHook
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from traitlets.config import Config
 
 #: The project's notebooks (beside the packages in a source checkout).
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -81,7 +82,9 @@ class CellError(Exception):
 
 
 def _shell() -> Any:
-    shell: Any = _Shell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database under the user's home
+    shell: Any = _Shell.instance(config=config)
     shell.reset(new_session=True)
     return shell
 
@@ -142,7 +145,8 @@ def execute(
         with warnings.catch_warnings(), capture_output() as cap:
             # plt.show() under Agg: nothing to show, the figures are kept below.
             warnings.filterwarnings("ignore", message=".*non-interactive.*")
-            result = shell.run_cell(cell.source, store_history=False, silent=False)
+            # store_history: IPython reads a trailing ';' (show no value) from the history.
+            result = shell.run_cell(cell.source, store_history=True, silent=False)
         cell.execution_count = count
         cell.outputs = _outputs(cap, shell.displayhook.shown, count)
         err = result.error_before_exec or result.error_in_exec

@@ -156,7 +156,12 @@ class HisSettings(BaseModel):
 class SynthSettings(BaseModel):
     """The demo's synthetic hospital (``lakehouse synth`` and the demo's synth stage)."""
 
-    patients: int = Field(200, ge=1, description="Patients the demo's synthetic hospital has.")
+    patients: int = Field(
+        1500,
+        ge=1,
+        description="Patients the demo's synthetic hospital has (1,500: enough held-out "
+        "persons to compare the multimodal models).",
+    )
     sites: int = Field(
         3,
         ge=1,

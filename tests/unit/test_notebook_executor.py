@@ -29,7 +29,7 @@ def test_outputs_of_every_kind_and_parameters_win(tmp_path: Path) -> None:
         "N = 3\nLABEL = 'default'",
         "import pandas as pd\nprint('rows', N)\npd.DataFrame({'x': range(N)})",
         "from IPython.display import HTML, display\ndisplay(HTML('<mark>hi</mark>'))\nLABEL",
-        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nquiet = 1;",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nN * 2;",
     )
     run = execute(nb, {"N": 5, "LABEL": "given"}, figures_dir=tmp_path / "figs")
     assert run.error is None
