@@ -1472,6 +1472,15 @@ class ErrorCode(Enum):
         EX_USAGE,
         remedy="Send q with 1 to 500 characters holding at least one word.",
     )
+    # --- assistant knowledge retrieval (LH-AKB) ---
+    AKB_CITATION_NOT_FOUND = ErrorDef(
+        "LH-AKB-001",
+        "No knowledge-base document you may read holds the cited span ({reason}).",
+        404,
+        EX_NOINPUT,
+        remedy="The document may be in a folder you may not read, removed, or edited since "
+        "it was cited (the span is checked against its current text); ask again.",
+    )
     # --- notebooks (LH-NBK) ---
     NOTEBOOKS_MISSING = ErrorDef(
         "LH-NBK-001",

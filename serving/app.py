@@ -42,6 +42,7 @@ from lakehouse.governance.sessions import Principal
 from lakehouse.settings import Settings
 from serving.assistant.agent import ToolAgent
 from serving.assistant.citations import Citation
+from serving.assistant.knowledge import KnowledgeTool
 from serving.assistant.lexicon import Lexicon, load_lexicon
 from serving.assistant.llm import ChatModel, OpenAICompatibleChat
 from serving.assistant.planner import GroundedPlanner
@@ -81,6 +82,8 @@ class Assistant:
     history: ChatHistory | None = None
     #: The LLM agent when ``llm.endpoint`` is set (or a model is given); else grounded mode.
     agent: ToolAgent | None = None
+    #: The assistant's knowledge-base retrieval (``kb:`` citations resolve through it).
+    knowledge: KnowledgeTool | None = None
 
 
 def _principal(request: Request) -> Principal:
@@ -128,7 +131,13 @@ def create_app(
     zone = ZoneInfo(cfg.timezone)
     clock = now or (lambda: datetime.now(zone).replace(tzinfo=None))
     tools = DataTools(spark, access, tables, max_rows=cfg.serve.max_rows)
-    state = Assistant(cfg, identity, tools, GroundedPlanner(tools, lexicon, now=clock))
+    from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
+    from serving.kb import mount_knowledge
+
+    kb = knowledge_base(cfg)
+    knowledge = KnowledgeTool.of(kb, identity.audit)
+    planner = GroundedPlanner(tools, lexicon, now=clock, knowledge=knowledge)
+    state = Assistant(cfg, identity, tools, planner, knowledge=knowledge)
     if chat_model is None and cfg.llm.endpoint is not None:
         chat_model = OpenAICompatibleChat.from_settings(cfg.llm)  # LH-LLM-003: not local
     if chat_model is not None:
@@ -221,6 +230,11 @@ def create_app(
     @app.get("/api/citations/{citation:path}")
     def citation(citation: str, who: User) -> dict[str, Any]:
         cited = Citation.parse(citation, state.tools.key_widths(), state.tools.span_tables())
+        if cited.is_kb:  # a span of a knowledge-base document (docs/knowledge-base.md)
+            found = state.knowledge.cited(who, cited) if state.knowledge else None
+            if found is None:
+                raise error(ErrorCode.AKB_CITATION_NOT_FOUND, reason=str(cited))
+            return {"citation": str(cited), **found}
         row = state.tools.cited_row(who, cited)
         if row is None or (cited.span is not None and row.get("span_text") is None):
             raise error(ErrorCode.SRV_CITATION_NOT_FOUND, table=cited.table, version=cited.version)
@@ -236,10 +250,7 @@ def create_app(
             out["span_text"] = row["span_text"]
         return out
 
-    from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
-    from serving.kb import mount_knowledge
-
-    mount_knowledge(app, knowledge_base(cfg), identity.audit, _principal)
+    mount_knowledge(app, kb, identity.audit, _principal)
     mount_page(app)
     return app
 

@@ -30,6 +30,26 @@ from lakehouse.search.query import MAX_QUERY_CHARS
 PURPOSE = "knowledge"
 
 
+def kb_event(who: Principal, target: str, detail: str | None = None) -> AuditEvent:
+    """The ``read`` audit event of a knowledge-base search (``kb:search``) or document read
+    (``kb:<path>``); the assistant's knowledge retrieval records the same."""
+    return AuditEvent(
+        Action.READ,
+        who.username,
+        role=who.role,
+        session_id=who.session_id,
+        target=target,
+        purpose=PURPOSE,
+        detail=detail,
+    )
+
+
+def query_detail(key: bytes, query: str) -> str:
+    """A search's audit detail: the query's keyed hash and length, never its text."""
+    digest = hmac.new(key, query.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"query_hmac={digest} query_chars={len(query)}"
+
+
 def mount_knowledge(
     app: FastAPI, kb: KnowledgeBase, audit: AuditLog, principal: Callable[..., Principal]
 ) -> None:
@@ -37,16 +57,7 @@ def mount_knowledge(
     user = Annotated[Principal, Depends(principal)]
     key = secrets.token_bytes(32)
 
-    def event(who: Principal, target: str, detail: str | None = None) -> AuditEvent:
-        return AuditEvent(
-            Action.READ,
-            who.username,
-            role=who.role,
-            session_id=who.session_id,
-            target=target,
-            purpose=PURPOSE,
-            detail=detail,
-        )
+    event = kb_event
 
     @app.get("/api/kb/search")
     def kb_search(
@@ -55,14 +66,13 @@ def mount_knowledge(
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
         offset: Annotated[int, Query(ge=0, le=1000)] = 0,
     ) -> dict[str, Any]:
-        digest = hmac.new(key, q.encode(), hashlib.sha256).hexdigest()[:32]
         found: dict[str, int] = {}
 
         def run() -> list[KbHit]:
             found["total"], hits = kb.search(who, q, limit=limit, offset=offset)
             return hits
 
-        detail = f"query_hmac={digest} query_chars={len(q)}"
+        detail = query_detail(key, q)
         hits = audited(audit, [event(who, "kb:search", detail)], run)
         return {"total": found["total"], "hits": [h.to_dict() for h in hits]}
 

@@ -3,7 +3,10 @@
 :class:`ToolAgent` gives the model (:class:`~serving.assistant.llm.ChatModel`) six tools
 with OpenAI schemas: ``find_patient``, ``labs``, ``medications``, ``diagnoses``, ``notes``
 (note search; each hit cites a span of the note, ``table@version:key:start-end``) and
-``timeline`` (the patient's encounters, diagnoses, orders and results merged by time). Test, drug
+``timeline`` (the patient's encounters, diagnoses, orders and results merged by time), and,
+where the service has a knowledge base, ``knowledge_base`` (:data:`KNOWLEDGE_SCHEMA`: the
+passages of the documents the user may read, each cited ``kb:<tree path>:<start>-<end>``,
+:mod:`serving.assistant.knowledge`). Test, drug
 and diagnosis names the model passes ("HbA1c", "糖化血红蛋白", "4548-4") are resolved through
 the terminology lexicon, and every call runs through :class:`DataTools` as the signed-in
 user, so the access policy and the audit apply unchanged. Rows go back to the model as
@@ -37,6 +40,7 @@ from lakehouse.prompts import ASSISTANT_SYSTEM_PROMPT
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.checks import DATE_TIME, supported
 from serving.assistant.checks import numbers as numbers_in
+from serving.assistant.knowledge import KnowledgeTool
 from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.planner import Answer, GroundedPlanner, refusal
@@ -163,6 +167,29 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     },
 ]
 
+#: The knowledge-base search, offered when the service has a knowledge base.
+KNOWLEDGE_SCHEMA: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "knowledge_base",
+        "description": "Search the knowledge base (hospital procedures and SOPs, the data "
+        "dictionary, data-quality rules, error codes, project documentation; Chinese or "
+        "English; quote a phrase or code to require it): the best passages first. Reads "
+        "no patient data.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {
+                    "type": "string",
+                    "description": 'What to look for, e.g. 脓毒性休克 处置 or "LH-SEC-006".',
+                },
+                "limit": {"type": "integer", "description": "At most this many passages (3)."},
+            },
+            "required": ["query"],
+        },
+    },
+}
+
 #: The fields of each table the model sees (the rest stays in the process).
 _FIELDS = {
     "find_patient": ("patient_id", "sex_code", "birth_date"),
@@ -194,6 +221,7 @@ _FIELDS = {
         "diagnosed_at",
     ),
     "notes": ("note_type", "recorded_at", "snippet", "deidentified"),
+    "knowledge_base": ("path", "title", "passage"),
     "timeline": ("kind",),
     "encounter": ("encounter_id", "encounter_class", "dept_name", "start_at", "end_at"),
 }
@@ -254,10 +282,14 @@ class ToolAgent:
         fallback: GroundedPlanner | None = None,
         max_steps: int = 6,
         now: Callable[[], datetime] = datetime.now,
+        knowledge: KnowledgeTool | None = None,
     ) -> None:
         self.tools, self.lexicon, self.model = tools, lexicon, model
-        self.fallback = fallback or GroundedPlanner(tools, lexicon, now=now)
+        self.fallback = fallback or GroundedPlanner(tools, lexicon, now=now, knowledge=knowledge)
         self.max_steps = max_steps
+        #: The knowledge-base search (the fallback planner's when not given), or None.
+        self.knowledge = knowledge or self.fallback.knowledge
+        self.schemas = [*TOOL_SCHEMAS, *([KNOWLEDGE_SCHEMA] if self.knowledge else [])]
 
     # -- the loop ------------------------------------------------------------------------
     def ask(self, who: Principal, question: str, patient: str | None = None) -> Answer:
@@ -278,7 +310,7 @@ class ToolAgent:
             system += f" The clinician is looking at the chart of patient {run.patient}."
         messages = [ChatMessage("system", system), ChatMessage("user", question)]
         while True:
-            reply = self.model.chat(messages, TOOL_SCHEMAS, tool_choice="auto")
+            reply = self.model.chat(messages, self.schemas, tool_choice="auto")
             if not reply.tool_calls:
                 return self._verified(run, lang, question, reply.content or "")
             if run.calls + len(reply.tool_calls) > self.max_steps:
@@ -318,8 +350,10 @@ class ToolAgent:
                 return self._rows(run, lang, call.name, found, [])
             if call.name in ("notes", "timeline"):
                 return self._call_patient_tool(run, lang, call)
+            if call.name == "knowledge_base" and self.knowledge is not None:
+                return self._call_knowledge(run, lang, call)
             if call.name not in _CODED:
-                known = ", ".join(t["function"]["name"] for t in TOOL_SCHEMAS)
+                known = ", ".join(t["function"]["name"] for t in self.schemas)
                 return {"error": f"unknown tool; the tools are {known}"}
             vocab, _, _, _, names_arg = _CODED[call.name]
             target = _patient_and_since(run, args)
@@ -361,6 +395,18 @@ class ToolAgent:
         limit = args.get("limit")
         n = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 5
         result = self.tools.notes(run.who, patient, query, since=since, limit=min(n, 20))
+        return self._rows(run, lang, call.name, result, [])
+
+    def _call_knowledge(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
+        """``knowledge_base``: passages of the documents the user may read (no patient
+        data; audited as a knowledge-base search)."""
+        assert self.knowledge is not None
+        query = _text(call.arguments.get("query"))
+        if query is None:
+            return {"error": "query (what to look for) is required"}
+        limit = call.arguments.get("limit")
+        n = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 3
+        result = self.knowledge.search(run.who, query, limit=min(n, 10))
         return self._rows(run, lang, call.name, result, [])
 
     def _rows(
@@ -573,4 +619,4 @@ def _json(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["TOOL_SCHEMAS", "ToolAgent", "split_sentences"]
+__all__ = ["KNOWLEDGE_SCHEMA", "TOOL_SCHEMAS", "ToolAgent", "split_sentences"]

@@ -431,6 +431,8 @@ class Evaluator:
         for sentence in answer.sentences:
             for text in sentence.citations:
                 citation = Citation.parse(text, self._widths, self._spans)
+                if citation.is_kb:  # a knowledge-base passage is no patient's record
+                    continue
                 row = self.tools.cited_row(who, citation)
                 if row is None or str(row.get("patient_id")) != case.patient:
                     continue

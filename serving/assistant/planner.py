@@ -8,7 +8,10 @@ answer from templates. Two further question types: a note search ("notes mention
 for MRN P1", "病历中提到胸痛") answered by the ``notes`` tool with span citations, and a
 patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``; and a
 cohort count ("how many patients with E11 in my department", "糖化血红蛋白大于7的患者有多少")
-answered by ``cohort_count`` (a number of the user's scope, no patient named).
+answered by ``cohort_count`` (a number of the user's scope, no patient named); and a
+knowledge question ("脓毒性休克的处置流程是什么？", "What does error LH-SEC-006 mean?") that
+names no patient, answered from the knowledge base (:mod:`serving.assistant.knowledge`) as
+the user, each passage cited by its span ``kb:<tree path>:<start>-<end>``.
 Every sentence that carries a number cites the record the number is from; when the tools
 return nothing the answer says the data does not contain it and cites nothing; a patient
 the user may not see is refused (the access service's refusal, audited).
@@ -25,6 +28,7 @@ from typing import Any
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.governance.sessions import Principal
 from lakehouse.terminology import ATC, ICD10, LOINC
+from serving.assistant.knowledge import KnowledgeTool, knowledge_query, names_documents
 from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.tools import CitedRow, DataTools, LabCondition, ToolResult
 
@@ -96,6 +100,8 @@ _OP = {
     "at most": "<=", "greater than": ">", "less than": "<", "above": ">", "below": "<",
     "over": ">", "under": "<",
 }  # fmt: skip
+#: The ``schema.table`` a knowledge query names (its data-dictionary entry ranks first).
+_TABLE = re.compile(r"(?<![\w.])[a-z]+\.[a-z0-9_]+(?![\w.])")
 _SUMMARY = re.compile(
     r"\b(?:summary|summari[sz]e|timeline|overview)\b|摘要|概况|概要|时间线|总结", re.IGNORECASE
 )
@@ -152,6 +158,8 @@ class Plan:
     #: A cohort question's ICD-10 prefixes and lab condition.
     icd10: tuple[str, ...] = ()
     lab: LabCondition | None = None
+    #: A knowledge question's search words ("" when it names nothing to look for).
+    kb_query: str | None = None
 
 
 class GroundedPlanner:
@@ -163,8 +171,11 @@ class GroundedPlanner:
         lexicon: Lexicon,
         *,
         now: Callable[[], datetime] = datetime.now,
+        knowledge: KnowledgeTool | None = None,
     ) -> None:
         self.tools, self.lexicon, self.now = tools, lexicon, now
+        #: The knowledge-base retrieval (None: knowledge questions are not recognized).
+        self.knowledge = knowledge
 
     def plan(self, question: str, patient: str | None = None) -> Plan:
         lang = "zh" if CJK.search(question) else "en"
@@ -176,8 +187,20 @@ class GroundedPlanner:
         note_query = note_search_words(question) if _NOTES.search(question) else None
         icd10: tuple[str, ...] = ()
         lab = None
-        if _COHORT.search(question):
-            ordered: tuple[str, ...] = ("cohort",)
+        # A knowledge question names no patient in its text (the chart the page shows
+        # aside): "脓毒性休克的处置流程", "error LH-SEC-006", "silver.lab_result.value_std".
+        kb_query = (
+            knowledge_query(question)
+            if self.knowledge is not None and not (mrn_m or visit_m)
+            else None
+        )
+        if kb_query is not None and not names_documents(question) and (patient or kinds):
+            kb_query = None  # "血糖如何" about a patient: the data tools answer
+        if kb_query is not None and not _COHORT.search(question):
+            ordered: tuple[str, ...] = ("knowledge",)
+            note_query = None
+        elif _COHORT.search(question):
+            ordered = ("cohort",)
             note_query = None
             codes = [m.group(1) for m in _ICD10_CODE.finditer(question)]
             codes += [c.code for c in concepts if c.kind == "diagnosis"]
@@ -200,6 +223,7 @@ class GroundedPlanner:
             note_query,
             icd10,
             lab,
+            kb_query if ordered == ("knowledge",) else None,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -222,6 +246,9 @@ class GroundedPlanner:
                 else "I can answer questions about a patient's lab results, medications and "
                 "diagnoses; please name a test, drug or diagnosis."
             )
+            return answer
+        if plan.kinds == ("knowledge",):
+            self._answer_knowledge(who, plan, answer)
             return answer
         if plan.kinds == ("cohort",):
             try:
@@ -326,6 +353,37 @@ class GroundedPlanner:
             f"In your scope, {count.patients} {noun} {' and '.join(w for w in what if w)}"
             f"{window} (source: {sources})."
         )
+
+    def _answer_knowledge(self, who: Principal, plan: Plan, answer: Answer) -> None:
+        """The best passages of the documents the user may read, each its own sentence
+        cited by its span; no patient data is read. Nothing found (or nothing readable)
+        says so and names no document."""
+        zh, q = plan.lang == "zh", plan.kb_query or ""
+        assert self.knowledge is not None
+        if not q:
+            answer.say(
+                "请说明要在知识库中查找的内容（流程名称、错误码或表和字段名）。"
+                if zh
+                else "What should I look up in the knowledge base? Name a procedure, an "
+                "error code or a table and column."
+            )
+            return
+        table = _TABLE.search(q)
+        result = self.knowledge.search(who, q, table=table.group(0) if table else None)
+        if not result.rows:
+            answer.say(
+                "知识库中没有您可查看的相关文档。"
+                if zh
+                else "The knowledge base has no document you may read about this."
+            )
+            return
+        answer.say(
+            "知识库中的相关内容（按相关度排序）："
+            if zh
+            else "From the knowledge base, best match first:"
+        )
+        for r in result.rows:
+            answer.say(_passage_sentence(plan.lang, r.values), str(r.citation))
 
     def _answer_notes(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
         zh, q = plan.lang == "zh", plan.note_query or ""
@@ -532,6 +590,14 @@ def _note_sentence(lang: str, v: dict[str, Any]) -> str:
     if lang == "zh":
         return f"{at} {kind}记录：“{text}”。"
     return f"{kind.capitalize()} note of {at}: “{text}”."
+
+
+def _passage_sentence(lang: str, v: dict[str, Any]) -> str:
+    text = " ".join(str(v.get("passage") or "").split())
+    title = v.get("title") or v.get("path")
+    if lang == "zh":
+        return f"《{title}》（{v.get('path')}）：“{text}”。"
+    return f"{title} ({v.get('path')}): “{text}”."
 
 
 def _encounter_sentence(lang: str, v: dict[str, Any]) -> str:

@@ -29,6 +29,8 @@
       version: "版本",
       key: "主键",
       span: "引用原文",
+      document: "知识库文档",
+      path: "路径",
       refused: "已拒绝",
       noData: "无数据",
       modeLlm: "模型作答（引用已核验）",
@@ -68,6 +70,8 @@
       version: "Version",
       key: "Key",
       span: "Cited text",
+      document: "Knowledge-base document",
+      path: "Path",
       refused: "Refused",
       noData: "No data",
       modeLlm: "model answer (citations verified)",
@@ -320,11 +324,14 @@
       return;
     }
     const record = r.data;
-    const fields = [
-      ["table", record.table],
-      ["version", record.version],
-      ["key", (record.key || []).join(" | ")],
-    ];
+    // A knowledge-base citation (kb:path:start-end): the document and the cited text.
+    const fields = record.path !== undefined
+      ? [["document", record.title], ["path", record.path]]
+      : [
+          ["table", record.table],
+          ["version", record.version],
+          ["key", (record.key || []).join(" | ")],
+        ];
     // A span citation of a note: the cited characters [start, end) of its text.
     if (record.span) fields.push(["span", record.span_text]);
     for (const [name, value] of fields) {

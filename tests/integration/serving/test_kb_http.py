@@ -75,3 +75,32 @@ def test_kb_needs_a_session(kb_service: Service) -> None:
             r = c.get(path)
             assert r.status_code == 401
             assert r.json()["error"]["code"] == "LH-SEC-005"
+
+
+def test_the_assistant_answers_from_the_knowledge_base_with_resolvable_spans(
+    kb_service: Service, token: str
+) -> None:
+    from urllib.parse import quote
+
+    with client(kb_service, token) as c:
+        r = c.post("/api/ask", json={"question": "糖化血红蛋白复查的流程是什么？"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        kb = [x for x in body["citations"] if x.startswith("kb:")]
+        assert kb, body
+        assert kb[0].startswith("kb:sops/ward-a/hba1c.md:")
+        assert "病区B" not in body["answer"]
+        assert "ward-b" not in body["answer"]
+        cited = c.get("/api/citations/" + quote(kb[0], safe="")).json()
+        assert cited["path"] == "sops/ward-a/hba1c.md"
+        assert "糖化血红蛋白" in cited["span_text"]
+        assert " ".join(cited["span_text"].split()) in body["answer"]
+        # the span checked against the document: past its end, or in a folder dr_a may
+        # not read, the citation resolves to nothing (alike)
+        for forged in ("kb:sops/ward-a/hba1c.md:0-99999", "kb:sops/ward-b/secret.md:0-10"):
+            r = c.get("/api/citations/" + quote(forged, safe=""))
+            assert r.status_code == 404, forged
+            assert r.json()["error"]["code"] == "LH-AKB-001"
+        bad = c.get("/api/citations/" + quote("kb:../x.md:0-5", safe=""))
+        assert bad.status_code == 400
+        assert bad.json()["error"]["code"] == "LH-SRV-002"
