@@ -190,6 +190,12 @@ KNOWLEDGE_SCHEMA: dict[str, Any] = {
     },
 }
 
+#: Added to the system prompt when the knowledge_base tool is offered.
+_KNOWLEDGE_PROMPT = (
+    " For hospital procedures, data definitions, error codes and project documentation, "
+    "search the knowledge_base tool and cite the passages you use."
+)
+
 #: The fields of each table the model sees (the rest stays in the process).
 _FIELDS = {
     "find_patient": ("patient_id", "sex_code", "birth_date"),
@@ -306,6 +312,8 @@ class ToolAgent:
 
     def _converse(self, run: _Run, lang: str, question: str) -> Answer:
         system = ASSISTANT_SYSTEM_PROMPT
+        if self.knowledge is not None:
+            system += _KNOWLEDGE_PROMPT
         if run.patient:
             system += f" The clinician is looking at the chart of patient {run.patient}."
         messages = [ChatMessage("system", system), ChatMessage("user", question)]

@@ -211,17 +211,18 @@ def test_the_agent_cites_knowledge_passages_and_refuses_forged_references(
 ) -> None:
     data = cast(DataTools, FakeTools())
 
-    def agent(*replies: object) -> ToolAgent:
+    def agent(*replies: object) -> tuple[ToolAgent, Scripted]:
         model = Scripted(*replies)  # type: ignore[arg-type]
         fallback = GroundedPlanner(data, lexicon(), now=lambda: NOW, knowledge=tool)
-        return ToolAgent(data, lexicon(), model, fallback=fallback, max_steps=3)
+        return ToolAgent(data, lexicon(), model, fallback=fallback, max_steps=3), model
 
-    bot = agent(
+    bot, model = agent(
         call("knowledge_base", query="hand hygiene"),
         say("Staff clean their hands with alcohol rub for 20 seconds [1]."),
     )
     assert KNOWLEDGE_SCHEMA in bot.schemas
     answer = bot.ask(ICU_DOC, "How long is hand rub applied?")
+    assert "knowledge_base" in str(model.seen[0][0].content)
     assert answer.mode == "llm"
     (citation,) = answer.citations
     assert citation.startswith("kb:sops/hand-hygiene.md:")
@@ -232,7 +233,7 @@ def test_the_agent_cites_knowledge_passages_and_refuses_forged_references(
     forged = agent(
         call("knowledge_base", query="hand hygiene"),
         say("Hands are rubbed for 45 seconds [1]."),  # 45 is in no passage
-    ).ask(ICU_DOC, "What is the hand hygiene procedure?")
+    )[0].ask(ICU_DOC, "What is the hand hygiene procedure?")
     assert forged.mode == "grounded-fallback"
     assert forged.fallback == "LH-LLM-004"
     assert any(c.startswith("kb:sops/hand-hygiene.md:") for c in forged.citations)
