@@ -146,11 +146,17 @@ def record_id(row: dict[str, Any], key: str, tag: str = "") -> str:
 
 
 def _when(value: datetime | date | None, zone: ZoneInfo) -> str | None:
-    """A FHIR dateTime: timestamps are local time in the lakehouse's zone."""
+    """A FHIR dateTime in the lakehouse's zone, with its offset.
+
+    A timestamp without zone is what PySpark hands Python for a Spark timestamp: the instant
+    as wall-clock time of the *Python process's* local zone (not Spark's session zone), so it
+    is converted to ``zone`` (the same wall clock where the host runs in the hospital's zone;
+    a host in UTC gave the hospital's times 8 hours early before, found by the round trip of
+    ``tests/integration/serving/test_fhir_export_lakehouse.py``)."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=zone).isoformat()
+        return value.astimezone(zone).isoformat()
     return value.isoformat()
 
 

@@ -4,7 +4,7 @@ CapabilityStatement lists every type served."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -107,7 +107,7 @@ def test_built_resources_validate_and_drop_empty_elements() -> None:
             "value_source": "阴性",
             "abnormal_flag": "x",
             "result_status": "F",
-            "collected_at": datetime(2024, 3, 1, 8, 30),
+            "collected_at": datetime(2024, 3, 1, 0, 30, tzinfo=UTC),
         },
         ZONE,
     )
