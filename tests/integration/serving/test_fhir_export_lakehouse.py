@@ -193,17 +193,27 @@ def test_a_bulk_export_of_the_synthetic_hospital_reimported_gives_the_same_silve
     spark: SparkSession, tmp_path: Path
 ) -> None:
     t_start = time.monotonic()
-    a, b = tmp_path / "a", tmp_path / "b"
-    quiet = {"LOG_LEVEL": "WARNING", "SPARK__MASTER": "local[2]"}
-    policy = _site_policy(tmp_path)
-    env_a = lakehouse_env(
-        a, SYNTH__PATIENTS=str(PATIENTS), SECURITY__POLICY_FILE=str(policy),
-        SECURITY__AUDIT_MAX_BACKLOG_S="900", **quiet,
-    )  # fmt: skip
+    env_a = _env_a(tmp_path)
     _run(env_a, tmp_path, "demo", *[x for s in STAGES for x in ("--stage", s)])
-    sites = [
-        s["code"] for s in json.loads((a / "synthetic" / "manifest.json").read_text())["sites"]
-    ]
+    round_trip(spark, tmp_path, env_a, t_start)
+
+
+QUIET = {"LOG_LEVEL": "WARNING", "SPARK__MASTER": "local[2]"}
+
+
+def _env_a(tmp_path: Path) -> dict[str, str]:
+    return lakehouse_env(
+        tmp_path / "a", SYNTH__PATIENTS=str(PATIENTS),
+        SECURITY__POLICY_FILE=str(_site_policy(tmp_path)), SECURITY__AUDIT_MAX_BACKLOG_S="900",
+        **QUIET,
+    )  # fmt: skip
+
+
+def round_trip(spark: SparkSession, tmp_path: Path, env_a: dict[str, str], t_start: float) -> None:
+    """Everything after lakehouse A is built (under ``tmp_path / "a"``)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    hospital = json.loads((a / "synthetic" / "manifest.json").read_text(encoding="utf-8"))
+    sites = [s["institution_code"] for s in hospital["sites"]]
     assert len(sites) == 3
     institutions = [x for s in sites for x in ("--institution", s)]
     _run(env_a, tmp_path, "accounts", "create", "exporter", "--role", "clinician",
@@ -233,7 +243,7 @@ def test_a_bulk_export_of_the_synthetic_hospital_reimported_gives_the_same_silve
     landing = tmp_path / "b-landing"
     landed = land_export(exported, landing)
     assert set(landed) == set(sites), landed
-    env_b = lakehouse_env(b, INGEST__LANDING_ROOT=str(landing), **quiet)
+    env_b = lakehouse_env(b, INGEST__LANDING_ROOT=str(landing), **QUIET)
     _run(env_b, tmp_path, "vocab", "load")
     _run(env_b, tmp_path, "ingest", "--source", "fhir")
     _run(env_b, tmp_path, "silver")
