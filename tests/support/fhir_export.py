@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,22 +21,13 @@ import httpx
 
 from lakehouse.governance.tls import client_context
 from lakehouse.settings import Settings
+from tests.support.processes import free_port, log_tail
 
 REPO = Path(__file__).resolve().parents[2]
 #: Identifier.system of every exported resource's source id (docs/fhir.md, Mappings):
 #: ``urn:lakehouse:<institution>:<source system>:<kind>`` (ImagingStudy: its accession,
 #: ``urn:lakehouse:<institution>:accession``).
 _PREFIX = "urn:lakehouse:"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
 
 
 @dataclass(frozen=True)
@@ -70,7 +60,7 @@ def served(
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"lakehouse serve exited:\n{_tail(log)}")
+                raise AssertionError(f"lakehouse serve exited:\n{log_tail(log)}")
             if verify is None and cert.exists():  # the self-signed one the service writes
                 time.sleep(1)
                 verify = client_context(cfg)
@@ -80,7 +70,8 @@ def served(
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"lakehouse serve not healthy in {timeout_s} s:\n{_tail(log)}")
+                tail = log_tail(log)
+                raise AssertionError(f"lakehouse serve not healthy in {timeout_s} s:\n{tail}")
             time.sleep(1)
         assert verify is not None
         yield Served(url, verify, log)

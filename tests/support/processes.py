@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,3 +26,15 @@ def lakehouse_env(data_dir: Path, **settings: str) -> dict[str, str]:
     }
     env.update({f"LAKEHOUSE_{k}": v for k, v in {**defaults, **settings}.items()})
     return env
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, n: int = 4000) -> str:
+    """The last ``n`` characters of a process's log, for a failure message."""
+    return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"

@@ -38,7 +38,7 @@ from lakehouse.metastore import derby_server
 from lakehouse.proxy import nginx_binary, render, upstream_servers
 from lakehouse.settings import Settings
 from serving.fhir.ids import patient_id
-from tests.support.processes import lakehouse_env
+from tests.support.processes import free_port, lakehouse_env, log_tail
 
 pytestmark = pytest.mark.slow
 
@@ -90,16 +90,6 @@ SEED = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
-
-
 @dataclass
 class Replica:
     port: int
@@ -128,14 +118,14 @@ def _wait_healthy(replica: Replica, verify: ssl.SSLContext, timeout_s: float) ->
     url = f"https://{replica.address}/api/health"
     while time.monotonic() < deadline:
         if replica.process.poll() is not None:
-            pytest.fail(f"replica {replica.port} exited:\n{_tail(replica.log)}")
+            pytest.fail(f"replica {replica.port} exited:\n{log_tail(replica.log)}")
         try:
             if httpx.get(url, verify=verify, timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(1)
-    pytest.fail(f"replica {replica.port} not healthy in {timeout_s} s:\n{_tail(replica.log)}")
+    pytest.fail(f"replica {replica.port} not healthy in {timeout_s} s:\n{log_tail(replica.log)}")
 
 
 @contextmanager
@@ -148,7 +138,7 @@ def _nginx(cfg: Settings, replicas: list[Replica], prefix: Path) -> Iterator[tup
     assert cfg.security.secrets_dir is not None
     cert = cfg.security.secrets_dir / "tls" / "server.crt"
     key = cfg.security.secrets_dir / "tls" / "server.key"
-    port = _free_port()
+    port = free_port()
     site = render(
         REPO / "infra/nginx/lakehouse-assistant.conf.template",
         {
@@ -192,7 +182,7 @@ def _nginx(cfg: Settings, replicas: list[Replica], prefix: Path) -> Iterator[tup
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            assert process.poll() is None, _tail(logs / "startup.log")
+            assert process.poll() is None, log_tail(logs / "startup.log")
             assert time.monotonic() < deadline, "nginx did not listen"
             time.sleep(0.1)
         yield f"https://localhost:{port}", logs / "assistant-access.log"
@@ -223,7 +213,7 @@ def _pct(values: list[float], q: float) -> float:
 @pytest.mark.timeout(1200)
 def test_killing_one_of_two_replicas_loses_no_read(tmp_path: Path) -> None:
     nginx_binary()  # before any JVM: LH-PRX-002 says how to install nginx (`make nginx`)
-    metastore_port = _free_port()
+    metastore_port = free_port()
     data = tmp_path / "data"
     cfg = Settings(
         home=REPO,
@@ -258,7 +248,7 @@ def test_killing_one_of_two_replicas_loses_no_read(tmp_path: Path) -> None:
 
         t0 = time.monotonic()
         for i in range(2):
-            port = _free_port()
+            port = free_port()
             log = tmp_path / f"replica-{i}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
