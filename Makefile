@@ -73,32 +73,26 @@ java: ## Check that Java 17+ is installed (Spark needs it)
 	  echo "error LH-ENV-001: no Java runtime found. Spark needs Java 17: install OpenJDK 17"; \
 	  echo "  (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME."; exit 69; }
 
-postgres: ## Make sure PostgreSQL server binaries exist (tests start throw-away servers)
-	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+# $(call apt_install,PACKAGE,WHY): install Debian's PACKAGE when run as root with apt-get,
+# else say what to install and stop (exit 69). Used after a `||` that checks for it.
+apt_install = { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing PostgreSQL server (Debian package) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	    echo "==> installing $(1) (Debian package) $(2)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
 	  else \
-	    echo "error: PostgreSQL server binaries not found; install them (apt-get install postgresql)"; exit 69; \
+	    echo "error: $(1) not found; install it (apt-get install $(1))"; exit 69; \
 	  fi; }
+
+postgres: ## Make sure PostgreSQL server binaries exist (tests start throw-away servers)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  $(call apt_install,postgresql,for the tests)
 
 browser: ## Make sure Debian's chromium exists (the chat page's Playwright test drives it)
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing chromium (Debian package) for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "error: /usr/bin/chromium not found; install it (apt-get install chromium)"; exit 69; \
-	  fi; }
+	@test -x /usr/bin/chromium || $(call apt_install,chromium,for the browser tests)
 
 nginx: ## Make sure Debian's nginx exists (the two-replica proxy test runs it as this user)
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing nginx (Debian package) for the reverse-proxy test"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
-	  else \
-	    echo "error: nginx not found; install it (apt-get install nginx)"; exit 69; \
-	  fi; }
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  $(call apt_install,nginx,for the reverse-proxy test)
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra synth --extra nlp --extra dev --extra serve --extra ml --extra knowledge --extra agents --extra train --extra notebooks --python-version 3.11 -o $(LOCK)
