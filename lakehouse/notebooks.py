@@ -113,9 +113,7 @@ def _outputs(cap: Any, value: Any, number: int) -> list[nbformat.NotebookNode]:
     if value is not None:
         data, metadata = value
         out.append(
-            _v4.new_output(
-                "execute_result", data=data, metadata=metadata, execution_count=number
-            )
+            _v4.new_output("execute_result", data=data, metadata=metadata, execution_count=number)
         )
     return out
 
