@@ -9,7 +9,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import httpx
 
 from lakehouse.governance.tls import client_context
 from lakehouse.settings import Settings
-from tests.support.processes import free_port, log_tail
+from tests.support.processes import free_port, log_tail, start_serve
 
 REPO = Path(__file__).resolve().parents[2]
 #: Identifier.system of every exported resource's source id (docs/fhir.md, Mappings):
@@ -49,12 +48,7 @@ def served(
     verify: ssl.SSLContext | None = None
     assert cfg.security.secrets_dir is not None
     cert = cfg.security.secrets_dir / "tls" / "server.crt"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse_cli.main", "serve", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-            start_new_session=True,  # its own process group: Python and its JVM
-        )  # fmt: skip
+    process = start_serve(env, port, log)
     url = f"https://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s

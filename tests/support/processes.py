@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,3 +40,14 @@ def free_port() -> int:
 def log_tail(path: Path, n: int = 4000) -> str:
     """The last ``n`` characters of a process's log, for a failure message."""
     return path.read_text(errors="replace")[-n:] if path.exists() else "(no log)"
+
+
+def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``lakehouse serve --port PORT`` with ``env``, output to ``log``, in its own process
+    group (Python and its JVM), so the caller can signal or kill both."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lakehouse_cli.main", "serve", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            start_new_session=True,
+        )  # fmt: skip

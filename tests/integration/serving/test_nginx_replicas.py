@@ -38,7 +38,7 @@ from lakehouse.metastore import derby_server
 from lakehouse.proxy import nginx_binary, render, upstream_servers
 from lakehouse.settings import Settings
 from serving.fhir.ids import patient_id
-from tests.support.processes import free_port, lakehouse_env, log_tail
+from tests.support.processes import free_port, lakehouse_env, log_tail, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -250,13 +250,7 @@ def test_killing_one_of_two_replicas_loses_no_read(tmp_path: Path) -> None:
         for i in range(2):
             port = free_port()
             log = tmp_path / f"replica-{i}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "lakehouse_cli.main", "serve", "--port", str(port)],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                    start_new_session=True,  # its own process group: Python and its JVM
-                )  # fmt: skip
-            replicas.append(Replica(port, process, log))
+            replicas.append(Replica(port, start_serve(env, port, log), log))
         verify = client_context(cfg)
         for r in replicas:
             _wait_healthy(r, verify, timeout_s=400)
