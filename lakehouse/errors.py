@@ -1515,6 +1515,55 @@ class ErrorCode(Enum):
         EX_UNAVAILABLE,
         remedy="Install Debian's package: `make nginx` (as root) or `apt-get install nginx`.",
     )
+    # --- SQL endpoint (LH-SQL) ---
+    SQL_AUTH_HANDSHAKE = ErrorDef(
+        "LH-SQL-001",
+        "The SQL endpoint refused the connection's sign-in handshake: {reason}.",
+        401,
+        EX_NOPERM,
+        remedy="Connect with user name and password (SASL PLAIN: the Hive JDBC driver's "
+        "default, beeline -n USER -p PASSWORD), or a session or single sign-on token as the "
+        "password; no Kerberos, no noSasl (docs/operations.md, SQL endpoint).",
+    )
+    SQL_HANDLE_UNKNOWN = ErrorDef(
+        "LH-SQL-002",
+        "No open {name} with that handle on this connection ({reason}).",
+        404,
+        EX_USAGE,
+        remedy="Open a session (reconnect) and run the statement again: sessions end with "
+        "their connection, on CloseSession and after sql_endpoint.idle_timeout_s idle.",
+    )
+    SQL_UNSUPPORTED = ErrorDef(
+        "LH-SQL-003",
+        "The SQL endpoint does not support {operation}: {reason}.",
+        501,
+        EX_USAGE,
+        remedy="The endpoint answers read-only queries (SELECT) and the catalog calls "
+        "(schemas, tables, columns, types); see docs/operations.md, SQL endpoint.",
+    )
+    SQL_ROWS_CAPPED = ErrorDef(
+        "LH-SQL-004",
+        "The result was cut off after {count} rows (sql_endpoint.max_rows).",
+        413,
+        EX_DATAERR,
+        remedy="Aggregate in the query, add a WHERE clause or a LIMIT, or ask the operators "
+        "to raise sql_endpoint.max_rows.",
+    )
+    SQL_QUERY_FAILED = ErrorDef(
+        "LH-SQL-005",
+        "Spark could not run the statement ({reason}).",
+        400,
+        EX_DATAERR,
+        remedy="Check the statement against the columns the catalog calls list for your role; "
+        "the reason is Spark's error class (its full text stays in no log: it may quote data).",
+    )
+    SQL_LISTEN_FAILED = ErrorDef(
+        "LH-SQL-006",
+        "The SQL endpoint cannot listen on {url}: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        remedy="Choose a free port (sql_endpoint.port or --port) or stop what holds it.",
+    )
 
     @property
     def id(self) -> str:

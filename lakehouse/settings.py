@@ -726,6 +726,42 @@ class StandbySettings(BaseModel):
     )
 
 
+class SqlEndpointSettings(BaseModel):
+    """The SQL endpoint for analysts and BI tools (``lakehouse sql-endpoint``, docs/adr/0030):
+    HiveServer2's Thrift protocol, every statement through the guarded, audited read path."""
+
+    host: str = Field("127.0.0.1", description="Address the SQL endpoint listens on.")
+    port: int = Field(
+        10000, ge=1, le=65535, description="Port of the HiveServer2 (Thrift binary) listener."
+    )
+    max_rows: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most rows one statement returns (the rest are cut off, and the statement "
+        "answers SUCCESS_WITH_INFO with LH-SQL-004): the gateway holds a statement's rows "
+        "until it is closed, so this bounds its memory per open statement.",
+    )
+    page_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Most rows one FetchResults call returns (clients ask for fewer, e.g. "
+        "beeline's fetch size).",
+    )
+    idle_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A connection that sends nothing this long is closed with its sessions "
+        "and their results.",
+    )
+    max_connections: int = Field(
+        32, ge=1, description="Most client connections served at once; more wait to be accepted."
+    )
+    purpose: str = Field(
+        "analytics", description="Purpose of use every read through the endpoint is audited with."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -776,6 +812,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
     backup: BackupSettings = Field(default_factory=BackupSettings)  # type: ignore[arg-type]
     standby: StandbySettings = Field(default_factory=StandbySettings)  # type: ignore[arg-type]
+    sql_endpoint: SqlEndpointSettings = Field(default_factory=SqlEndpointSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -1171,6 +1171,44 @@ def serve(
     _guard(go)
 
 
+@app.command("sql-endpoint")
+def sql_endpoint(
+    host: Annotated[str | None, typer.Option("--host", help="Default: sql_endpoint.host.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default: sql_endpoint.port.")] = None,
+) -> None:
+    """Serve the SQL endpoint for analysts and BI tools (HiveServer2 protocol, JDBC/ODBC;
+    every statement guarded and audited; docs/operations.md) until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from lakehouse.spark import build_spark
+    from serving.sql_endpoint import sql_gateway
+
+    stop = threading.Event()
+
+    def go() -> None:
+        cfg = _settings()
+        if host is not None or port is not None:
+            own = cfg.sql_endpoint
+            own = own.model_copy(update={"host": host or own.host, "port": port or own.port})
+            cfg = cfg.model_copy(update={"sql_endpoint": own})
+        gateway, close = sql_gateway(build_spark(cfg), cfg)
+        try:
+            gateway.start()
+            typer.echo(
+                f"SQL endpoint at jdbc:hive2://{cfg.sql_endpoint.host}:{gateway.port}/default "
+                "(user name and password, or a session token as the password)"
+            )
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+        finally:
+            close()
+        typer.echo("stopped")
+
+    _guard(go)
+
+
 kb_app = typer.Typer(
     help="Knowledge base: documents, folders and search (docs/knowledge-base.md).",
     no_args_is_help=True,

@@ -1,0 +1,303 @@
+"""The SQL endpoint over the real HiveServer2 protocol: the gateway in a thread of the test
+process on the run's one Spark session, reached by PyHive (Thrift + SASL PLAIN) and by
+beeline (the Hive JDBC driver BI tools use).
+
+An analyst reads a de-identified view (its own institution's rows, complete across several
+fetch pages), is refused ``silver.*`` with the catalogued error, and a wrong password is
+refused; every read and refusal is on the audit record; the catalog calls list only what the
+analyst's policy lets it read; a result over ``max_rows`` is cut off and says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyhive import hive
+from pyspark.sql import SparkSession
+from pyspark.sql.types import DateType, DoubleType, StringType
+from TCLIService import ttypes as tt
+from thrift.transport.TTransport import TTransportException
+
+from lakehouse.governance.access import AccessService
+from lakehouse.governance.audit import MemoryAuditLog
+from lakehouse.governance.identity import IdentityService
+from lakehouse.governance.policy import load_policy
+from lakehouse.governance.sessions import Principal, SessionSigner
+from lakehouse.governance.sql_guard import SqlGuard
+from lakehouse.settings import SecuritySettings, SqlEndpointSettings
+from lakehouse.tables.spec import Phi, TableSpec, column
+from lakehouse.tables.writer import ensure_table
+from serving.sql_endpoint import SqlGateway
+from tests.support.processes import REPO, free_port
+
+KEY = b"q" * 32
+PASSWORD = "Correct-Horse-42"
+BEELINE = REPO / ".venv/lib/python3.11/site-packages/pyspark/bin/beeline"
+H1_ROWS, H2_ROWS = 10, 3
+PAGE, MAX_ROWS = 4, 12  # the analyst's 10 rows take three pages; 100 rows are cut at 12
+
+POLICY = """
+version: 1
+roles:
+  clinician:
+    read: [silver.*]
+    phi: [identifier, date]
+    scope: [institution]
+  analyst:
+    read: [deid.*]
+    deny: [audit.*, bronze.*, governance.*]
+    scope: [institution]
+  admin:
+    read: [ops.*]
+    deny: [audit.*]
+  auditor:
+    read: [audit.*]
+"""
+
+
+@dataclass
+class Endpoint:
+    port: int
+    audit: MemoryAuditLog
+    silver: str
+    view: str
+
+
+@pytest.fixture(scope="module")
+def endpoint(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, unique_module: str
+) -> Iterator[Endpoint]:
+    u = unique_module
+    labs = TableSpec(
+        name=f"silver.sqlep_labs_{u}",
+        comment="Lab results (SQL endpoint test).",
+        columns=(
+            column("lab_id", StringType(), "Lab result id.", nullable=False),
+            column("patient_id", StringType(), "Patient id.", phi=Phi.IDENTIFIER),
+            column("loinc", StringType(), "LOINC code."),
+            column("value", DoubleType(), "Result value."),
+            column("taken_on", DateType(), "Collection date.", phi=Phi.DATE),
+            column("institution_code", StringType(), "Institution."),
+        ),
+        keys=("lab_id",),
+    )
+    view = TableSpec(
+        name=f"deid.sqlep_labs_{u}",
+        comment="De-identified lab results: person token, year of collection.",
+        columns=(
+            column("person_token", StringType(), "Keyed token of the patient."),
+            column("lab_id", StringType(), "Lab result id."),
+            column("loinc", StringType(), "LOINC code."),
+            column("value", DoubleType(), "Result value."),
+            column("taken_year", StringType(), "Year of collection."),
+            column("institution_code", StringType(), "Institution."),
+        ),
+    )
+    ensure_table(spark, labs)
+    day = date(2024, 1, 1)
+    rows = [
+        (f"L{i:02d}", f"P{i % 4}", "2345-7", 5.0 + i / 10, day + timedelta(days=i),
+         "H1" if i < H1_ROWS else "H2")
+        for i in range(H1_ROWS + H2_ROWS)
+    ]  # fmt: skip
+    spark.createDataFrame(rows, labs.schema).write.insertInto(labs.name)
+    spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
+    spark.sql(
+        f"CREATE OR REPLACE VIEW {view.name} AS SELECT sha2(concat('k', patient_id), 256) "
+        "AS person_token, lab_id, loinc, value, CAST(year(taken_on) AS STRING) AS taken_year, "
+        f"institution_code FROM {labs.name}"
+    )
+    tmp = tmp_path_factory.mktemp("sql-endpoint")
+    (tmp / "policy.yaml").write_text(POLICY)
+    catalog = {labs.name: labs, view.name: view}
+    audit = MemoryAuditLog()
+    access = AccessService(spark, SqlGuard(load_policy(tmp / "policy.yaml"), catalog), audit, KEY)
+    identity = IdentityService(
+        tmp / "accounts.db", audit, SecuritySettings(), SessionSigner(KEY, 900)
+    )
+    identity.create_account(
+        Principal("root", "admin"), "ana", PASSWORD, ("analyst",), institutions=("H1",)
+    )
+    cfg = SqlEndpointSettings(port=free_port(), page_rows=PAGE, max_rows=MAX_ROWS)
+    with SqlGateway(spark, cfg, access=access, identity=identity) as gateway:
+        yield Endpoint(gateway.port, audit, labs.name, view.name)
+    spark.sql(f"DROP VIEW IF EXISTS {view.name}")
+
+
+@pytest.fixture(scope="module")
+def unique_module() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
+
+
+def _connect(ep: Endpoint, password: str = PASSWORD) -> Any:
+    return hive.connect(
+        host="127.0.0.1", port=ep.port, username="ana", password=password, auth="CUSTOM"
+    )
+
+
+def test_analyst_reads_the_view_across_pages_and_the_read_is_audited(ep: Endpoint) -> None:
+    before = len(ep.audit.rows)
+    with _connect(ep) as conn:
+        cur = conn.cursor()
+        cur.arraysize = 3  # smaller than the gateway's page: four fetches
+        cur.execute(f"SELECT lab_id, value, taken_year FROM {ep.view} ORDER BY lab_id")
+        rows = cur.fetchall()
+        described = [(d[0], d[1]) for d in cur.description]
+    assert [r[0] for r in rows] == [f"L{i:02d}" for i in range(H1_ROWS)]  # H1 only
+    assert rows[3] == ("L03", pytest.approx(5.3), "2024")
+    assert described == [("lab_id", "STRING_TYPE"), ("value", "DOUBLE_TYPE"),
+                         ("taken_year", "STRING_TYPE")]  # fmt: skip
+    reads = [r for r in ep.audit.rows[before:] if r["action"] == "read"]
+    assert [(r["actor"], r["role"], r["target"], r["row_count"]) for r in reads] == [
+        ("ana", "analyst", ep.view, H1_ROWS)
+    ]
+    assert reads[0]["purpose"] == "analytics"
+
+
+def test_silver_is_refused_with_the_catalogued_error_and_audited(ep: Endpoint) -> None:
+    before = len(ep.audit.rows)
+    with _connect(ep) as conn, pytest.raises(hive.OperationalError) as exc:
+        conn.cursor().execute(f"SELECT lab_id FROM {ep.silver}")
+    status = exc.value.args[0].status
+    assert status.errorMessage.startswith("[LH-SEC-006]")
+    assert (status.sqlState, status.errorCode) == ("42000", 403)
+    denied = [r for r in ep.audit.rows[before:] if r["action"] == "access_denied"]
+    assert [(r["actor"], r["reason"]) for r in denied] == [("ana", "LH-SEC-006")]
+
+
+def test_wrong_password_is_refused_and_audited(ep: Endpoint) -> None:
+    before = len(ep.audit.rows)
+    with pytest.raises(TTransportException) as exc:
+        _connect(ep, "Wrong-Pass-42")
+    assert "LH-SEC-001" in str(exc.value)
+    failed = [r for r in ep.audit.rows[before:] if r["action"] == "login_failure"]
+    assert [r["actor"] for r in failed] == ["ana"]
+
+
+def test_result_over_max_rows_is_cut_off_and_says_so(ep: Endpoint) -> None:
+    with _connect(ep) as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT a.lab_id FROM {ep.view} a CROSS JOIN {ep.view} b")
+        rows = cur.fetchall()
+        logs = cur.fetch_logs()
+    assert len(rows) == MAX_ROWS  # of 100
+    assert any(line.startswith("[LH-SQL-004]") for line in logs)
+
+
+def _fetch_all(conn: Any, handle: Any) -> list[tuple[Any, ...]]:
+    client, out = conn._client, []
+    while True:
+        resp = client.FetchResults(
+            tt.TFetchResultsReq(operationHandle=handle, orientation=0, maxRows=100)
+        )
+        assert resp.status.statusCode == tt.TStatusCode.SUCCESS_STATUS
+        cols = [next(v for v in vars(c).values() if v is not None).values
+                for c in resp.results.columns]  # fmt: skip
+        batch = list(zip(*cols, strict=True))
+        if not batch:
+            return out
+        out.extend(batch)
+
+
+def test_catalog_calls_list_only_what_the_policy_lets_the_analyst_read(ep: Endpoint) -> None:
+    with _connect(ep) as conn:
+        client, session = conn._client, conn.sessionHandle
+        schemas = client.GetSchemas(tt.TGetSchemasReq(sessionHandle=session))
+        tables = client.GetTables(tt.TGetTablesReq(sessionHandle=session, schemaName="%"))
+        _, name = ep.view.split(".")
+        columns = client.GetColumns(
+            tt.TGetColumnsReq(sessionHandle=session, schemaName="deid", tableName=name)
+        )
+        listed_schemas = _fetch_all(conn, schemas.operationHandle)
+        listed = _fetch_all(conn, tables.operationHandle)
+        cols = _fetch_all(conn, columns.operationHandle)
+    assert ("deid", "") in listed_schemas
+    assert all(s == "deid" for s, _ in listed_schemas)  # no silver, audit, governance
+    assert ("deid", name, "VIEW") in [(t[1], t[2], t[3]) for t in listed]
+    assert not any(t[1] == "silver" for t in listed)
+    assert [(c[3], c[5]) for c in cols] == [
+        ("person_token", "STRING"), ("lab_id", "STRING"), ("loinc", "STRING"),
+        ("value", "DOUBLE"), ("taken_year", "STRING"), ("institution_code", "STRING"),
+    ]  # fmt: skip
+
+
+def test_beeline_through_the_hive_jdbc_driver(ep: Endpoint, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    out = subprocess.run(
+        [str(BEELINE), "-u", f"jdbc:hive2://127.0.0.1:{ep.port}/default", "-n", "ana",
+         "-p", PASSWORD, "--outputformat=csv2", "--silent=true", "--force=true",
+         "-e", f"SELECT lab_id, value FROM {ep.view} ORDER BY lab_id;"
+               f"SELECT lab_id FROM {ep.silver};"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert lines[0] == "lab_id,value", out.stdout + out.stderr[-3000:]
+    assert [ln.split(",")[0] for ln in lines[1:]] == [f"L{i:02d}" for i in range(H1_ROWS)]
+    assert "[LH-SEC-006]" in out.stderr, out.stderr[-3000:]
+    print(f"beeline: {seconds:.1f} s")
+
+
+@pytest.fixture
+def ep(endpoint: Endpoint) -> Endpoint:
+    return endpoint
+
+
+@pytest.mark.slow
+def test_lakehouse_sql_endpoint_command(tmp_path: Path) -> None:
+    """``lakehouse sql-endpoint`` in its own process, on the configured policy and accounts:
+    an analyst signs in (JDBC URL printed), and SIGTERM stops it cleanly."""
+    import signal
+    import sys
+
+    from tests.support.processes import lakehouse_env, log_tail
+
+    port = free_port()
+    env = lakehouse_env(tmp_path / "data", SQL_ENDPOINT__PORT=str(port))
+    made = subprocess.run(
+        [sys.executable, "-m", "lakehouse_cli.main", "accounts", "create", "ana", "--role",
+         "analyst", "--institution", "H1", "--password-stdin"],
+        input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    log = tmp_path / "endpoint.log"
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse_cli.main", "sql-endpoint"],
+            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        while "SQL endpoint at jdbc:hive2://" not in log_tail(log):
+            assert proc.poll() is None, log_tail(log)
+            assert time.perf_counter() - started < 300, log_tail(log)
+            time.sleep(0.5)
+        ready = time.perf_counter() - started
+        conn = hive.connect(
+            host="127.0.0.1", port=port, username="ana", password=PASSWORD, auth="CUSTOM"
+        )
+        with conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1 AS one")
+            assert cur.fetchall() == [(1,)]
+        print(f"sql-endpoint ready in {ready:.1f} s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            import os
+
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, log_tail(log)
+    assert "stopped" in log_tail(log)
