@@ -1,0 +1,158 @@
+"""Rows per second out of the SQL endpoint (beeline, PyHive) against Spark itself.
+
+``python -m benchmarks bench_sql_endpoint`` or ``python -m benchmarks.bench_sql_endpoint
+[--rows N] [--page P]``.
+
+One Spark session (local[2]) on a temporary lakehouse: a Delta table of ``--rows`` lab-like
+rows and a view over it in ``deid``, an analyst account, and the gateway (``SqlGateway``,
+``max_rows`` = ``--rows``, ``page_rows`` = ``--page``) in a thread. The same query is timed
+four ways: the guarded SQL collected by Spark directly (what the gateway's read costs), the
+gateway's read path without a client (``SqlGateway.execute``: guard, audit, collect),
+PyHive fetching everything, and beeline (the Hive JDBC driver) writing CSV to /dev/null,
+with the driver's default fetch size and with ``;fetchSize=PAGE`` in the URL; beeline's
+figures have its JVM start subtracted (a ``SELECT 1`` run timed beside them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from pyhive import hive
+
+from lakehouse.governance.access import AccessService
+from lakehouse.governance.audit import MemoryAuditLog
+from lakehouse.governance.identity import IdentityService
+from lakehouse.governance.policy import load_policy
+from lakehouse.governance.sessions import Principal, SessionSigner
+from lakehouse.governance.sql_guard import SqlGuard
+from lakehouse.settings import SecuritySettings, Settings, SqlEndpointSettings
+from lakehouse.spark import build_spark
+from lakehouse.tables.spec import TableSpec, column
+from serving.sql_endpoint import SqlGateway
+
+REPO = Path(__file__).resolve().parents[1]
+BEELINE = REPO / ".venv/lib/python3.11/site-packages/pyspark/bin/beeline"
+PASSWORD = "Correct-Horse-42"
+POLICY = """
+version: 1
+roles:
+  analyst: {read: [deid.*], scope: [institution]}
+  admin: {read: [ops.*], deny: [audit.*]}
+  auditor: {read: [audit.*]}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _beeline(port: int, sql: str, fetch: int | None = None) -> float:
+    url = f"jdbc:hive2://127.0.0.1:{port}/default" + (f";fetchSize={fetch}" if fetch else "")
+    t0 = time.perf_counter()
+    subprocess.run(
+        [str(BEELINE), "-u", url, "-n", "ana",
+         "-p", PASSWORD, "--outputformat=csv2", "--silent=true", "--incremental=true",
+         "-e", sql],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=900,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_sql_endpoint", description=__doc__)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--page", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    from pyspark.sql.types import DoubleType, LongType, StringType
+
+    with tempfile.TemporaryDirectory(prefix="bench_sql_endpoint_") as tmp:
+        root = Path(tmp)
+        cfg = Settings(  # type: ignore[call-arg]
+            home=REPO,
+            data_dir=root,
+            spark={"master": "local[2]", "shuffle_partitions": 2, "ui_enabled": False},
+        )
+        spark = build_spark(cfg)
+        view = TableSpec(
+            name="deid.bench_labs",
+            comment="Benchmark view.",
+            columns=(
+                column("lab_id", LongType(), "Id."),
+                column("loinc", StringType(), "Code."),
+                column("value", DoubleType(), "Value."),
+                column("institution_code", StringType(), "Institution."),
+            ),
+        )
+        spark.sql("CREATE SCHEMA IF NOT EXISTS silver")
+        spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
+        spark.range(args.rows).selectExpr(
+            "id AS lab_id", "'2345-7' AS loinc", "rand(7) * 10 AS value",
+            "'H1' AS institution_code",
+        ).write.format("delta").saveAsTable("silver.bench_labs")  # fmt: skip
+        spark.sql("CREATE VIEW deid.bench_labs AS SELECT * FROM silver.bench_labs")
+        (root / "policy.yaml").write_text(POLICY)
+        policy = load_policy(root / "policy.yaml")
+        audit = MemoryAuditLog()
+        access = AccessService(spark, SqlGuard(policy, {view.name: view}), audit, b"b" * 32)
+        identity = IdentityService(
+            root / "accounts.db", audit, SecuritySettings(), SessionSigner(b"b" * 32, 900)
+        )
+        identity.create_account(
+            Principal("root", "admin"), "ana", PASSWORD, ("analyst",), institutions=("H1",)
+        )
+        sql = f"SELECT lab_id, loinc, value FROM {view.name}"
+        ana = Principal("ana", "analyst", institutions=("H1",))
+        guarded = access.guard.rewrite(ana, sql).sql
+        spark.sql(guarded).collect()  # warm up
+        t0 = time.perf_counter()
+        n = len(spark.sql(guarded).collect())
+        direct = time.perf_counter() - t0
+        gw_cfg = SqlEndpointSettings(port=_free_port(), max_rows=args.rows, page_rows=args.page)
+        with SqlGateway(spark, gw_cfg, access=access, identity=identity) as gateway:
+            t0 = time.perf_counter()
+            gateway.execute(ana, sql)
+            path = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with hive.connect(
+                host="127.0.0.1", port=gateway.port, username="ana", password=PASSWORD,
+                auth="CUSTOM",
+            ) as conn:  # fmt: skip
+                cur = conn.cursor()
+                cur.arraysize = args.page
+                cur.execute(sql)
+                got = len(cur.fetchall())
+            pyhive = time.perf_counter() - t0
+            start = _beeline(gateway.port, "SELECT 1;")
+            whole = _beeline(gateway.port, sql + ";")
+            paged = _beeline(gateway.port, sql + ";", args.page)
+        spark.stop()
+    assert got == n == args.rows
+    beeline, beeline_paged = max(whole - start, 1e-9), max(paged - start, 1e-9)
+    print(f"rows: {n}, page: {args.page}")
+    print(f"spark collect (guarded SQL): {direct:.2f} s, {n / direct:,.0f} rows/s")
+    print(f"gateway read path (guard, audit, collect): {path:.2f} s, {n / path:,.0f} rows/s")
+    print(f"pyhive fetchall: {pyhive:.2f} s, {n / pyhive:,.0f} rows/s")
+    print(
+        f"beeline csv2, driver's default fetch size: {whole:.2f} s with its JVM start "
+        f"({start:.2f} s for SELECT 1): {n / beeline:,.0f} rows/s"
+    )
+    print(
+        f"beeline csv2, ;fetchSize={args.page} in the URL: {paged:.2f} s: "
+        f"{n / beeline_paged:,.0f} rows/s"
+    )
+    print(
+        f"ratio to spark collect: beeline {direct / beeline:.2f}x, "
+        f"beeline with fetchSize {direct / beeline_paged:.2f}x, pyhive {direct / pyhive:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
