@@ -1564,6 +1564,26 @@ class ErrorCode(Enum):
         EX_UNAVAILABLE,
         remedy="Choose a free port (sql_endpoint.port or --port) or stop what holds it.",
     )
+    # --- operations console and metrics (LH-CON) ---
+    CONSOLE_SOURCE_FAILED = ErrorDef(
+        "LH-CON-001",
+        "The console could not read {name}: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        retryable=True,
+        remedy="The panel shows the code and the rest of the console still works; check the "
+        "source it names (the table exists, the backup folder is readable, the MLflow server "
+        "answers) and reload after console.cache_ttl_s.",
+    )
+    CONSOLE_METRICS_UNAUTHORIZED = ErrorDef(
+        "LH-CON-002",
+        "The /metrics request is not authorized: {reason}.",
+        401,
+        EX_NOPERM,
+        remedy="Send `Authorization: Bearer <token>` with the token of "
+        "console.metrics_token_file (Prometheus: bearer_token_file), or a signed-in admin "
+        "or auditor session.",
+    )
 
     @property
     def id(self) -> str:

@@ -762,6 +762,51 @@ class SqlEndpointSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The operations console and its Prometheus endpoint (serving/console, docs/operations.md)."""
+
+    cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a figure read from the tables, the backups, the standby status "
+        "or MLflow is reused before it is read again (a scrape or a page load within that time "
+        "runs no Spark job). 0 reads on every request.",
+    )
+    schemas: list[str] = Field(
+        default_factory=lambda: [
+            "bronze",
+            "silver",
+            "gold",
+            "vocab",
+            "governance",
+            "features",
+            "deid",
+            "ops",
+            "dq",
+            "audit",
+        ],
+        description="Schemas whose tables the console lists with their versions and sizes.",
+    )
+    max_tables: int = Field(
+        500, ge=1, description="Most tables listed (and exported as metrics), by name order."
+    )
+    runs_days: int = Field(
+        7, ge=1, description="Days of ops.job_runs the runs panel and its metrics cover."
+    )
+    dq_runs: int = Field(10, ge=1, description="Data-quality runs shown in the trend.")
+    alert_days: int = Field(
+        14, ge=1, description="Days of break-glass and refusal counts shown per day."
+    )
+    probe_timeout_s: float = Field(
+        2.0, gt=0, description="Timeout of one reachability probe (MLflow, the LLM endpoint)."
+    )
+    metrics_token_file: Path | None = Field(
+        None,
+        description="File holding the bearer token Prometheus sends to /metrics (a scrape "
+        "needs no user session). Unset: only a signed-in admin or auditor may read /metrics.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs on one machine."""
 
@@ -812,6 +857,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)  # type: ignore[arg-type]
     backup: BackupSettings = Field(default_factory=BackupSettings)  # type: ignore[arg-type]
     standby: StandbySettings = Field(default_factory=StandbySettings)  # type: ignore[arg-type]
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # type: ignore[arg-type]
     sql_endpoint: SqlEndpointSettings = Field(default_factory=SqlEndpointSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")

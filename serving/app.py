@@ -7,7 +7,8 @@
 Endpoints (docs/assistant.md): ``POST /api/login``, ``POST /api/logout``, ``GET /api/me``,
 ``POST /api/ask``, ``GET /api/citations/{citation}``, ``GET /api/health``, ``GET`` and
 ``DELETE /api/history`` (the user's own questions and answers), and the chat page at ``/``
-(:mod:`serving.page`). Every endpoint
+(:mod:`serving.page`); the operations console at ``/console``, ``/api/console/<panel>`` and
+``/metrics`` (:mod:`serving.console`). Every endpoint
 but login and health needs a valid, unexpired session: ``Authorization: Bearer <token>`` or
 the HttpOnly, Secure session cookie. Errors answer ``{"error": {code, name, message,
 param}}`` with the code's HTTP status; never a stack trace, never a patient value.
@@ -47,6 +48,7 @@ from serving.assistant.lexicon import Lexicon, load_lexicon
 from serving.assistant.llm import ChatModel, OpenAICompatibleChat
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
+from serving.console import Console, ConsoleTables, mount_console
 from serving.fhir.api import fhir_app
 from serving.history import ChatHistory
 from serving.interop.api import interop_app
@@ -111,6 +113,7 @@ def create_app(
     now: Callable[[], datetime] | None = None,
     history: ChatHistory | None = None,
     chat_model: ChatModel | None = None,
+    console_tables: ConsoleTables | None = None,
 ) -> FastAPI:
     """The service; governance parts are built from ``cfg`` unless given (tests, embedding).
     With ``llm.endpoint`` set (or ``chat_model`` given) questions go to the LLM agent,
@@ -251,6 +254,9 @@ def create_app(
         return out
 
     mount_knowledge(app, kb, identity.audit, _principal)
+    # The operations console and /metrics (docs/operations.md, Console and metrics).
+    console = Console(spark, cfg, identity.audit, access.guard.policy, console_tables)
+    mount_console(app, console, _principal, state.identity.session)
     mount_page(app)
     return app
 
