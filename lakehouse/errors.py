@@ -1543,7 +1543,7 @@ class ErrorCode(Enum):
     )
     SQL_ROWS_CAPPED = ErrorDef(
         "LH-SQL-004",
-        "The result was cut off after {count} rows (sql_endpoint.max_rows).",
+        "The result stops at sql_endpoint.max_rows ({count} rows): more rows may match.",
         413,
         EX_DATAERR,
         remedy="Aggregate in the query, add a WHERE clause or a LIMIT, or ask the operators "

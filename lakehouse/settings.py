@@ -738,9 +738,9 @@ class SqlEndpointSettings(BaseModel):
         100_000,
         ge=1,
         le=10_000_000,
-        description="Most rows one statement returns (the rest are cut off, and the statement "
-        "answers SUCCESS_WITH_INFO with LH-SQL-004): the gateway holds a statement's rows "
-        "until it is closed, so this bounds its memory per open statement.",
+        description="Most rows one statement returns; a result that reaches it says so in "
+        "the statement's log (LH-SQL-004). The gateway holds a statement's rows until it is "
+        "closed, so this bounds its memory per open statement.",
     )
     page_rows: int = Field(
         10_000,

@@ -9,7 +9,7 @@ token or hospital single sign-on token (OIDC JWT) as the password.
 Every statement goes through :meth:`AccessService.query` (docs/adr/0027, 0030): the SQL
 guard rewrites it under the caller's role (analysts read ``deid.*`` only), patients outside
 the scope are refused, and the read is audited before a row leaves. A statement holds at
-most ``sql_endpoint.max_rows`` rows (the operation log says when it was cut off), paged out
+most ``sql_endpoint.max_rows`` rows (the operation log says when it reached them), paged out
 by ``FetchResults``. The catalog calls list only the tables and columns the caller's policy
 lets it read. Errors are HiveServer2 error statuses carrying the catalogued ``LH-`` code and
 message, never a value from the data.
@@ -270,6 +270,7 @@ class SqlGateway:
 
     def start(self) -> SqlGateway:
         """Bind ``host:port`` (``LH-SQL-006`` when it cannot) and accept in a thread."""
+        _quiet_query_context_loggers()
         try:
             listener = socket.create_server((self.cfg.host, self.cfg.port), reuse_port=False)
         except OSError as exc:
@@ -375,14 +376,16 @@ class SqlGateway:
     def execute(self, who: Principal, sql: str) -> Result:
         """One statement through the guarded, audited read path, capped at ``max_rows``."""
         cap = self.cfg.max_rows
-        rows = self.access.query(who, sql, purpose=self.cfg.purpose, limit=cap + 1)
+        # At most ``cap`` rows are read (so the audit event counts exactly the rows served);
+        # a full result may have been cut off, and says so.
+        rows = self.access.query(who, sql, purpose=self.cfg.purpose, limit=cap)
         # The result's types: the same guard's rewrite, analysed by Spark (nothing runs).
         schema = self.spark.sql(self.access.guard.rewrite(who, sql).sql).schema
-        result = Result(schema, [tuple(r) for r in rows[:cap]], capped=len(rows) > cap)
+        result = Result(schema, [tuple(r) for r in rows], capped=len(rows) >= cap)
         if result.capped:
             notice = error(ErrorCode.SQL_ROWS_CAPPED, count=cap)
             result.log.append(f"[{notice.code.id}] {notice.render()}")
-            logger.warning("SQL endpoint: a statement of %s was cut off at %d rows", who.role, cap)
+            logger.warning("SQL endpoint: a statement of %s stopped at %d rows", who.role, cap)
         return result
 
     def readable(self, who: Principal) -> list[Readable]:
@@ -406,6 +409,16 @@ class SqlGateway:
                 )
             )  # fmt: skip
         return out
+
+
+def _quiet_query_context_loggers() -> None:
+    """Silence PySpark's query-context loggers: on every failed query they log Spark's
+    message, which can quote data values (``The value '...' cannot be cast``), to stderr.
+    The gateway answers the error class only (``LH-SQL-005``)."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
 
 
 def _is_jwt(token: str) -> bool:
@@ -497,7 +510,8 @@ class Connection:
         info = tt.TGetInfoType
         text = {
             info.CLI_DBMS_NAME: DBMS_NAME,
-            info.CLI_DBMS_VER: self.gw.spark.version,
+            # Spark's version only when asked (one JVM call).
+            info.CLI_DBMS_VER: self.gw.spark.version if req.infoType == info.CLI_DBMS_VER else "",
             info.CLI_SERVER_NAME: SERVER_NAME,
             info.CLI_USER_NAME: self.who.username,
             info.CLI_IDENTIFIER_QUOTE_CHAR: "`",

@@ -47,7 +47,7 @@ class Result:
 
     schema: StructType
     rows: list[tuple[Any, ...]]
-    #: More rows than ``sql_endpoint.max_rows`` matched; the rest were not fetched.
+    #: The result reached ``sql_endpoint.max_rows``: more rows may have matched.
     capped: bool = False
     #: Lines the operation log shows (``FetchResults`` with fetchType 1; beeline prints them).
     log: list[str] = field(default_factory=list)

@@ -5,7 +5,7 @@ beeline (the Hive JDBC driver BI tools use).
 An analyst reads a de-identified view (its own institution's rows, complete across several
 fetch pages), is refused ``silver.*`` with the catalogued error, and a wrong password is
 refused; every read and refusal is on the audit record; the catalog calls list only what the
-analyst's policy lets it read; a result over ``max_rows`` is cut off and says so.
+analyst's policy lets it read; a result that reaches ``max_rows`` stops there and says so.
 """
 
 from __future__ import annotations
@@ -174,6 +174,17 @@ def test_silver_is_refused_with_the_catalogued_error_and_audited(ep: Endpoint) -
     assert [(r["actor"], r["reason"]) for r in denied] == [("ana", "LH-SEC-006")]
 
 
+def test_a_spark_failure_answers_its_error_class_and_logs_no_value(
+    ep: Endpoint, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with _connect(ep) as conn, pytest.raises(hive.OperationalError) as exc:
+        conn.cursor().execute(f"SELECT CAST('zz-canary' AS INT) + value FROM {ep.view}")
+    message = exc.value.args[0].status.errorMessage
+    assert message == "[LH-SQL-005] Spark could not run the statement (CAST_INVALID_INPUT)."
+    assert "zz-canary" not in capfd.readouterr().err  # PySpark's query-context log is off
+    assert ep.audit.rows[-1]["outcome"] == "failed"
+
+
 def test_wrong_password_is_refused_and_audited(ep: Endpoint) -> None:
     before = len(ep.audit.rows)
     with pytest.raises(TTransportException) as exc:
@@ -183,7 +194,8 @@ def test_wrong_password_is_refused_and_audited(ep: Endpoint) -> None:
     assert [r["actor"] for r in failed] == ["ana"]
 
 
-def test_result_over_max_rows_is_cut_off_and_says_so(ep: Endpoint) -> None:
+def test_result_stops_at_max_rows_and_says_so(ep: Endpoint) -> None:
+    before = len(ep.audit.rows)
     with _connect(ep) as conn:
         cur = conn.cursor()
         cur.execute(f"SELECT a.lab_id FROM {ep.view} a CROSS JOIN {ep.view} b")
@@ -191,6 +203,8 @@ def test_result_over_max_rows_is_cut_off_and_says_so(ep: Endpoint) -> None:
         logs = cur.fetch_logs()
     assert len(rows) == MAX_ROWS  # of 100
     assert any(line.startswith("[LH-SQL-004]") for line in logs)
+    reads = [r for r in ep.audit.rows[before:] if r["action"] == "read"]
+    assert [r["row_count"] for r in reads] == [MAX_ROWS]  # the rows served, exactly
 
 
 def _fetch_all(conn: Any, handle: Any) -> list[tuple[Any, ...]]:

@@ -23,7 +23,9 @@ from pyspark.sql.types import (
 from TCLIService import ttypes as tt
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
-from serving.sql_endpoint.gateway import _like, status_of
+from lakehouse.governance.sessions import Principal
+from lakehouse.settings import SqlEndpointSettings
+from serving.sql_endpoint.gateway import V6, V10, Connection, SqlGateway, _like, status_of
 from serving.sql_endpoint.rowsets import row_set, table_schema
 from serving.sql_endpoint.sasl import BAD, COMPLETE, OK, START, SaslServerTransport
 
@@ -148,3 +150,40 @@ def test_error_statuses_carry_the_code_never_the_exception_text() -> None:
         == "[LH-SRV-004] " + error(ErrorCode.SRV_INTERNAL, reason="ValueError").render()
     )
     assert "张三" not in crashed.errorMessage
+
+
+def _connection(now: list[float]) -> Connection:
+    gateway = SqlGateway(
+        None,  # type: ignore[arg-type]  # sessions and handles need no Spark
+        SqlEndpointSettings(idle_timeout_s=60),
+        access=None,  # type: ignore[arg-type]
+        identity=None,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    return Connection(gateway, Principal("ana", "analyst"), None)  # type: ignore[arg-type]
+
+
+def test_sessions_end_after_the_idle_timeout_and_need_their_secret() -> None:
+    now = [0.0]
+    conn = _connection(now)
+    opened = conn.OpenSession(tt.TOpenSessionReq(client_protocol=V10 + 2))  # a newer client
+    assert opened.serverProtocolVersion == V10
+    handle = opened.sessionHandle
+    info = tt.TGetInfoReq(sessionHandle=handle, infoType=tt.TGetInfoType.CLI_SERVER_NAME)
+    assert conn.GetInfo(info).infoValue.stringValue == "Clinical lakehouse SQL endpoint"
+    forged = tt.TSessionHandle(
+        sessionId=tt.THandleIdentifier(guid=handle.sessionId.guid, secret=b"x" * 16)
+    )
+    refused = conn.GetInfo(tt.TGetInfoReq(sessionHandle=forged, infoType=info.infoType))
+    assert refused.status.errorMessage.startswith("[LH-SQL-002]")
+    now[0] = 59.0
+    assert conn.GetInfo(info).status.statusCode == tt.TStatusCode.SUCCESS_STATUS
+    now[0] = 120.0  # 61 s after its last use
+    assert conn.GetInfo(info).status.errorMessage.startswith("[LH-SQL-002]")
+    assert conn.sessions == {}
+
+
+def test_clients_before_protocol_v6_are_refused() -> None:
+    old = _connection([0.0]).OpenSession(tt.TOpenSessionReq(client_protocol=V6 - 1))
+    assert old.status.errorMessage.startswith("[LH-SQL-003]")
+    assert (old.status.sqlState, old.status.errorCode) == ("0A000", 501)
