@@ -1,8 +1,8 @@
 """``lakehouse doctor``: check what the lakehouse needs, say exactly what is wrong.
 
-Checks run in dependency order (Python packages, Java, jars, storage, then the catalog
-through a real Spark session); a check whose prerequisite failed is skipped, not failed
-twice. The process exits with the exit status of the first failing code.
+Checks run in dependency order (Python packages, Java, jars, storage, time zone, then the
+catalog through a real Spark session); a check whose prerequisite failed is skipped, not
+failed twice. The process exits with the exit status of the first failing code.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from lakehouse.environment import (
     check_storage,
     find_jars,
     find_java,
+    use_hospital_zone,
 )
 from lakehouse.errors import LakehouseError
 from lakehouse.settings import Settings
@@ -51,6 +52,12 @@ def _storage(cfg: Settings) -> str:
     return f"{check_storage(cfg)} writable; warehouse {cfg.warehouse}"
 
 
+def _timezone(cfg: Settings) -> str:
+    value = use_hospital_zone(cfg.timezone)
+    source = "system database" if value == cfg.timezone else "tzdata package"
+    return f"{cfg.timezone} is the process's local zone ({source})"
+
+
 def _catalog(cfg: Settings) -> str:
     from lakehouse.spark import build_spark, check_catalog
 
@@ -64,6 +71,7 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
     ("java", _java),
     ("jars", _jars),
     ("storage", _storage),
+    ("time zone", _timezone),
     ("catalog", _catalog),
 ]
 

@@ -6,12 +6,16 @@ early with a catalogued code instead of a Py4J stack trace.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
-from importlib import metadata
+from datetime import datetime
+from importlib import metadata, resources
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings, environment_path
@@ -125,6 +129,59 @@ def check_storage(cfg: Settings) -> Path:
     return root
 
 
+def use_hospital_zone(zone: str) -> str:
+    """Make ``zone`` this Python process's local time zone; returns the ``TZ`` value used.
+
+    PySpark turns a ``TIMESTAMP`` into a naive ``datetime`` in the *process's* local zone
+    (``datetime.fromtimestamp``) and reads a naive ``datetime`` back the same way, while
+    Spark SQL renders and parses in ``spark.sql.session.timeZone``. A driver on a UTC host
+    would show an 11:11 Shanghai admission as 03:11. So the driver (and the Python workers
+    and JVM it starts, which inherit ``TZ``) run in the hospital's zone. The C library reads
+    the system time zone database; where that lacks the zone, the ``tzdata`` package's file
+    is used (``TZ=:/path``). The result is checked against :mod:`zoneinfo` at three instants
+    (now, January, July) so a silent fallback to UTC is caught (``LH-ENV-008``).
+    """
+    try:
+        target = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise error(ErrorCode.TIMEZONE_UNAVAILABLE, name=zone, reason="unknown zone") from exc
+    candidates = [zone]
+    try:
+        packaged = resources.files("tzdata") / "zoneinfo" / zone
+        if packaged.is_file():
+            candidates.append(f":{packaged}")
+    except ModuleNotFoundError:
+        pass
+    previous = os.environ.get("TZ")
+    for value in candidates:
+        os.environ["TZ"] = value
+        time.tzset()
+        if _local_zone_is(target):
+            return value
+    if previous is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = previous
+    time.tzset()
+    raise error(
+        ErrorCode.TIMEZONE_UNAVAILABLE,
+        name=zone,
+        reason="the C library has no data for it (install tzdata)",
+    )
+
+
+def _local_zone_is(target: ZoneInfo) -> bool:
+    year = datetime.now().year
+    instants = [time.time()] + [
+        datetime(year, month, 15, 12, tzinfo=target).timestamp() for month in (1, 7)
+    ]
+    for t in instants:
+        offset = datetime.fromtimestamp(t, target).utcoffset()
+        if offset is None or time.localtime(t).tm_gmtoff != int(offset.total_seconds()):
+            return False
+    return True
+
+
 def pinned_versions() -> dict[str, str]:
     """The exact pins (``name==version``) of this distribution's own requirements."""
     pins: dict[str, str] = {}
@@ -159,4 +216,5 @@ __all__ = [
     "find_java",
     "parse_java_major",
     "required_jars",
+    "use_hospital_zone",
 ]

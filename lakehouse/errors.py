@@ -133,6 +133,15 @@ class ErrorCode(Enum):
         EX_UNAVAILABLE,
         remedy="Run `make venv` to install the locked dependencies.",
     )
+    TIMEZONE_UNAVAILABLE = ErrorDef(
+        "LH-ENV-008",
+        "Time zone {name} cannot be made the process's local zone: {reason}.",
+        500,
+        EX_CONFIG,
+        remedy="Set LAKEHOUSE_TIMEZONE to an IANA zone name (Asia/Shanghai) and install "
+        "the time zone database (Debian: `apt-get install tzdata`; `make venv` installs the "
+        "tzdata Python package, used as a fallback, with pandas).",
+    )
 
     # --- table specs and writes (LH-TBL) ---
     TABLE_SPEC_INVALID = ErrorDef(

@@ -16,7 +16,7 @@ from importlib import resources
 
 from pyspark.sql import SparkSession
 
-from lakehouse.environment import check_storage, find_jars, find_java
+from lakehouse.environment import check_storage, find_jars, find_java, use_hospital_zone
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance import encryption
 from lakehouse.settings import Settings
@@ -48,6 +48,9 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.warehouse.dir": cfg.warehouse,
         "spark.sql.session.timeZone": cfg.timezone,
+        # Python workers on executors turn timestamps into naive datetimes in their local
+        # zone, like the driver (use_hospital_zone): the same zone everywhere.
+        "spark.executorEnv.TZ": cfg.timezone,
         "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.enabled": str(s.ui_enabled).lower(),
@@ -120,6 +123,8 @@ def build_spark(cfg: Settings) -> SparkSession:
     """
     find_java(cfg)
     check_storage(cfg)
+    # Before the JVM starts: it and the Python workers inherit TZ.
+    use_hospital_zone(cfg.timezone)
     cfg.logs_dir.mkdir(parents=True, exist_ok=True)
     encryption.prepare(cfg)  # key file and key client jar, before the JVM starts
     conf = spark_conf(cfg)

@@ -120,3 +120,42 @@ def test_doctor_passes_without_spark_on_this_machine(tmp_path: Path) -> None:
     result = _doctor(env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
+
+
+_ZONE_PROBE = """
+import datetime, os, sys
+from lakehouse.environment import use_hospital_zone
+used = use_hospital_zone(sys.argv[1])
+# 2026-01-01T03:11:00Z: what PySpark's collect() would turn into a naive datetime
+print(used.startswith(":"), datetime.datetime.fromtimestamp(1767237060).isoformat())
+"""
+
+
+def _zone_probe(zone: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _ZONE_PROBE, zone],
+        env={**env, "TZ": "UTC"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hospital_zone_makes_naive_datetimes_hospital_wall_clock() -> None:
+    result = _zone_probe("Asia/Shanghai", dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "2026-01-01T11:11:00"]
+
+
+def test_hospital_zone_falls_back_to_the_tzdata_package(tmp_path: Path) -> None:
+    # glibc finds zone names under TZDIR: an empty one is a machine without tzdata.
+    result = _zone_probe("Asia/Shanghai", {**os.environ, "TZDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "2026-01-01T11:11:00"]
+
+
+def test_unknown_hospital_zone_is_catalogued() -> None:
+    result = _zone_probe("Mars/Olympus_Mons", dict(os.environ))
+    assert result.returncode != 0
+    assert "LH-ENV-008" in result.stderr
