@@ -19,9 +19,9 @@ from typing import Any
 
 from lakehouse.errors import ErrorCode, error
 
-ROLES = ("clinician", "nurse", "analyst", "data_scientist", "admin", "auditor")
-#: Roles that need a second factor at login.
-PRIVILEGED = frozenset({"admin", "auditor"})
+ROLES = ("clinician", "nurse", "analyst", "data_scientist", "exporter", "admin", "auditor")
+#: Roles that need a second factor at login (exporter: a whole institution's records).
+PRIVILEGED = frozenset({"exporter", "admin", "auditor"})
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,14 @@ from serving.assistant.note_search import rank_notes
 from serving.sql import col, delta_version, pinned_table, string
 
 PURPOSE = "treatment"
+#: The purpose an interface account's reads are audited with (ADR 0032).
+EXCHANGE = "exchange"
+
+
+def purpose_of(who: Principal) -> str:
+    """The purpose of use audited for ``who``'s reads: ``exchange`` for the ``exporter``
+    role (disclosure to another system), ``treatment`` for everyone else."""
+    return EXCHANGE if who.role == "exporter" else PURPOSE
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.access import AccessService
 from lakehouse.governance.audit import Action, AuditEvent, record_or_refuse
 from lakehouse.governance.sessions import Principal
-from serving.assistant.tools import PURPOSE
+from serving.assistant.tools import purpose_of
 from serving.fhir.resources import ALL_KINDS, KINDS, Kind, Resource
 from serving.fhir.store import FhirStore
 from serving.sql import col
@@ -275,7 +275,7 @@ class ExportJobs:
             role=who.role,
             session_id=who.session_id,
             target=",".join(sorted(set(tables))),
-            purpose=PURPOSE,
+            purpose=purpose_of(who),
             row_count=job.patients,
             versions=",".join(v for v in versions if v),
             reason=job.error.code.id if job.error else None,

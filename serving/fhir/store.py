@@ -22,7 +22,7 @@ from sqlglot import exp
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
 from lakehouse.tables.spec import TableSpec
-from serving.assistant.tools import PURPOSE, DataTools
+from serving.assistant.tools import DataTools, purpose_of
 from serving.fhir.ids import decode
 from serving.fhir.resources import ALL_KINDS, KINDS, VARIANTS, FhirTables, Kind, Resource
 from serving.fhir.search import Search, id_where, where_patient
@@ -130,7 +130,7 @@ class FhirStore:
         if offset:
             query = query.offset(offset)
         rows = self.tools.access.query(
-            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=limit
+            who, query.sql(dialect="spark"), purpose=purpose_of(who), limit=limit
         )
         out = [dict(r.asDict()) for r in rows]
         count = int(out[0].pop(_TOTAL)) if total and out else (0 if total and not offset else None)
@@ -212,7 +212,7 @@ class FhirStore:
             self.tools.access.guard.rewrite(who, sql)
         except LakehouseError:
             return
-        found = self.tools.access.query(who, sql, purpose=PURPOSE, limit=len(rows))
+        found = self.tools.access.query(who, sql, purpose=purpose_of(who), limit=len(rows))
         texts = {
             tuple(d[k] for k in spec.keys): (d["source_updated_at"], d["text_deid"])
             for d in (r.asDict() for r in found)
@@ -239,7 +239,7 @@ class FhirStore:
             .order_by(col("series_instance_uid"))
         )
         found = self.tools.access.query(
-            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=EVERYTHING_MAX
+            who, query.sql(dialect="spark"), purpose=purpose_of(who), limit=EVERYTHING_MAX
         )
         by_study: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for one in found:

@@ -28,7 +28,7 @@ from lakehouse.errors import ErrorCode, error
 from lakehouse.governance.audit import Action, AuditEvent, record_or_refuse
 from lakehouse.governance.sessions import Principal
 from lakehouse.governance.sql_guard import ALL_SITES
-from serving.assistant.tools import PURPOSE, DataTools
+from serving.assistant.tools import DataTools, purpose_of
 from serving.fhir.api import guarded as _guarded
 from serving.fhir.store import FhirStore
 from serving.interop import cda
@@ -134,7 +134,7 @@ def interop_app(tools: DataTools, zone: ZoneInfo, principal: Callable[..., Princ
             tools.access.audit,
             AuditEvent(
                 Action.ACCESS_DENIED, who.username, outcome="denied", role=who.role,
-                session_id=who.session_id, target=target, purpose=PURPOSE,
+                session_id=who.session_id, target=target, purpose=purpose_of(who),
                 reason=ErrorCode.IOP_INSTITUTION_DENIED.id,
             ),
         )  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 
 from lakehouse.governance.tls import client_context
 from lakehouse.settings import Settings
@@ -86,13 +87,17 @@ def bulk_export(
     folder: Path,
     *,
     types: str | None = None,
+    totp_secret: str | None = None,
     timeout_s: float = 1200,
 ) -> list[dict[str, Any]]:
-    """Sign in, run a system-level ``$export`` and download its files into ``folder``;
-    returns the manifest's ``output``."""
+    """Sign in (with the TOTP of ``totp_secret`` for a privileged role), run a system-level
+    ``$export`` and download its files into ``folder``; returns the manifest's ``output``."""
     folder.mkdir(parents=True, exist_ok=True)
+    credentials = {"username": username, "password": password}
+    if totp_secret:
+        credentials["totp"] = pyotp.TOTP(totp_secret).now()
     with httpx.Client(base_url=service.url, verify=service.verify, timeout=120) as c:
-        login = c.post("/api/login", json={"username": username, "password": password})
+        login = c.post("/api/login", json=credentials)
         assert login.status_code == 200, login.text
         c.headers["Authorization"] = f"Bearer {login.json()['token']}"
         params = {"_type": types} if types else {}

@@ -7,11 +7,11 @@ Everything runs through the product's entry points, each in its own process:
 1. Lakehouse A: ``lakehouse demo --stage foundation --stage synth --stage ingest --stage
    vocab --stage silver`` builds a small synthetic hospital (the main hospital H0001 with
    HIS, LIS, CDA, notes and PACS; the FHIR member A0001; the CSV member A0002).
-2. ``lakehouse accounts create`` makes the exporter, a clinician granted every institution of
-   the hospital, under a policy that scopes clinicians by institution only (the default
-   policy scopes them by department too: no shipped role sees a whole institution's PHI,
-   docs/fhir.md); ``lakehouse serve`` runs on A and the exporter runs a system-level
-   ``$export`` of every type over HTTPS, downloading the NDJSON files. Every line validates
+2. ``lakehouse accounts create`` makes an account of the shipped ``exporter`` role (ADR 0032:
+   an interface account scoped by institution, second factor required) granted every
+   institution of the hospital; ``lakehouse serve`` runs on A with the default policy and the
+   exporter signs in with password and TOTP, runs a system-level ``$export`` of every type
+   over HTTPS and downloads the NDJSON files. Every line validates
    with ``fhir.resources`` (R4B models).
 3. Lakehouse B (a fresh data folder): each line goes to ``landing/fhir/<institution>/``, the
    institution being the one the resource's ``urn:lakehouse:<institution>:...`` identifier
@@ -43,13 +43,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 from fhir.resources.R4B import get_fhir_model_class
 from pyspark.sql import DataFrame, SparkSession
 
-from lakehouse.governance.policy import DEFAULT_POLICY
 from lakehouse.settings import Settings
 from serving.fhir.ids import encode, patient_id
 from tests.support.fhir_export import bulk_export, land_export, served
@@ -105,13 +104,10 @@ def _run(env: dict[str, str], cwd: Path, *args: str, stdin: str | None = None) -
     return done.stdout
 
 
-def _site_policy(folder: Path) -> Path:
-    """The default policy with clinicians scoped by institution only (a site-wide account)."""
-    policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    policy["roles"]["clinician"]["scope"] = ["institution"]
-    path = folder / "site-policy.yaml"
-    path.write_text(yaml.safe_dump(policy), encoding="utf-8")
-    return path
+def _totp_secret(created: str) -> str:
+    """The secret of the ``otpauth://`` URI ``lakehouse accounts create`` prints once."""
+    uri = next(w for w in created.split() if w.startswith("otpauth://"))
+    return parse_qs(urlsplit(uri).query)["secret"][0]
 
 
 def _table(spark: SparkSession, data: Path, schema: str, table: str) -> DataFrame | None:
@@ -204,7 +200,7 @@ QUIET = {"LOG_LEVEL": "WARNING", "SPARK__MASTER": "local[2]"}
 def _env_a(tmp_path: Path) -> dict[str, str]:
     return lakehouse_env(
         tmp_path / "a", SYNTH__PATIENTS=str(PATIENTS),
-        SECURITY__POLICY_FILE=str(_site_policy(tmp_path)), SECURITY__AUDIT_MAX_BACKLOG_S="900",
+        SECURITY__AUDIT_MAX_BACKLOG_S="900",
         **QUIET,
     )  # fmt: skip
 
@@ -216,8 +212,8 @@ def round_trip(spark: SparkSession, tmp_path: Path, env_a: dict[str, str], t_sta
     sites = [s["institution_code"] for s in hospital["sites"]]
     assert len(sites) == 3
     institutions = [x for s in sites for x in ("--institution", s)]
-    _run(env_a, tmp_path, "accounts", "create", "exporter", "--role", "clinician",
-         *institutions, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    created = _run(env_a, tmp_path, "accounts", "create", "exporter", "--role", "exporter",
+                   *institutions, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
 
     # -- the export, over HTTPS from a real `lakehouse serve` on A ------------------------
     exported = tmp_path / "export"
@@ -226,7 +222,9 @@ def round_trip(spark: SparkSession, tmp_path: Path, env_a: dict[str, str], t_sta
     with served(env_a, cfg_a, tmp_path / "serve.log") as service:
         print(f"lakehouse serve healthy: {time.monotonic() - t0:.0f} s")
         t0 = time.monotonic()
-        outputs = bulk_export(service, "exporter", PASSWORD, exported)
+        outputs = bulk_export(
+            service, "exporter", PASSWORD, exported, totp_secret=_totp_secret(created)
+        )
         print(f"$export and download: {time.monotonic() - t0:.0f} s")
     lines: dict[str, int] = {}
     for path in sorted(exported.glob("*.ndjson")):

@@ -113,16 +113,19 @@ def test_unknown_user_fails_like_a_wrong_password(
     assert audit.actions() == ["login_failure"]
 
 
-def test_privileged_login_needs_the_second_factor(ids: IdentityService, clock: Clock) -> None:
-    secret = ids.create_account(ADMIN, "aud_zhang", GOOD, ("auditor",))
+@pytest.mark.parametrize("role", ["auditor", "exporter"])
+def test_privileged_login_needs_the_second_factor(
+    ids: IdentityService, clock: Clock, role: str
+) -> None:
+    secret = ids.create_account(ADMIN, f"{role}_zhang", GOOD, (role,), institutions=("H1",))
     assert secret is not None
     for bad in (None, "000000"):
         with pytest.raises(LakehouseError) as exc:
-            ids.login("aud_zhang", GOOD, totp=bad)
+            ids.login(f"{role}_zhang", GOOD, totp=bad)
         assert _code(exc) is ErrorCode.SECOND_FACTOR_REQUIRED
     code = pyotp.TOTP(secret).at(int(clock.now))
-    _, who = ids.login("aud_zhang", GOOD, totp=code)
-    assert who.role == "auditor"
+    _, who = ids.login(f"{role}_zhang", GOOD, totp=code)
+    assert who.role == role
 
 
 def test_admin_and_auditor_are_separated_and_only_admin_manages(ids: IdentityService) -> None:

@@ -295,3 +295,22 @@ def test_scoping_fails_closed_and_all_sites_is_a_grant(tmp_path: Path) -> None:
         "institution_code` IN"
         not in guard.rewrite(everywhere, "SELECT sex FROM silver.demo_patients").sql
     )
+
+
+def test_shipped_exporter_reads_its_institutions_identified_and_nothing_else() -> None:
+    # ADR 0032: the interface account of a Bulk $export sees every department of its
+    # institutions with identifiers, never the audit log, bronze or governance tables.
+    policy = load_policy()
+    guard = SqlGuard(policy, CATALOG)
+    exporter = Principal("regional", "exporter", institutions=("H1",))
+    q = guard.rewrite(exporter, "SELECT name, id_card FROM silver.demo_patients")
+    assert "WHERE `institution_code` IN ('H1')" in q.sql
+    assert "department_code" not in q.sql.split("WHERE", 1)[1]
+    for table in ("audit.events", "bronze.hl7_messages", "governance.patient_directory"):
+        assert not policy.may_read("exporter", table)
+    assert not policy.may_write("exporter", "silver.patient")
+    with pytest.raises(LakehouseError) as exc:
+        guard.rewrite(exporter, "SELECT name FROM silver.demo_patients", break_glass=True)
+    assert exc.value.code is ErrorCode.ACCESS_DENIED
+    nowhere = Principal("nobody", "exporter")  # no institution granted: no rows
+    assert "WHERE FALSE" in guard.rewrite(nowhere, "SELECT name FROM silver.demo_patients").sql
