@@ -404,7 +404,7 @@ def audit_verify() -> None:
 
 
 accounts_app = typer.Typer(
-    help="Local accounts of the services (argon2 passwords; TOTP for admin and auditor).",
+    help="Local accounts of the services (argon2 passwords; TOTP for the privileged roles).",
     no_args_is_help=True,
 )
 app.add_typer(accounts_app, name="accounts")
@@ -432,7 +432,7 @@ def accounts_create(
         typer.Option(
             "--role",
             help="A role (repeat for several): clinician, nurse, "
-            "analyst, data_scientist, admin, auditor.",
+            "analyst, data_scientist, exporter, admin, auditor.",
         ),
     ],
     department: Annotated[
@@ -445,8 +445,8 @@ def accounts_create(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create an account; the password is prompted (never an argument). Admin and auditor
-    accounts get a TOTP secret to enrol, printed once as an otpauth:// URI."""
+    """Create an account; the password is prompted (never an argument). Exporter, admin and
+    auditor accounts get a TOTP secret to enrol, printed once as an otpauth:// URI."""
     import pyotp
 
     def go() -> None:
