@@ -125,6 +125,10 @@ class AccessService:
         cols, directory = self.guard.policy.columns, self.guard.policy.patient_directory
         if directory is None or "department" not in self.guard.policy.grant(who).scope:
             return
+        # A patient of the user's care team is in scope whatever the directory says (below):
+        # when every named patient is one, the lookup (a Spark job) decides nothing.
+        if all(p in who.care_team for p in patients):
+            return
         db, tbl = directory.split(".")
         # The service's own lookup: the directory is scoped like any patient table, but the
         # user needs no read grant on it (it is not returned; roles do not read governance.*).

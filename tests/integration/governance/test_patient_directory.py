@@ -130,6 +130,25 @@ def test_a_named_patient_of_the_department_or_care_team_is_read(world: dict[str,
         world["access"].query(ENDO, p9, purpose="care")
 
 
+def test_an_empty_answer_about_a_care_team_patient_needs_no_directory_lookup(
+    world: dict[str, Any],
+) -> None:
+    # No lab rows for P8: the row filter cannot prove the patient in scope, the care team
+    # does, so the answer is empty, not refused, and no directory lookup runs.
+    p8 = f"SELECT result_id FROM {world['lab']} WHERE patient_id = 'P8'"
+    team = Principal("dr_v", "clinician", department="ENDO", care_team=("P8",),
+                     institutions=("H1",))  # fmt: skip
+    access = world["access"]
+    assert access.query(team, p8, purpose="care") == []
+    with pytest.raises(LakehouseError) as refused:  # neither in the team nor the department
+        access.query(ENDO, p8, purpose="care")
+    assert refused.value.code is ErrorCode.ACCESS_DENIED
+    no_spark = AccessService(None, access.guard, access.audit, b"k" * 32)  # type: ignore[arg-type]
+    no_spark._require_in_scope(team, ("P8",))  # decided without a query
+    with pytest.raises(AttributeError):  # anyone else: the lookup needs Spark
+        no_spark._require_in_scope(ENDO, ("P8",))
+
+
 def test_without_the_directory_department_scoped_reads_fail_closed(world: dict[str, Any]) -> None:
     with pytest.raises(LakehouseError) as refused:
         _labs(world, CARDIO, "no_directory")
