@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyspark
 from pyhive import hive
 
 from lakehouse.governance.access import AccessService
@@ -36,7 +37,7 @@ from lakehouse.tables.spec import TableSpec, column
 from serving.sql_endpoint import SqlGateway
 
 REPO = Path(__file__).resolve().parents[1]
-BEELINE = REPO / ".venv/lib/python3.11/site-packages/pyspark/bin/beeline"
+BEELINE = Path(pyspark.__file__).parent / "bin" / "beeline"  # the Hive JDBC driver's CLI
 PASSWORD = "Correct-Horse-42"
 POLICY = """
 version: 1

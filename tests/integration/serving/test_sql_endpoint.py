@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyspark
 import pytest
 from pyhive import hive
 from pyspark.sql import SparkSession
@@ -39,7 +40,7 @@ from tests.support.processes import REPO, free_port
 
 KEY = b"q" * 32
 PASSWORD = "Correct-Horse-42"
-BEELINE = REPO / ".venv/lib/python3.11/site-packages/pyspark/bin/beeline"
+BEELINE = Path(pyspark.__file__).parent / "bin" / "beeline"  # the Hive JDBC driver's CLI
 H1_ROWS, H2_ROWS = 10, 3
 PAGE, MAX_ROWS = 4, 12  # the analyst's 10 rows take three pages; 100 rows are cut at 12
 
