@@ -255,7 +255,9 @@ def create_app(
 
     mount_knowledge(app, kb, identity.audit, _principal)
     # The operations console and /metrics (docs/operations.md, Console and metrics).
-    console = Console(spark, cfg, identity.audit, access.guard.policy, console_tables)
+    console = Console(
+        spark, cfg, identity.audit, access.guard.policy, console_tables, access=access
+    )
     mount_console(app, console, _principal, state.identity.session)
     mount_page(app)
     return app

@@ -54,11 +54,17 @@ def mount_console(
         return {
             "role": who.role,
             "panels": [{"panel": p, "allowed": console.allowed(who, p)} for p in PANELS],
+            "break_glass_events": who.role == "auditor" and console.access is not None,
             "cache_ttl_s": console.cfg.console.cache_ttl_s,
         }
 
     for name in PANELS:
         _panel_route(app, console, user, name)
+
+    @app.get("/api/console/break-glass")
+    def console_break_glass(who: user) -> dict[str, Any]:
+        """The newest break-glass events (auditors only, through the guarded read path)."""
+        return console.break_glass_events(who)
 
     @app.get("/metrics", response_class=Response)
     def metrics(request: Request) -> Response:

@@ -34,6 +34,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
+from lakehouse.governance.access import AccessService
 from lakehouse.governance.audit import Action, AuditEvent, AuditLog, audited, record_or_refuse
 from lakehouse.governance.policy import Policy
 from lakehouse.governance.sessions import Principal
@@ -44,6 +45,9 @@ from serving.console.figures import ConsoleTables
 logger = logging.getLogger(__name__)
 
 PURPOSE = "operations"
+#: Purpose of an auditor's read of the break-glass events themselves.
+REVIEW = "audit review"
+MAX_BREAK_GLASS = 50
 ROLES = ("admin", "auditor")
 #: The panels, in page order.
 PANELS = ("runs", "tables", "quality", "backups", "standby", "models", "alerts", "health")
@@ -91,9 +95,11 @@ class Console:
         policy: Policy,
         tables: ConsoleTables | None = None,
         *,
+        access: AccessService | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spark, self.cfg, self.audit, self.policy = spark, cfg, audit, policy
+        self.access = access
         self.tables = tables or ConsoleTables()
         self.clock = clock
         self.panels = _panels()
@@ -211,6 +217,28 @@ class Console:
             "health": lambda: figures.health(spark, cfg),
         }
         return sources[name]
+
+    def break_glass_events(self, who: Principal) -> dict[str, Any]:
+        """The newest break-glass events with actor, reason and patient pseudonym, for
+        auditors only: read through the guarded, audited path (the auditor's own grant on
+        the audit table, never cached)."""
+        if who.role != "auditor" or self.access is None:
+            self._refuse(who, self.tables.audit_events, "break-glass events are the auditors'")
+        assert self.access is not None
+        # The table name is the service's own (ConsoleTables), never a request's.
+        sql = (
+            "SELECT ts, actor, role, outcome, reason, patient_ref "  # noqa: S608
+            f"FROM {self.tables.audit_events} WHERE action = 'break_glass' "
+            f"ORDER BY ts DESC LIMIT {MAX_BREAK_GLASS}"
+        )
+        rows = self.access.query(
+            who,
+            sql,
+            purpose=REVIEW,
+            limit=MAX_BREAK_GLASS,
+        )
+        events = [{**r.asDict(), "ts": r["ts"].timestamp()} for r in rows]
+        return {"events": events, "limit": MAX_BREAK_GLASS}
 
     def scrape(self, actor: str, who: Principal | None = None) -> dict[str, dict[str, Any]]:
         """Every panel for a Prometheus scrape (cached like the page's), audited as one

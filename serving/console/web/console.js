@@ -176,6 +176,21 @@
     article.dataset.loaded = "true";
   }
 
+  // The auditors' review of break-glass events: read through the guarded, audited path.
+  async function loadReview(article) {
+    const body = article.querySelector(".body");
+    const r = await api("GET", "/api/console/break-glass");
+    body.replaceChildren();
+    if (!r.ok) {
+      const e = (r.data && r.data.error) || {};
+      body.appendChild(make("p", "bad code", e.code ? `${e.code}: ${e.message}` : `HTTP ${r.status}`));
+      return;
+    }
+    body.appendChild(table(["Time", "User", "Role", "Reason", "Patient (pseudonym)"],
+      r.data.events.map((e) => [when(e.ts), e.actor, e.role, e.reason, e.patient_ref]), "breakglass"));
+    article.dataset.loaded = "true";
+  }
+
   async function show() {
     const who = await api("GET", "/api/me");
     if (!who.ok) {
@@ -204,8 +219,11 @@
     $("console-view").hidden = false;
     $("refresh").hidden = false;
     const allowed = Object.fromEntries(index.data.panels.map((p) => [p.panel, p.allowed]));
+    const review = $("panel-breakglass");
+    review.hidden = !index.data.break_glass_events;
     await Promise.all([...document.querySelectorAll(".panel")].map(
-      (a) => loadPanel(a, allowed[a.dataset.panel])));
+      (a) => loadPanel(a, allowed[a.dataset.panel])).concat(
+      index.data.break_glass_events ? [loadReview(review)] : []));
   }
 
   $("login-form").addEventListener("submit", async (ev) => {

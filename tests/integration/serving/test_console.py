@@ -7,6 +7,7 @@ headless Chromium, with a real MLflow registry, is the slow test at the end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -186,7 +187,8 @@ def world(
     identity.create_account(
         root, "dr_a", PASSWORD, ("clinician",), department="A", institutions=("H1",)
     )
-    access = AccessService(spark, SqlGuard(load_policy(), {}), audit, KEY)
+    catalog = {t.audit_events: dataclasses.replace(AUDIT_EVENTS, name=t.audit_events)}
+    access = AccessService(spark, SqlGuard(load_policy(), catalog), audit, KEY)
     return World(t, cfg, audit, identity, access, totp, token, tmp)
 
 
@@ -372,6 +374,29 @@ def test_auditor_sees_alerts_but_not_data_quality(console: Running) -> None:
         assert r.json()["error"]["code"] == "LH-CON-002"
 
 
+def test_auditors_review_break_glass_events_through_the_guarded_path(console: Running) -> None:
+    w = console.world
+    token = console.login("ops_auditor")
+    with console.client(token) as c:
+        assert c.get("/api/console").json()["break_glass_events"] is True
+        r = c.get("/api/console/break-glass")
+    assert r.status_code == 200, r.text
+    events = r.json()["events"]
+    assert len(events) == 3  # every break-glass event, newest first, at most 50
+    assert {e["patient_ref"] for e in events} == {SECRET_REF}  # the keyed pseudonym
+    assert events[0]["actor"] == SECRET_ACTOR
+    assert events[0]["ts"] >= events[1]["ts"] >= events[2]["ts"]
+    review = [r for r in w.audit.rows if r["purpose"] == "audit review"]
+    assert review[-1]["actor"] == "ops_auditor"
+    assert review[-1]["target"] == w.tables.audit_events
+    assert review[-1]["row_count"] == 3
+    for user in ("ops_admin", "dr_a"):  # admins see the counts only; clinicians nothing
+        with console.client(console.login(user)) as c:
+            r = c.get("/api/console/break-glass")
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "LH-SEC-006"
+
+
 def _families(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
@@ -535,6 +560,17 @@ def _page_checks(sync_api: Any, browser: Any, running: Running, w: World, model:
     expect(page.locator("#refused-view")).to_be_visible()
     expect(page.locator("#refused-code")).to_have_text("LH-SEC-006")
     expect(page.locator("#console-view")).to_be_hidden()
+
+    # An auditor sees the break-glass events themselves, and no data-quality panel.
+    page.click("#sign-out")
+    page.fill("#username", "ops_auditor")
+    page.fill("#password", PASSWORD)
+    page.fill("#totp", pyotp.TOTP(w.totp["ops_auditor"]).now())
+    page.click("#sign-in")
+    expect(page.locator("#console-view")).to_be_visible()
+    expect(page.locator("#panel-breakglass table.breakglass tr")).to_have_count(4)  # + header
+    expect(page.locator("#panel-breakglass")).to_contain_text(SECRET_REF)
+    expect(page.locator("#panel-quality")).to_contain_text("Not available for your role")
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert errors == []
     context.close()
