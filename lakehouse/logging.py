@@ -11,6 +11,17 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _QUIET = ("py4j", "urllib3", "asyncio", "filelock")
 
 
+def silence_data_loggers() -> None:
+    """Turn off PySpark's query-context loggers. On every failed query PySpark 4 logs Spark's
+    message to stderr through its own handler, and the message can quote data values
+    (``The value 'ZHANG San' of the type "STRING" cannot be cast ...``). Errors reach the
+    caller as exceptions; services answer them with catalogued codes only."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Configure the root logger once, for a command line or a service process."""
     root = logging.getLogger()
@@ -22,3 +33,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    silence_data_loggers()

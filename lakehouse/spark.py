@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from lakehouse.environment import check_storage, find_jars, find_java, use_hospital_zone
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance import encryption
+from lakehouse.logging import silence_data_loggers
 from lakehouse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def build_spark(cfg: Settings) -> SparkSession:
     except Exception as exc:  # Py4J/JVM start-up failures surface as many types
         raise error(ErrorCode.SPARK_START_FAILED, reason=type(exc).__name__) from exc
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    silence_data_loggers()  # failed queries' messages can quote data values
     # pyspark 4.2 takes the Python workers' interpreter from PYSPARK_PYTHON when a Python
     # driver builds the context and ignores spark.pyspark.python: without this, workers
     # start a bare `python3` lacking the project's packages (pyarrow for mapInArrow).
