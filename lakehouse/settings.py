@@ -760,6 +760,13 @@ class SqlEndpointSettings(BaseModel):
     purpose: str = Field(
         "analytics", description="Purpose of use every read through the endpoint is audited with."
     )
+    tls: bool = Field(
+        True,
+        description="TLS (1.2 or newer) on the listener, with the certificate of lakehouse "
+        "serve (security.tls_cert_file/tls_key_file, or the generated self-signed one); "
+        "clients connect with ssl=true. Off (plain TCP, the password in clear) is allowed "
+        "only when host is a loopback address.",
+    )
 
 
 class ConsoleSettings(BaseModel):

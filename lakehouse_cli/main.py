@@ -1195,8 +1195,13 @@ def sql_endpoint(
         gateway, close = sql_gateway(build_spark(cfg), cfg)
         try:
             gateway.start()
+            url = f"jdbc:hive2://{cfg.sql_endpoint.host}:{gateway.port}/default"
+            if gateway.tls is not None:
+                from lakehouse.governance.tls import ca_file
+
+                url += f";ssl=true (TLS; clients trust {ca_file(cfg)})"
             typer.echo(
-                f"SQL endpoint at jdbc:hive2://{cfg.sql_endpoint.host}:{gateway.port}/default "
+                f"SQL endpoint at {url} "
                 "(user name and password, or a session token as the password)"
             )
             for sig in (signal.SIGTERM, signal.SIGINT):

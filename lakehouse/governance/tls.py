@@ -1,4 +1,5 @@
-"""TLS for every HTTP service: the hospital's certificate, or a generated self-signed one.
+"""TLS for every network service (``lakehouse serve``'s HTTPS, the SQL endpoint): the
+hospital's certificate, or a generated self-signed one.
 
 :func:`server_tls` gives the certificate and key files a server loads (uvicorn's
 ``ssl_certfile``/``ssl_keyfile``); :func:`server_context` and :func:`client_context` are the
@@ -90,14 +91,29 @@ def client_context(cfg: Settings) -> ssl.SSLContext:
 
 def host_names(cfg: Settings) -> list[str]:
     """Names and addresses the self-signed certificate covers."""
-    # The service's own bind address, when the serving settings are there (serve.host).
-    served = str(getattr(getattr(cfg, "serve", None), "host", "") or "")
-    names = ["localhost", "127.0.0.1", "::1", served, *cfg.security.tls_hostnames]
+    # The services' own bind addresses, when their settings are there (serve.host and
+    # sql_endpoint.host).
+    served = [
+        str(getattr(getattr(cfg, section, None), "host", "") or "")
+        for section in ("serve", "sql_endpoint")
+    ]
+    names = ["localhost", "127.0.0.1", "::1", *served, *cfg.security.tls_hostnames]
     unique: list[str] = []
     for name in names:
         if name and name not in ("0.0.0.0", "::") and name not in unique:  # noqa: S104
             unique.append(name)
     return unique
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (where plain text may be
+    allowed: nothing on the network can read it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- self-signed ------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Analysts and BI tools connect with the Hive JDBC driver (beeline, DBeaver, Table
 Hive connectors), ODBC drivers or PyHive to ``jdbc:hive2://HOST:PORT/default``. The gateway
 speaks HiveServer2's Thrift binary protocol (TCLIService, protocol V6 to V10, columnar
 results) over SASL PLAIN: the user name and password of a lakehouse account, or a session
-token or hospital single sign-on token (OIDC JWT) as the password.
+token or hospital single sign-on token (OIDC JWT) as the password. The listener speaks TLS
+1.2 or newer (``ssl=true`` in the JDBC URL) with the certificate of ``lakehouse serve``
+(:func:`lakehouse.governance.tls.server_tls`), so the password never travels in clear; plain
+TCP (``sql_endpoint.tls`` off) is allowed on a loopback address only.
 
 Every statement goes through :meth:`AccessService.query` (docs/adr/0027, 0030): the SQL
 guard rewrites it under the caller's role (analysts read ``deid.*`` only), patients outside
@@ -28,6 +31,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -56,6 +60,7 @@ from lakehouse.governance.audit import Action, AuditEvent, record_or_refuse
 from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.oidc import OidcVerifier
 from lakehouse.governance.sessions import Principal
+from lakehouse.governance.tls import is_loopback
 from lakehouse.settings import Settings, SqlEndpointSettings
 from serving.sql_endpoint.rowsets import (
     Result,
@@ -75,6 +80,9 @@ DBMS_NAME = "Spark SQL"  # the dialect statements are written in (clients pick i
 SERVER_NAME = "Clinical lakehouse SQL endpoint"
 _USE = re.compile(r"^\s*use\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\s*;?\s*$", re.IGNORECASE)
 _CONDITION = re.compile(r"^[A-Z][A-Z0-9_.]{0,80}$")
+#: Longest a new connection may take over its TLS handshake and sign-in (then the connection
+#: idles up to ``sql_endpoint.idle_timeout_s``): a silent client does not hold a slot long.
+SIGN_IN_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
@@ -238,21 +246,48 @@ def _handle() -> Any:
     return tt.THandleIdentifier(guid=uuid.uuid4().bytes, secret=uuid.uuid4().bytes)
 
 
+def listener_tls(cfg: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the listener (:func:`lakehouse.governance.tls.server_context`: the
+    hospital's certificate or the generated self-signed one, TLS 1.2 or newer); None when
+    ``sql_endpoint.tls`` is off, which is allowed on a loopback host only (``LH-CFG-001``)."""
+    from lakehouse.governance.tls import server_context
+
+    if not cfg.sql_endpoint.tls:
+        _plain_allowed(cfg.sql_endpoint.host)
+        return None
+    return server_context(cfg)
+
+
+def _plain_allowed(host: str) -> None:
+    if not is_loopback(host):
+        raise error(
+            ErrorCode.CONFIG_INVALID,
+            setting="sql_endpoint.tls",
+            reason="plain TCP (the password in clear) is allowed on a loopback address only",
+        )
+
+
 class SqlGateway:
-    """The HiveServer2 listener; ``start()`` binds and serves in threads, ``stop()`` ends."""
+    """The HiveServer2 listener; ``start()`` binds and serves in threads, ``stop()`` ends.
+
+    ``tls`` is the listener's server context (:func:`listener_tls`); None serves plain TCP,
+    refused (``LH-CFG-001``) unless ``cfg.host`` is a loopback address."""
 
     def __init__(
         self,
         spark: SparkSession,
         cfg: SqlEndpointSettings,
         *,
+        tls: ssl.SSLContext | None,
         access: AccessService,
         identity: IdentityService,
         oidc: OidcVerifier | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.spark, self.cfg, self.access, self.identity, self.oidc = (
-            spark, cfg, access, identity, oidc
+        if tls is None:
+            _plain_allowed(cfg.host)
+        self.spark, self.cfg, self.tls, self.access, self.identity, self.oidc = (
+            spark, cfg, tls, access, identity, oidc
         )  # fmt: skip
         self.clock = clock
         self._listener: socket.socket | None = None
@@ -281,7 +316,10 @@ class SqlGateway:
         accept = threading.Thread(target=self._accept, name="sql-endpoint-accept", daemon=True)
         accept.start()
         self._threads.append(accept)
-        logger.info("SQL endpoint listening on %s:%d", self.cfg.host, self.port)
+        logger.info(
+            "SQL endpoint listening on %s:%d (%s)",
+            self.cfg.host, self.port, "TLS" if self.tls is not None else "plain TCP",
+        )  # fmt: skip
         return self
 
     def wait(self) -> None:
@@ -322,10 +360,27 @@ class SqlGateway:
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
-    def _serve(self, sock: socket.socket) -> None:
-        transport = SaslServerTransport(sock)
+    def _serve(self, raw: socket.socket) -> None:
         try:
-            sock.settimeout(self.cfg.idle_timeout_s)
+            raw.settimeout(min(SIGN_IN_TIMEOUT_S, self.cfg.idle_timeout_s))
+            # Every answer is one sendall, which TLS cuts into records of 16 KiB: without
+            # this, Nagle holds a page's last record for the client's delayed ACK (40 ms).
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = raw
+            if self.tls is not None:
+                try:  # the handshake, here in the connection's thread
+                    sock = self.tls.wrap_socket(raw, server_side=True)
+                except OSError as exc:  # ssl.SSLError included: plain TCP, TLS < 1.2, ...
+                    logger.info("SQL endpoint TLS handshake refused: %s", _tls_reason(exc))
+                    raw.close()
+                    return
+            self._session_loop(SaslServerTransport(sock))
+        finally:
+            self._slots.release()
+
+    def _session_loop(self, transport: SaslServerTransport) -> None:
+        """Sign in (SASL PLAIN), then answer TCLIService calls until the client leaves."""
+        try:
             try:
                 who = transport.negotiate(self.authenticate)
             except LakehouseError as exc:
@@ -333,6 +388,7 @@ class SqlGateway:
                 return
             except (OSError, TTransportException):
                 return
+            transport.sock.settimeout(self.cfg.idle_timeout_s)
             connection = Connection(self, who, transport)
             with self._lock:
                 self._connections.add(connection)
@@ -349,7 +405,6 @@ class SqlGateway:
                 connection.sessions.clear()
         finally:
             transport.close()
-            self._slots.release()
 
     # -- what connections use ------------------------------------------------------------
     def authenticate(self, user: str, password: str) -> Principal:
@@ -419,6 +474,13 @@ def _quiet_query_context_loggers() -> None:
 
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         PySparkLogger.getLogger(name).disabled = True
+
+
+def _tls_reason(exc: OSError) -> str:
+    """OpenSSL's reason of a failed handshake (``WRONG_VERSION_NUMBER``: plain TCP;
+    ``UNSUPPORTED_PROTOCOL``: below TLS 1.2), or the error's type."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and _CONDITION.match(reason) else type(exc).__name__
 
 
 def _is_jwt(token: str) -> bool:
@@ -719,11 +781,13 @@ def sql_gateway(spark: SparkSession, cfg: Settings) -> tuple[SqlGateway, Callabl
     from lakehouse.governance.audit_journal import JournaledAuditLog, service_audit_log
     from lakehouse.governance.identity import identity_service
 
+    tls = listener_tls(cfg)  # before anything is opened: a refused setting opens nothing
     log = service_audit_log(spark, cfg, f"sql-endpoint-{cfg.sql_endpoint.port}")
     oidc = OidcVerifier(cfg.security) if cfg.security.oidc_issuer else None
     gateway = SqlGateway(
         spark,
         cfg.sql_endpoint,
+        tls=tls,
         access=access_service(spark, cfg, audit=log),
         identity=identity_service(cfg, log),
         oidc=oidc,

@@ -9,7 +9,8 @@ length and a payload:
 3. server ``COMPLETE`` (signed in) or ``BAD`` with the catalogued reason, then it closes.
 
 After that every Thrift message travels in frames: a 4-byte big-endian length and the bytes
-(PLAIN negotiates no integrity or privacy layer; TLS, where needed, is the network's).
+(PLAIN negotiates no integrity or privacy layer: the socket is the gateway's TLS connection,
+so the password and the rows travel encrypted).
 """
 
 from __future__ import annotations

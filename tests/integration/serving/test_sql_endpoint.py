@@ -1,17 +1,22 @@
 """The SQL endpoint over the real HiveServer2 protocol: the gateway in a thread of the test
-process on the run's one Spark session, reached by PyHive (Thrift + SASL PLAIN) and by
-beeline (the Hive JDBC driver BI tools use).
+process on the run's one Spark session, over TLS with a generated self-signed certificate,
+reached by PyHive (Thrift + SASL PLAIN on a verifying TLS socket) and by beeline (the Hive
+JDBC driver BI tools use, ``ssl=true`` with a JKS truststore).
 
 An analyst reads a de-identified view (its own institution's rows, complete across several
 fetch pages), is refused ``silver.*`` with the catalogued error, and a wrong password is
 refused; every read and refusal is on the audit record; the catalog calls list only what the
 analyst's policy lets it read; a result that reaches ``max_rows`` stops there and says so.
+A plain-TCP client and a TLS 1.1 client are refused before any sign-in.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -32,10 +37,12 @@ from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.policy import load_policy
 from lakehouse.governance.sessions import Principal, SessionSigner
 from lakehouse.governance.sql_guard import SqlGuard
-from lakehouse.settings import SecuritySettings, SqlEndpointSettings
+from lakehouse.governance.tls import ca_file, server_context
+from lakehouse.settings import SecuritySettings, Settings, SqlEndpointSettings
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.writer import ensure_table
 from serving.sql_endpoint import SqlGateway
+from tests.support.hive_tls import connect_tls, jdbc_url, truststore
 from tests.support.processes import REPO, free_port
 
 KEY = b"q" * 32
@@ -69,6 +76,7 @@ class Endpoint:
     audit: MemoryAuditLog
     silver: str
     view: str
+    ca: Path  # the self-signed certificate clients verify the gateway with
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +135,10 @@ def endpoint(
         Principal("root", "admin"), "ana", PASSWORD, ("analyst",), institutions=("H1",)
     )
     cfg = SqlEndpointSettings(port=free_port(), page_rows=PAGE, max_rows=MAX_ROWS)
-    with SqlGateway(spark, cfg, access=access, identity=identity) as gateway:
-        yield Endpoint(gateway.port, audit, labs.name, view.name)
+    lake = Settings(data_dir=tmp / "data")  # the self-signed certificate under its secrets
+    tls = server_context(lake)
+    with SqlGateway(spark, cfg, tls=tls, access=access, identity=identity) as gateway:
+        yield Endpoint(gateway.port, audit, labs.name, view.name, ca_file(lake))
     spark.sql(f"DROP VIEW IF EXISTS {view.name}")
 
 
@@ -140,9 +150,45 @@ def unique_module() -> str:
 
 
 def _connect(ep: Endpoint, password: str = PASSWORD) -> Any:
-    return hive.connect(
-        host="127.0.0.1", port=ep.port, username="ana", password=password, auth="CUSTOM"
-    )
+    return connect_tls("127.0.0.1", ep.port, "ana", password, cafile=ep.ca)
+
+
+def test_the_connection_is_tls_1_2_or_newer_verified_against_the_ca(ep: Endpoint) -> None:
+    ctx = ssl.create_default_context(cafile=str(ep.ca))
+    with (
+        socket.create_connection(("127.0.0.1", ep.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (
+        socket.create_connection(("127.0.0.1", ep.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_plain_tcp_client_is_refused_before_any_sign_in(ep: Endpoint) -> None:
+    before = len(ep.audit.rows)
+    with pytest.raises(TTransportException):
+        hive.connect(
+            host="127.0.0.1", port=ep.port, username="ana", password=PASSWORD, auth="CUSTOM"
+        )
+    assert ep.audit.rows[before:] == []  # the password was never read: no sign-in at all
+
+
+def test_a_tls_1_1_client_is_refused(ep: Endpoint) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # lets this OpenSSL offer TLS 1.1 at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with (
+        socket.create_connection(("127.0.0.1", ep.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLError) as exc,
+    ):
+        ctx.wrap_socket(raw)
+    assert exc.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION"  # the gateway's refusal
 
 
 def test_analyst_reads_the_view_across_pages_and_the_read_is_audited(ep: Endpoint) -> None:
@@ -245,10 +291,11 @@ def test_catalog_calls_list_only_what_the_policy_lets_the_analyst_read(ep: Endpo
     ]  # fmt: skip
 
 
-def test_beeline_through_the_hive_jdbc_driver(ep: Endpoint, tmp_path: Path) -> None:
+def test_beeline_through_the_hive_jdbc_driver_over_tls(ep: Endpoint, tmp_path: Path) -> None:
+    store = truststore(ep.ca, tmp_path)
     started = time.perf_counter()
     out = subprocess.run(
-        [str(BEELINE), "-u", f"jdbc:hive2://127.0.0.1:{ep.port}/default", "-n", "ana",
+        [str(BEELINE), "-u", jdbc_url("127.0.0.1", ep.port, store), "-n", "ana",
          "-p", PASSWORD, "--outputformat=csv2", "--silent=true", "--force=true",
          "-e", f"SELECT lab_id, value FROM {ep.view} ORDER BY lab_id;"
                f"SELECT lab_id FROM {ep.silver};"],
@@ -270,7 +317,7 @@ def ep(endpoint: Endpoint) -> Endpoint:
 @pytest.mark.slow
 def test_lakehouse_sql_endpoint_command(tmp_path: Path) -> None:
     """``lakehouse sql-endpoint`` in its own process, on the configured policy and accounts:
-    an analyst signs in (JDBC URL printed), and SIGTERM stops it cleanly."""
+    an analyst signs in over TLS (JDBC URL and CA file printed), and SIGTERM stops it."""
     import signal
     import sys
 
@@ -297,10 +344,9 @@ def test_lakehouse_sql_endpoint_command(tmp_path: Path) -> None:
             assert time.perf_counter() - started < 300, log_tail(log)
             time.sleep(0.5)
         ready = time.perf_counter() - started
-        conn = hive.connect(
-            host="127.0.0.1", port=port, username="ana", password=PASSWORD, auth="CUSTOM"
-        )
-        with conn:
+        ca = tmp_path / "data" / "secrets" / "tls" / "server.crt"  # the generated one
+        assert f"ssl=true (TLS; clients trust {ca})" in log_tail(log)
+        with connect_tls("127.0.0.1", port, "ana", PASSWORD, cafile=ca) as conn:
             cur = conn.cursor()
             cur.execute("SELECT 1 AS one")
             assert cur.fetchall() == [(1,)]

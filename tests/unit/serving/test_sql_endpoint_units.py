@@ -1,13 +1,16 @@
 """The SQL endpoint's pieces without Spark: SASL PLAIN negotiation and framing over a real
-socket pair, columnar row sets with null bitmaps, JDBC catalog patterns, error statuses."""
+socket pair, columnar row sets with null bitmaps, JDBC catalog patterns, error statuses,
+the listener's TLS setting."""
 
 from __future__ import annotations
 
 import datetime as dt
 import socket
+import ssl
 import struct
 import threading
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +27,16 @@ from TCLIService import ttypes as tt
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.sessions import Principal
-from lakehouse.settings import SqlEndpointSettings
-from serving.sql_endpoint.gateway import V6, V10, Connection, SqlGateway, _like, status_of
+from lakehouse.settings import Settings, SqlEndpointSettings
+from serving.sql_endpoint.gateway import (
+    V6,
+    V10,
+    Connection,
+    SqlGateway,
+    _like,
+    listener_tls,
+    status_of,
+)
 from serving.sql_endpoint.rowsets import row_set, table_schema
 from serving.sql_endpoint.sasl import BAD, COMPLETE, OK, START, SaslServerTransport
 
@@ -156,6 +167,7 @@ def _connection(now: list[float]) -> Connection:
     gateway = SqlGateway(
         None,  # type: ignore[arg-type]  # sessions and handles need no Spark
         SqlEndpointSettings(idle_timeout_s=60),
+        tls=None,  # plain TCP on the loopback default host
         access=None,  # type: ignore[arg-type]
         identity=None,  # type: ignore[arg-type]
         clock=lambda: now[0],
@@ -187,3 +199,19 @@ def test_clients_before_protocol_v6_are_refused() -> None:
     old = _connection([0.0]).OpenSession(tt.TOpenSessionReq(client_protocol=V6 - 1))
     assert old.status.errorMessage.startswith("[LH-SQL-003]")
     assert (old.status.sqlState, old.status.errorCode) == ("0A000", 501)
+
+
+def test_tls_by_default_and_plain_tcp_only_on_a_loopback_host(tmp_path: Path) -> None:
+    on = listener_tls(Settings(data_dir=tmp_path))
+    assert on is not None
+    assert on.minimum_version == ssl.TLSVersion.TLSv1_2
+    loop = Settings(data_dir=tmp_path, sql_endpoint=SqlEndpointSettings(tls=False))
+    assert listener_tls(loop) is None
+    for host in ("0.0.0.0", "10.1.2.3", "sql.hospital.example"):
+        wide = SqlEndpointSettings(tls=False, host=host)
+        with pytest.raises(LakehouseError) as exc:
+            listener_tls(Settings(data_dir=tmp_path, sql_endpoint=wide))
+        assert exc.value.code is ErrorCode.CONFIG_INVALID
+        with pytest.raises(LakehouseError) as exc:  # nor by handing the gateway no context
+            SqlGateway(None, wide, tls=None, access=None, identity=None)  # type: ignore[arg-type]
+        assert exc.value.code is ErrorCode.CONFIG_INVALID
