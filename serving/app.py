@@ -16,7 +16,6 @@ param}}`` with the code's HTTP status; never a stack trace, never a patient valu
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -368,10 +367,10 @@ def _handlers(app: FastAPI) -> None:
 def tls_files(cfg: Settings) -> tuple[Path, Path] | None:
     """Certificate and key of the HTTPS listener (:func:`lakehouse.governance.tls.server_tls`);
     None when ``serve.tls`` is off, which is allowed on a loopback host only."""
-    from lakehouse.governance.tls import server_tls
+    from lakehouse.governance.tls import is_loopback, server_tls
 
     if not cfg.serve.tls:
-        if not _loopback(cfg.serve.host):
+        if not is_loopback(cfg.serve.host):
             raise error(
                 ErrorCode.CONFIG_INVALID,
                 setting="serve.tls",
@@ -380,12 +379,3 @@ def tls_files(cfg: Settings) -> tuple[Path, Path] | None:
         return None
     files = server_tls(cfg)
     return files.cert, files.key
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -61,6 +61,7 @@ from lakehouse.governance.identity import IdentityService
 from lakehouse.governance.oidc import OidcVerifier
 from lakehouse.governance.sessions import Principal
 from lakehouse.governance.tls import is_loopback
+from lakehouse.logging import silence_data_loggers
 from lakehouse.settings import Settings, SqlEndpointSettings
 from serving.sql_endpoint.rowsets import (
     Result,
@@ -305,7 +306,7 @@ class SqlGateway:
 
     def start(self) -> SqlGateway:
         """Bind ``host:port`` (``LH-SQL-006`` when it cannot) and accept in a thread."""
-        _quiet_query_context_loggers()
+        silence_data_loggers()  # a failed query's message can quote data values
         try:
             listener = socket.create_server((self.cfg.host, self.cfg.port), reuse_port=False)
         except OSError as exc:
@@ -464,16 +465,6 @@ class SqlGateway:
                 )
             )  # fmt: skip
         return out
-
-
-def _quiet_query_context_loggers() -> None:
-    """Silence PySpark's query-context loggers: on every failed query they log Spark's
-    message, which can quote data values (``The value '...' cannot be cast``), to stderr.
-    The gateway answers the error class only (``LH-SQL-005``)."""
-    from pyspark.logger import PySparkLogger
-
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
-        PySparkLogger.getLogger(name).disabled = True
 
 
 def _tls_reason(exc: OSError) -> str:
