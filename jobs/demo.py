@@ -126,6 +126,13 @@ def deid(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     return deid_job.stage(spark, cfg)
 
 
+def backup(spark: SparkSession, cfg: Settings) -> dict[str, int]:
+    """A full, checksummed backup of every table and the local state (jobs.backup)."""
+    from jobs import backup as backup_job
+
+    return backup_job.stage(spark, cfg)
+
+
 def notebooks(spark: SparkSession, cfg: Settings) -> dict[str, int]:
     from jobs import notebooks as notebooks_job
 
@@ -143,6 +150,7 @@ STAGES: list[Stage] = [
     Stage("quality", "data-quality rules and OMOP DQD checks into dq.results", quality),
     Stage("features", "feature tables at index dates and MEDS events (jobs.features)", features),
     Stage("deid", "de-identified views deid.* and their k-anonymity (jobs.deid)", deid),
+    Stage("backup", "full backup of every table and the local state, checksummed", backup),
     Stage(
         "notebooks",
         "every notebook in notebooks/ run on the lakehouse, executed copies kept",

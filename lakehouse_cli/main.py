@@ -1303,25 +1303,18 @@ def backup(
     """Take a full (or --incremental) backup of every Delta table and the local state."""
     if ctx.invoked_subcommand is not None:
         return
-    from lakehouse.backup import take_backup
-    from lakehouse.runs import job_run
+    from jobs import backup as backup_job
     from lakehouse.spark import build_spark
 
     def go() -> None:
         cfg = _settings()
-        spark = build_spark(cfg)
-        with job_run(spark, cfg, "backup") as run:
-            report = take_backup(
-                spark,
-                cfg,
-                tables=table or None,
-                incremental=incremental,
-                include_secrets=include_secrets,
-            )
-            run.count("tables", report.tables)
-            run.count("files_copied", report.files_copied)
-            run.count("bytes_copied", report.bytes_copied)
-            run.count("files_reused", report.files_reused)
+        report = backup_job.run(
+            build_spark(cfg),
+            cfg,
+            tables=table or None,
+            incremental=incremental,
+            include_secrets=include_secrets,
+        )
         typer.echo(
             f"backup {report.id} ({report.kind}): {report.tables} tables, "
             f"{report.files_copied} files copied ({report.bytes_copied} bytes), "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from jobs import demo
 from lakehouse.errors import ErrorCode, LakehouseError, error
@@ -66,3 +69,30 @@ def test_unknown_stage_is_a_usage_error() -> None:
     with pytest.raises(LakehouseError) as info:
         demo.select_stages(["nope"])
     assert info.value.code is ErrorCode.UNKNOWN_STAGE
+
+
+def test_the_backup_job_is_a_demo_stage_recorded_as_job_backup(
+    spark: SparkSession, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    from jobs import backup as backup_job
+
+    names = [s.name for s in demo.STAGES]
+    assert names.index("deid") < names.index("backup") < names.index("notebooks")
+    table = f"ops.backup_probe_{unique}"
+    spark.sql("CREATE SCHEMA IF NOT EXISTS ops")
+    spark.range(3).write.format("delta").saveAsTable(table)
+    cfg = settings.model_copy(
+        update={"backup": settings.backup.model_copy(update={"destination": tmp_path})}
+    )
+    report = backup_job.run(spark, cfg, tables=[table])
+    assert (report.kind, report.tables) == ("full", 1)
+    assert (report.path / "manifest.json").is_file()
+    row = (
+        spark.table("ops.job_runs")
+        .where("job = 'backup'")
+        .orderBy(F.col("started_at").desc())
+        .first()
+    )
+    assert row is not None
+    assert row["status"] == "succeeded"
+    assert row["counts"]["tables"] == 1
