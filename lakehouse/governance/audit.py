@@ -73,9 +73,11 @@ def hash_bytes(algorithm: str, data: bytes) -> str:
 
 
 def to_micros(ts: datetime) -> int:
-    """A timestamp as integer microseconds since the epoch (naive means UTC)."""
+    """A timestamp as integer microseconds since the epoch. A naive one is the process's
+    local time, as PySpark returns a collected ``TIMESTAMP`` (``datetime.fromtimestamp``;
+    the process runs in the hospital's zone, ``lakehouse.environment.use_hospital_zone``)."""
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+        ts = ts.astimezone(UTC)
     delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

@@ -51,9 +51,10 @@ def test_rows_have_exactly_the_table_columns_and_link_up() -> None:
     assert first_broken(rows) is None
 
 
-def test_canonical_json_is_stable_for_naive_and_aware_utc() -> None:
+def test_canonical_json_is_stable_for_naive_local_and_aware_utc() -> None:
     row = _log(1).rows[0]
-    naive = {**row, "ts": row["ts"].replace(tzinfo=None)}
+    # as PySpark's collect() returns it: the same instant, naive, in the process's zone
+    naive = {**row, "ts": row["ts"].astimezone().replace(tzinfo=None)}
     assert canonical(row) == canonical(naive)
     assert b'"ts":' in canonical(row)
     assert b"hash" not in canonical(row).replace(b"hash_alg", b"")
@@ -151,3 +152,14 @@ def test_generated_keys_are_0600_and_stable(tmp_path: Path) -> None:
     cfg2 = Settings(data_dir=tmp_path, security={"session_secret": "s" * 32})  # type: ignore[call-arg]
     assert session_key(cfg2) == b"s" * 32
     assert "s" * 32 not in cfg2.model_dump_json()
+
+
+def test_a_collected_naive_timestamp_is_read_as_the_process_local_time() -> None:
+    # PySpark hands back a TIMESTAMP as datetime.fromtimestamp(...): local, naive. The chain
+    # must hash the same instant that was written, whatever the process's zone.
+    from lakehouse.governance.audit import to_micros
+
+    instant = 1_767_237_060_123_456  # 2026-01-01T03:11:00.123456Z
+    aware = datetime.fromtimestamp(instant / 1e6, UTC).replace(microsecond=123_456)
+    naive = datetime.fromtimestamp(instant // 1_000_000).replace(microsecond=123_456)
+    assert to_micros(aware) == to_micros(naive) == instant
