@@ -37,6 +37,7 @@ from lakehouse.backup.manifest import (
 from lakehouse.backup.take import destination, local_path, table_fingerprint
 from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
+from lakehouse.tables.spec import quote_name
 from lakehouse.tables.versions import latest_version
 
 logger = logging.getLogger(__name__)
@@ -115,10 +116,6 @@ def _verify_backup(dest: Path, manifest: Manifest, tables: list[TableEntry]) -> 
     return count, nbytes
 
 
-def _quote(name: str) -> str:
-    return ".".join(f"`{part}`" for part in name.split("."))
-
-
 def _restore_table(spark: SparkSession, dest: Path, entry: TableEntry, target: Path) -> None:
     staging = target.with_name(f".{target.name}.restore")
     shutil.rmtree(staging, ignore_errors=True)
@@ -127,7 +124,7 @@ def _restore_table(spark: SparkSession, dest: Path, entry: TableEntry, target: P
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(table_file(dest, entry.name, f), dst)
     # Drop the name first: dropping a managed table deletes its folder, which is replaced.
-    spark.sql(f"DROP TABLE IF EXISTS {_quote(entry.name)}")
+    spark.sql(f"DROP TABLE IF EXISTS {quote_name(entry.name)}")
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +141,7 @@ def register_table(spark: SparkSession, name: str, folder: Path) -> None:
     schema = name.split(".", 1)[0]
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
     location = folder.as_uri().replace("'", "\\'")
-    spark.sql(f"CREATE TABLE {_quote(name)} USING DELTA LOCATION '{location}'")
+    spark.sql(f"CREATE TABLE {quote_name(name)} USING DELTA LOCATION '{location}'")
 
 
 def verify_table(

@@ -38,6 +38,7 @@ from lakehouse.backup.manifest import (
 )
 from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
+from lakehouse.tables.spec import quote_name
 from lakehouse.tables.versions import latest_version
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def catalog_tables(spark: SparkSession) -> list[str]:
             if t.tableType == "VIEW" or t.isTemporary:
                 continue
             name = f"{db.name}.{t.name}"
-            row = spark.sql(f"DESCRIBE DETAIL {name}").select("format").first()
+            row = spark.sql(f"DESCRIBE DETAIL {quote_name(name)}").select("format").first()
             if row is not None and row["format"] == "delta":
                 names.append(name)
     return sorted(names)
@@ -131,7 +132,8 @@ def catalog_tables(spark: SparkSession) -> list[str]:
 def _detail(spark: SparkSession, name: str) -> tuple[str, dict[str, str]]:
     if not spark.catalog.tableExists(name):
         raise error(ErrorCode.TABLE_NOT_FOUND, table=name)
-    row = spark.sql(f"DESCRIBE DETAIL {name}").select("format", "location", "properties").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {quote_name(name)}")
+    row = detail.select("format", "location", "properties").first()
     assert row is not None
     if row["format"] != "delta":
         raise error(ErrorCode.BACKUP_UNSUPPORTED, name=name, reason=f"{row['format']} table")

@@ -37,7 +37,7 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.settings import Settings, environment_path
-from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.spec import TableSpec, quote_name
 
 logger = logging.getLogger(__name__)
 
@@ -343,12 +343,12 @@ def protect_table(spark: SparkSession, spec: TableSpec) -> list[str]:
     wanted = table_properties(spark, spec)
     if not wanted:
         return []
-    detail = spark.sql(f"DESCRIBE DETAIL {spec.name}").select("properties").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {quote_name(spec.name)}").select("properties").first()
     stored: dict[str, str] = dict(detail["properties"] or {}) if detail else {}
     changed = {k: v for k, v in wanted.items() if stored.get(k) != v}
     if changed:
         assignments = ", ".join(f"{_lit(k)} = {_lit(v)}" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE {spec.name} SET TBLPROPERTIES ({assignments})")
+        spark.sql(f"ALTER TABLE {quote_name(spec.name)} SET TBLPROPERTIES ({assignments})")
         logger.info("table %s: encrypted columns set (%s)", spec.name, ", ".join(sorted(changed)))
     return sorted(changed)
 

@@ -25,6 +25,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.quality.compile import Compiled, compile_rule, groups, join_sql
 from lakehouse.quality.rules import Rule
+from lakehouse.tables.spec import quote_name
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def _condition(error: BaseException) -> str:
 def table_version(spark: SparkSession, physical: str) -> int | None:
     """Latest Delta version of a table; None for a table that is not Delta (a view)."""
     try:
-        row = spark.sql(f"DESCRIBE HISTORY {physical} LIMIT 1").select("version").first()
+        history = spark.sql(f"DESCRIBE HISTORY {quote_name(physical)} LIMIT 1")
+        row = history.select("version").first()
     except PySparkException:
         return None
     return int(row["version"]) if row is not None else None

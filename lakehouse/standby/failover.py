@@ -39,6 +39,7 @@ from lakehouse.standby.site import (
     wanted,
     write_atomic,
 )
+from lakehouse.tables.spec import quote_name
 from lakehouse.tables.versions import latest_version
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def check_table(name: str, folder: Path) -> TableCheck:
 def _location(spark: SparkSession, name: str) -> Path | None:
     if not spark.catalog.tableExists(name):
         return None
-    row = spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()
+    row = spark.sql(f"DESCRIBE DETAIL {quote_name(name)}").select("location").first()
     assert row is not None
     return Path(str(row["location"]).removeprefix("file:")).resolve()
 

@@ -162,3 +162,9 @@ class TableSpec:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+
+def quote_name(name: str) -> str:
+    """A qualified table name as SQL, each part quoted: OMOP names such as ``gold.location``
+    are keywords of Delta's SQL grammar (``DESCRIBE DETAIL gold.location`` misparses)."""
+    return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))

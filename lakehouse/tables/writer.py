@@ -43,7 +43,7 @@ from pyspark.sql.types import (
 
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance import encryption
-from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.spec import TableSpec, quote_name
 
 logger = logging.getLogger(__name__)
 
@@ -219,11 +219,12 @@ def _evolve(
         widen.append(want)
     if widen and stored_props.get("delta.enableTypeWidening") != "true":
         spark.sql(
-            f"ALTER TABLE {spec.name} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')"
+            f"ALTER TABLE {quote_name(spec.name)} "
+            "SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')"
         )
     for want in widen:
         spark.sql(
-            f"ALTER TABLE {spec.name} ALTER COLUMN {_quote(want.name)} "
+            f"ALTER TABLE {quote_name(spec.name)} ALTER COLUMN {_quote(want.name)} "
             f"TYPE {want.dataType.simpleString()}"
         )
         report.widened_columns.append(want.name)
@@ -251,7 +252,7 @@ def _evolve(
             continue
         if have.metadata.get("comment") != want.metadata.get("comment"):
             spark.sql(
-                f"ALTER TABLE {spec.name} ALTER COLUMN {_quote(want.name)} "
+                f"ALTER TABLE {quote_name(spec.name)} ALTER COLUMN {_quote(want.name)} "
                 f"COMMENT {_sql_str(str(want.metadata['comment']))}"
             )
             report.recommented_columns.append(want.name)
@@ -268,7 +269,7 @@ def _evolve(
     changed = {k: v for k, v in props.items() if stored_props.get(k) != v}
     if changed:
         assignments = ", ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE {spec.name} SET TBLPROPERTIES ({assignments})")
+        spark.sql(f"ALTER TABLE {quote_name(spec.name)} SET TBLPROPERTIES ({assignments})")
         report.properties_set.extend(sorted(changed))
     if detail["description"] != spec.comment:
         spark.sql(f"COMMENT ON TABLE {spec.name} IS {_sql_str(spec.comment)}")
@@ -276,7 +277,7 @@ def _evolve(
     # 5. Liquid clustering can change in place (files are reclustered by OPTIMIZE).
     if list(detail["clusteringColumns"] or []) != list(spec.cluster_by):
         target = f"({', '.join(_quote(c) for c in spec.cluster_by)})" if spec.cluster_by else "NONE"
-        spark.sql(f"ALTER TABLE {spec.name} CLUSTER BY {target}")
+        spark.sql(f"ALTER TABLE {quote_name(spec.name)} CLUSTER BY {target}")
         report.properties_set.append("clustering")
 
 

@@ -29,6 +29,7 @@ from lakehouse.backup.manifest import list_manifests
 from lakehouse.backup.take import destination
 from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
+from lakehouse.tables.spec import quote_name
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +192,13 @@ def table_detail(spark: SparkSession, name: str) -> dict[str, Any] | None:
         except Exception as exc:  # not Delta, or the internal API changed: ask DESCRIBE
             logger.debug("no Delta snapshot of %s (%s)", name, type(exc).__name__)
     try:
-        row = spark.sql(f"DESCRIBE DETAIL {name}").first()
+        row = spark.sql(f"DESCRIBE DETAIL {quote_name(name)}").first()
     except Exception as exc:
         logger.debug("no detail of %s (%s)", name, type(exc).__name__)
         return None
     if row is None or row["format"] != "delta":
         return None
-    history = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").select("version").first()
+    history = spark.sql(f"DESCRIBE HISTORY {quote_name(name)} LIMIT 1").select("version").first()
     modified = row["lastModified"]
     return {
         "version": None if history is None else int(history["version"]),

@@ -78,8 +78,9 @@ def test_the_backup_job_is_a_demo_stage_recorded_as_job_backup(
 
     names = [s.name for s in demo.STAGES]
     assert names.index("deid") < names.index("backup") < names.index("notebooks")
-    table = f"ops.backup_probe_{unique}"
-    spark.sql("CREATE SCHEMA IF NOT EXISTS ops")
+    # `location` is a keyword of Delta's SQL grammar (OMOP's gold.location): names are quoted
+    table = f"bk_{unique}.location"
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS bk_{unique}")
     spark.range(3).write.format("delta").saveAsTable(table)
     cfg = settings.model_copy(
         update={"backup": settings.backup.model_copy(update={"destination": tmp_path})}
