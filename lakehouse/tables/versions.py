@@ -11,6 +11,7 @@ JVM is not reachable from Python (Spark Connect) or Delta's internal API has cha
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
@@ -39,14 +40,35 @@ def require_version(spark: SparkSession, table: str) -> int:
 def _snapshot_version(spark: SparkSession, table: str) -> int | None:
     """The version of the table's updated log snapshot, or ``None`` where that API is not
     reachable (the caller then asks the table's history)."""
+    snap = _snapshot(spark, table)
+    return None if snap is None else int(snap.version())
+
+
+def snapshot_detail(spark: SparkSession, table: str) -> dict[str, int | float] | None:
+    """Version, size in bytes, file count and last commit time (epoch s) from the table's
+    log snapshot (no Spark job); ``None`` where the snapshot is not reachable or the table
+    has no commit (the caller then asks ``DESCRIBE DETAIL``)."""
+    snap = _snapshot(spark, table)
+    if snap is None or int(snap.version()) < 0:
+        return None
+    return {
+        "version": int(snap.version()),
+        "size_bytes": int(snap.sizeInBytes()),
+        "files": int(snap.numOfFiles()),
+        "modified": int(snap.timestamp()) / 1000.0,
+    }
+
+
+def _snapshot(spark: SparkSession, table: str) -> Any | None:
+    """Delta's updated log snapshot of ``table`` (a JVM object), or ``None`` under Spark
+    Connect, for a table of another format, or where the internal API has changed."""
     jvm = getattr(spark, "_jvm", None)
     session = getattr(spark, "_jsparkSession", None)
     if jvm is None or session is None:  # Spark Connect
         return None
     try:
         ident = session.sessionState().sqlParser().parseTableIdentifier(table)
-        pair = jvm.org.apache.spark.sql.delta.DeltaLog.forTableWithSnapshot(session, ident)
-        return int(pair._2().version())
+        return jvm.org.apache.spark.sql.delta.DeltaLog.forTableWithSnapshot(session, ident)._2()
     except Exception as exc:  # internal API: any change means "ask the history"
         logger.debug("Delta log snapshot not available (%s); using the table history", type(exc))
         return None

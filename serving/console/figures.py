@@ -30,6 +30,7 @@ from lakehouse.backup.take import destination
 from lakehouse.errors import ErrorCode, error
 from lakehouse.settings import Settings
 from lakehouse.tables.spec import quote_name
+from lakehouse.tables.versions import snapshot_detail
 
 logger = logging.getLogger(__name__)
 
@@ -176,21 +177,9 @@ def tables(spark: SparkSession, schemas: list[str], *, max_tables: int) -> dict[
 def table_detail(spark: SparkSession, name: str) -> dict[str, Any] | None:
     """Version, size in bytes, file count and last commit time (epoch s) of a Delta table
     (None for a table of another format): Delta's log snapshot, else ``DESCRIBE DETAIL``."""
-    jvm = getattr(spark, "_jvm", None)
-    session = getattr(spark, "_jsparkSession", None)
-    if jvm is not None and session is not None:
-        try:
-            ident = session.sessionState().sqlParser().parseTableIdentifier(name)
-            snap = jvm.org.apache.spark.sql.delta.DeltaLog.forTableWithSnapshot(session, ident)._2()
-            if int(snap.version()) >= 0:
-                return {
-                    "version": int(snap.version()),
-                    "size_bytes": int(snap.sizeInBytes()),
-                    "files": int(snap.numOfFiles()),
-                    "modified": int(snap.timestamp()) / 1000.0,
-                }
-        except Exception as exc:  # not Delta, or the internal API changed: ask DESCRIBE
-            logger.debug("no Delta snapshot of %s (%s)", name, type(exc).__name__)
+    snapshot = snapshot_detail(spark, name)
+    if snapshot is not None:
+        return snapshot
     try:
         row = spark.sql(f"DESCRIBE DETAIL {quote_name(name)}").first()
     except Exception as exc:
