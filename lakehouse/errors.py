@@ -1573,6 +1573,40 @@ class ErrorCode(Enum):
         EX_UNAVAILABLE,
         remedy="Choose a free port (sql_endpoint.port or --port) or stop what holds it.",
     )
+    # --- Spark Connect gateway (LH-SCN) ---
+    CONNECT_AUTH = ErrorDef(
+        "LH-SCN-001",
+        "The Spark Connect gateway refused the request's sign-in: {reason}.",
+        401,
+        EX_NOPERM,
+        remedy="Connect with a session token of lakehouse serve (or a hospital single "
+        "sign-on token) as the bearer token: sc://HOST:PORT/;use_ssl=true;token=TOKEN; sign "
+        "in again when the session has expired (docs/operations.md, Spark Connect).",
+    )
+    CONNECT_REFUSED = ErrorDef(
+        "LH-SCN-002",
+        "The Spark Connect gateway does not run {operation}: {reason}.",
+        403,
+        EX_NOPERM,
+        remedy="Read tables by name (spark.table('deid.x'), spark.sql('SELECT ...')) and "
+        "transform them with built-in functions; no UDFs, file reads, writes or temporary "
+        "views through the gateway (docs/adr/0033).",
+    )
+    CONNECT_FAILED = ErrorDef(
+        "LH-SCN-003",
+        "Spark could not run the plan ({reason}).",
+        400,
+        EX_DATAERR,
+        remedy="The reason is Spark's error class; its full text is not passed on (it may "
+        "quote data). Check column names and types against spark.table(...).schema.",
+    )
+    CONNECT_LISTEN_FAILED = ErrorDef(
+        "LH-SCN-004",
+        "The Spark Connect gateway cannot listen on {url}: {reason}.",
+        503,
+        EX_UNAVAILABLE,
+        remedy="Choose a free port (spark_connect.port or --port) or stop what holds it.",
+    )
     # --- operations console and metrics (LH-CON) ---
     CONSOLE_SOURCE_FAILED = ErrorDef(
         "LH-CON-001",

@@ -726,6 +726,46 @@ class StandbySettings(BaseModel):
     )
 
 
+class SparkConnectSettings(BaseModel):
+    """Spark Connect for notebooks (``lakehouse spark-connect``, docs/adr/0033): a gRPC
+    gateway in front of the Spark Connect server, every plan guarded and audited."""
+
+    host: str = Field("127.0.0.1", description="Address the Spark Connect gateway listens on.")
+    port: int = Field(15002, ge=1, le=65535, description="Port of the gateway (gRPC).")
+    tls: bool = Field(
+        True,
+        description="TLS (1.2 or newer) on the gateway with the certificate of lakehouse serve; "
+        "clients connect with use_ssl=true. Off (the bearer token in clear) is allowed only "
+        "when host is a loopback address.",
+    )
+    purpose: str = Field(
+        "analytics", description="Purpose of use every read through the gateway is audited with."
+    )
+    max_workers: int = Field(
+        16, ge=1, description="Requests served at once (a streaming result holds one until done)."
+    )
+    max_message_mb: int = Field(
+        128, ge=1, le=2047, description="Largest request (plan, local data) the gateway accepts."
+    )
+    settable_confs: tuple[str, ...] = Field(
+        (
+            "spark.sql.session.timeZone",
+            "spark.sql.shuffle.partitions",
+            "spark.sql.ansi.enabled",
+            "spark.sql.caseSensitive",
+            "spark.sql.execution.arrow.",
+            "spark.sql.execution.pandas.",
+            "spark.sql.repl.eagerEval.",
+            "spark.sql.pyspark.",
+            "spark.sql.adaptive.",
+            "spark.sql.autoBroadcastJoinThreshold",
+            "spark.sql.datetime.java8API.enabled",
+        ),
+        description="Session settings a notebook may change (exact names, or prefixes ending "
+        "in a dot); every other set is refused.",
+    )
+
+
 class SqlEndpointSettings(BaseModel):
     """The SQL endpoint for analysts and BI tools (``lakehouse sql-endpoint``, docs/adr/0030):
     HiveServer2's Thrift protocol, every statement through the guarded, audited read path."""
@@ -866,6 +906,7 @@ class Settings(BaseSettings):
     standby: StandbySettings = Field(default_factory=StandbySettings)  # type: ignore[arg-type]
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # type: ignore[arg-type]
     sql_endpoint: SqlEndpointSettings = Field(default_factory=SqlEndpointSettings)  # type: ignore[arg-type]
+    spark_connect: SparkConnectSettings = Field(default_factory=SparkConnectSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -1214,6 +1214,47 @@ def sql_endpoint(
     _guard(go)
 
 
+@app.command("spark-connect")
+def spark_connect(
+    host: Annotated[str | None, typer.Option("--host", help="Default: spark_connect.host.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default: spark_connect.port.")] = None,
+) -> None:
+    """Serve Spark Connect for notebooks (PySpark's remote client; every plan guarded and
+    audited; docs/operations.md) until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from lakehouse.spark import build_spark
+    from serving.spark_connect import connect_gateway, listener_tls
+
+    stop = threading.Event()
+
+    def go() -> None:
+        cfg = _settings()
+        if host is not None or port is not None:
+            own = cfg.spark_connect
+            own = own.model_copy(update={"host": host or own.host, "port": port or own.port})
+            cfg = cfg.model_copy(update={"spark_connect": own})
+        listener_tls(cfg)  # a refused setting fails before Spark starts
+        gateway, close = connect_gateway(build_spark(cfg), cfg)
+        try:
+            gateway.start()
+            url = f"sc://{cfg.spark_connect.host}:{gateway.port}/"
+            if gateway.tls is not None:
+                from lakehouse.governance.tls import ca_file
+
+                url += f";use_ssl=true (TLS; clients trust {ca_file(cfg)})"
+            typer.echo(f"Spark Connect at {url} (token=<session token>)")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+        finally:
+            close()
+        typer.echo("stopped")
+
+    _guard(go)
+
+
 kb_app = typer.Typer(
     help="Knowledge base: documents, folders and search (docs/knowledge-base.md).",
     no_args_is_help=True,

@@ -12,6 +12,7 @@ access, the stated reason and the flag.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from pyspark.sql import Row, SparkSession
@@ -97,6 +98,38 @@ class AccessService:
             self._refused(event, exc)
             raise
         return audited(self.audit, named, lambda: rows)
+
+    def rewrite(self, who: Principal, sql: str, *, purpose: str) -> GuardedQuery:
+        """``sql`` as the guard lets ``who`` run it, for a caller that runs it itself (the
+        Spark Connect gateway); a refusal is audited as :meth:`query`'s is."""
+        try:
+            return self.guard.rewrite(who, sql)
+        except LakehouseError as exc:
+            self._refused(self._event(who, purpose), exc)
+            raise
+
+    def admit(self, who: Principal, queries: Sequence[GuardedQuery], *, purpose: str) -> None:
+        """Authorize and audit a read whose rows the caller streams itself (Spark Connect):
+        patients named outside ``who``'s scope are refused (audited), then the read event is
+        recorded before a row is served (``LH-SEC-009`` when it cannot be: fail closed). The
+        row count is not known ahead of a stream and stays empty."""
+        tables = sorted({t for q in queries for t in q.tables})
+        patients = tuple(sorted({p for q in queries for p in q.patients}))
+        read = [v for q in queries for v in self.versions(q).split(",") if v]
+        versions = ",".join(dict.fromkeys(read))  # each table once, in the order read
+        event = replace(self._event(who, purpose), target=",".join(tables), versions=versions)
+        try:
+            self._require_in_scope(who, patients)
+        except LakehouseError as exc:
+            self._refused(event, exc)
+            raise
+        for named in self._named(event, patients):
+            record_or_refuse(self.audit, named)
+
+    def _event(self, who: Principal, purpose: str) -> AuditEvent:
+        return AuditEvent(
+            Action.READ, who.username, role=who.role, session_id=who.session_id, purpose=purpose
+        )
 
     def _refused(self, event: AuditEvent, exc: LakehouseError) -> None:
         """Record a refusal (``access_denied``, the first named patient pseudonymized)."""

@@ -38,7 +38,7 @@ _WRITES = (
 )  # fmt: skip
 #: In a principal's institutions: the principal is granted every institution's rows.
 ALL_SITES = "*"
-_FORBIDDEN_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect", "input_file_name"})
+FORBIDDEN_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect", "input_file_name"})
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class SqlGuard:
         for node in tree.walk():
             if isinstance(node, _WRITES):
                 raise error(ErrorCode.SQL_NOT_READ_ONLY, found=type(node).__name__.upper())
-            if isinstance(node, exp.Func) and node.name.lower() in _FORBIDDEN_FUNCTIONS:
+            if isinstance(node, exp.Func) and node.name.lower() in FORBIDDEN_FUNCTIONS:
                 raise error(ErrorCode.SQL_NOT_READ_ONLY, found=f"function {node.name.lower()}")
         return tree
 

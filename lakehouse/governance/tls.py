@@ -91,11 +91,11 @@ def client_context(cfg: Settings) -> ssl.SSLContext:
 
 def host_names(cfg: Settings) -> list[str]:
     """Names and addresses the self-signed certificate covers."""
-    # The services' own bind addresses, when their settings are there (serve.host and
-    # sql_endpoint.host).
+    # The services' own bind addresses, when their settings are there (serve.host,
+    # sql_endpoint.host and spark_connect.host).
     served = [
         str(getattr(getattr(cfg, section, None), "host", "") or "")
-        for section in ("serve", "sql_endpoint")
+        for section in ("serve", "sql_endpoint", "spark_connect")
     ]
     names = ["localhost", "127.0.0.1", "::1", *served, *cfg.security.tls_hostnames]
     unique: list[str] = []
