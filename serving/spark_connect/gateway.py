@@ -43,6 +43,7 @@ from grpc_status import rpc_status
 from pyspark.sql import SparkSession
 from pyspark.sql.connect.proto import base_pb2 as pb
 from pyspark.sql.connect.proto import base_pb2_grpc as pb_grpc
+from pyspark.sql.connect.proto import relations_pb2 as rel
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.governance.access import AccessService
@@ -195,10 +196,16 @@ class _Servicer(pb_grpc.SparkConnectServiceServicer):
         if kind is not None:
             inner = getattr(req, kind)
             for fd, value in inner.ListFields():
-                if isinstance(value, pb.Plan):
+                if isinstance(value, pb.Plan):  # schema, explain, same_semantics, ...
                     plan: pb.Plan = value
                     guarded = self._call(context, functools.partial(self._guard_schema, who, plan))
                     getattr(inner, fd.name).CopyFrom(guarded.plan)
+                elif isinstance(value, rel.Relation):  # persist, unpersist, storage level
+                    wrapped = pb.Plan(root=value)
+                    guarded = self._call(
+                        context, functools.partial(self._guard_schema, who, wrapped)
+                    )
+                    getattr(inner, fd.name).CopyFrom(guarded.plan.root)
         return self._unary(context, lambda: self.up.AnalyzePlan(req, metadata=self._meta))
 
     # -- session settings ------------------------------------------------------------------

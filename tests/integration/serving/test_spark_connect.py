@@ -207,6 +207,7 @@ def test_silver_is_refused_with_the_catalogued_error_and_audited(gw: Gateway, re
         "set_conf",
         "ddl",
         "input_files",
+        "persist_silver",
     ],
 )
 def test_what_would_escape_the_guard_is_refused(
@@ -225,6 +226,7 @@ def test_what_would_escape_the_guard_is_refused(
         "set_conf": lambda: remote.conf.set("spark.sql.legacy.allowUntypedScalaUDF", "true"),
         "ddl": lambda: remote.sql(f"DROP VIEW {gw.view}"),
         "input_files": lambda: df.inputFiles(),
+        "persist_silver": lambda: remote.table(gw.silver).persist(),
     }
     before = len(gw.audit.rows)
     with pytest.raises(PySparkException) as exc:
