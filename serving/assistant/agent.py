@@ -1,9 +1,11 @@
 """LLM mode: a tool-calling agent whose answers are verified against the rows it cites.
 
-:class:`ToolAgent` gives the model (:class:`~serving.assistant.llm.ChatModel`) six tools
+:class:`ToolAgent` gives the model (:class:`~serving.assistant.llm.ChatModel`) seven tools
 with OpenAI schemas: ``find_patient``, ``labs``, ``medications``, ``diagnoses``, ``notes``
-(note search; each hit cites a span of the note, ``table@version:key:start-end``) and
-``timeline`` (the patient's encounters, diagnoses, orders and results merged by time), and,
+(note search; each hit cites a span of the note, ``table@version:key:start-end``),
+``imaging`` (imaging reports, cited by their findings/impression span, and studies) and
+``timeline`` (the patient's encounters, diagnoses, orders, results and imaging merged by
+time), and,
 where the service has a knowledge base, ``knowledge_base`` (:data:`KNOWLEDGE_SCHEMA`: the
 passages of the documents the user may read, each cited ``kb:<tree path>:<start>-<end>``,
 :mod:`serving.assistant.knowledge`). Test, drug
@@ -44,7 +46,7 @@ from serving.assistant.knowledge import KnowledgeTool
 from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.planner import Answer, GroundedPlanner, refusal
-from serving.assistant.tools import CitedRow, DataTools, ToolResult
+from serving.assistant.tools import MODALITIES, CitedRow, DataTools, ToolResult, modality_of
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +157,35 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
+            "name": "imaging",
+            "description": "A patient's imaging: radiology reports (their findings and "
+            "impression text) and imaging studies (modality, body part, description, date), "
+            "newest first.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "patient": _PATIENT,
+                    "modality": {
+                        "type": "string",
+                        "description": "Only this modality: CT, MRI, X-ray or ultrasound "
+                        "(Chinese names too); omit for all.",
+                    },
+                    "since": _SINCE,
+                    "latest": {
+                        "type": "boolean",
+                        "description": "Only the most recent report and study.",
+                    },
+                },
+                "required": ["patient"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
             "name": "timeline",
-            "description": "A patient's summary: encounters, diagnoses, medication orders "
-            "and lab results, newest first.",
+            "description": "A patient's summary: encounters, diagnoses, medication orders, "
+            "lab results and imaging, newest first.",
             "parameters": {
                 "type": "object",
                 "properties": {"patient": _PATIENT, "since": _SINCE},
@@ -227,6 +255,16 @@ _FIELDS = {
         "diagnosed_at",
     ),
     "notes": ("note_type", "recorded_at", "snippet", "deidentified"),
+    "imaging": (
+        "kind",
+        "at",
+        "report",
+        "deidentified",
+        "modalities",
+        "body_part",
+        "study_description",
+        "accession_number",
+    ),
     "knowledge_base": ("path", "title", "passage"),
     "timeline": ("kind",),
     "encounter": ("encounter_id", "encounter_class", "dept_name", "start_at", "end_at"),
@@ -237,6 +275,7 @@ _TIMELINE_TOOL = {
     "medication": "medications",
     "diagnosis": "diagnoses",
     "encounter": "encounter",
+    "imaging": "imaging",
 }
 #: Per tool: vocabulary, code column, name columns (standard, source), argument of names.
 _CODED = {
@@ -356,7 +395,7 @@ class ToolAgent:
                     return {"error": "give mrn or visit"}
                 found = self.tools.find_patient(run.who, mrn=mrn, visit=visit)
                 return self._rows(run, lang, call.name, found, [])
-            if call.name in ("notes", "timeline"):
+            if call.name in ("notes", "timeline", "imaging"):
                 return self._call_patient_tool(run, lang, call)
             if call.name == "knowledge_base" and self.knowledge is not None:
                 return self._call_knowledge(run, lang, call)
@@ -388,7 +427,7 @@ class ToolAgent:
         return self._rows(run, lang, call.name, result, unresolved)
 
     def _call_patient_tool(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
-        """``notes`` and ``timeline`` (a refusal propagates to :meth:`_call`)."""
+        """``notes``, ``imaging`` and ``timeline`` (a refusal propagates to :meth:`_call`)."""
         args = call.arguments
         target = _patient_and_since(run, args)
         if isinstance(target, dict):
@@ -396,6 +435,14 @@ class ToolAgent:
         patient, since = target
         if call.name == "timeline":
             result = self.tools.timeline(run.who, patient, since=since)
+            return self._rows(run, lang, call.name, result, [])
+        if call.name == "imaging":
+            modality = _text(args.get("modality"))
+            if modality is not None and modality_of(modality) is None:
+                return {"error": f"modality is one of {', '.join(MODALITIES)}; omit for all"}
+            result = self.tools.imaging(
+                run.who, patient, modality=modality, since=since, latest=args.get("latest") is True
+            )
             return self._rows(run, lang, call.name, result, [])
         query = _text(args.get("query"))
         if query is None:

@@ -6,7 +6,9 @@ the patient the page is about; tests, drugs and diagnoses through the terminolog
 "latest"; a time window), calls the same guarded tools an agent would, and writes the
 answer from templates. Two further question types: a note search ("notes mentioning 胸痛
 for MRN P1", "病历中提到胸痛") answered by the ``notes`` tool with span citations, and a
-patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``; and a
+patient summary ("summary of patient P1", "患者P1的时间线") answered by ``timeline``; an
+imaging question ("患者P1最近的CT报告", "What did the chest CT show?") answered by ``imaging``
+(each report cited by its findings/impression span, each study by its row); and a
 cohort count ("how many patients with E11 in my department", "糖化血红蛋白大于7的患者有多少")
 answered by ``cohort_count`` (a number of the user's scope, no patient named); and a
 knowledge question ("脓毒性休克的处置流程是什么？", "What does error LH-SEC-006 mean?") that
@@ -30,7 +32,7 @@ from lakehouse.governance.sessions import Principal
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.knowledge import KnowledgeTool, knowledge_query, names_documents
 from serving.assistant.lexicon import CJK, Concept, Lexicon
-from serving.assistant.tools import CitedRow, DataTools, LabCondition, ToolResult
+from serving.assistant.tools import CitedRow, DataTools, LabCondition, ToolResult, modality_of
 
 _ID = r"([A-Za-z]*\d[A-Za-z0-9_-]*)"
 _MRN = re.compile(
@@ -102,6 +104,15 @@ _OP = {
 }  # fmt: skip
 #: The ``schema.table`` a knowledge query names (its data-dictionary entry ranks first).
 _TABLE = re.compile(r"(?<![\w.])[a-z]+\.[a-z0-9_]+(?![\w.])")
+#: An imaging question, and the modality it names.
+_IMAGING = re.compile(
+    r"(?i:\b(?:imaging|radiology|radiographs?|x-?rays?|scans?|ultrasound)\b)"
+    r"|(?<![A-Za-z])(?:CT|MRI)(?![A-Za-z])|影像|放射|磁共振|核磁|超声|B超|X线|胸片|平片"
+)
+_MODALITY = re.compile(
+    r"(?<![A-Za-z])(?:CT|MRI|MR)(?![A-Za-z])|(?i:\bx-?ray|\bradiograph|\bultrasound)"
+    r"|磁共振|核磁|超声|B超|X线|胸片|平片"
+)
 _SUMMARY = re.compile(
     r"\b(?:summary|summari[sz]e|timeline|overview)\b|摘要|概况|概要|时间线|总结", re.IGNORECASE
 )
@@ -160,6 +171,8 @@ class Plan:
     lab: LabCondition | None = None
     #: A knowledge question's search words ("" when it names nothing to look for).
     kb_query: str | None = None
+    #: An imaging question's modality (a key of tools.MODALITIES), None for all.
+    modality: str | None = None
 
 
 class GroundedPlanner:
@@ -187,6 +200,7 @@ class GroundedPlanner:
         note_query = note_search_words(question) if _NOTES.search(question) else None
         icd10: tuple[str, ...] = ()
         lab = None
+        modality: str | None = None
         # A knowledge question names no patient in its text (the chart the page shows
         # aside): "脓毒性休克的处置流程", "error LH-SEC-006", "silver.lab_result.value_std".
         kb_query = (
@@ -208,6 +222,10 @@ class GroundedPlanner:
             lab = _lab_condition(question, concepts)
         elif note_query is not None:
             ordered = ("note",)
+        elif _IMAGING.search(question):
+            ordered = ("imaging",)
+            found = _MODALITY.search(question)
+            modality = modality_of(found.group(0)) if found else None
         elif _SUMMARY.search(question):
             ordered = ("summary",)
         else:
@@ -224,6 +242,7 @@ class GroundedPlanner:
             icd10,
             lab,
             kb_query if ordered == ("knowledge",) else None,
+            modality,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -292,6 +311,9 @@ class GroundedPlanner:
             return
         if kind == "summary":
             self._answer_timeline(who, plan, mrn, answer)
+            return
+        if kind == "imaging":
+            self._answer_imaging(who, plan, mrn, answer)
             return
         concepts = [c for c in plan.concepts if c.kind == kind]
         codes = [c.code for c in concepts]
@@ -420,6 +442,32 @@ class GroundedPlanner:
         for r in result.rows:
             answer.say(_note_sentence(plan.lang, r.values), str(r.citation))
 
+    def _answer_imaging(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
+        zh = plan.lang == "zh"
+        result = self.tools.imaging(
+            who, mrn, modality=plan.modality, since=plan.since, latest=plan.latest
+        )
+        name = _MODALITY_NAME.get(plan.modality or "", ("", ""))[0 if zh else 1]
+        window = (
+            ("（所问时间范围内）" if zh else " in the requested time window") if plan.since else ""
+        )
+        if not result.rows:
+            answer.say(
+                f"数据中没有该患者的{name}影像检查记录{window}。"
+                if zh
+                else f"The data contains no {name + ' ' if name else ''}imaging report or "
+                f"study of this patient{window}."
+            )
+            return
+        if not plan.latest:
+            answer.say(
+                f"该患者的{name}影像检查（由近到远）："
+                if zh
+                else f"The patient's {name + ' ' if name else ''}imaging, newest first:"
+            )
+        for r in result.rows:
+            answer.say(_imaging_sentence(plan.lang, r.values), str(r.citation))
+
     def _answer_timeline(self, who: Principal, plan: Plan, mrn: str, answer: Answer) -> None:
         zh = plan.lang == "zh"
         result = self.tools.timeline(who, mrn, since=plan.since)
@@ -450,6 +498,8 @@ class GroundedPlanner:
                 text = _drug_sentence(
                     plan.lang, False, self.lexicon.concept(ATC, v.get("drug_standard_code")), v
                 )
+            elif kind == "imaging":
+                text = _imaging_sentence(plan.lang, v)
             else:
                 text = _dx_sentence(
                     plan.lang, False, self.lexicon.concept(ICD10, v.get("standard_code")), v
@@ -590,6 +640,39 @@ def _note_sentence(lang: str, v: dict[str, Any]) -> str:
     if lang == "zh":
         return f"{at} {kind}记录：“{text}”。"
     return f"{kind.capitalize()} note of {at}: “{text}”."
+
+
+_MODALITY_NAME = {
+    "CT": ("CT", "CT"),
+    "MR": ("磁共振", "MRI"),
+    "XR": ("X线", "X-ray"),
+    "US": ("超声", "ultrasound"),
+}
+
+
+def _imaging_sentence(lang: str, v: dict[str, Any]) -> str:
+    """A report (its findings/impression text) or a study (modality, description, body
+    part, time, accession number)."""
+    at = _when(v.get("at"))
+    if v.get("kind") == "report":
+        text = " ".join(str(v.get("report") or "").split())
+        deid = v.get("deidentified")
+        if lang == "zh":
+            return f"{at} 影像检查报告{'（去标识化文本）' if deid else ''}：“{text}”。"
+        return f"Imaging report of {at}{' (de-identified)' if deid else ''}: “{text}”."
+    modalities = "/".join(str(m) for m in v.get("modalities") or []) or "?"
+    desc, part = v.get("study_description"), v.get("body_part")
+    acc = v.get("accession_number")
+    if lang == "zh":
+        what = f"{modalities}检查" + (f"（{desc}）" if desc else "")
+        more = "，".join(
+            x for x in (f"部位{part}" if part else "", f"检查号{acc}" if acc else "") if x
+        )
+        return f"{at} {what}" + (f"，{more}" if more else "") + "。"
+    what = (
+        f"{modalities} study" + (f" {desc}" if desc else "") + (f" of the {part}" if part else "")
+    )
+    return f"{what}, {at}" + (f" (accession {acc})." if acc else ".")
 
 
 def _passage_sentence(lang: str, v: dict[str, Any]) -> str:

@@ -16,6 +16,13 @@ cannot scope for the role). ``timeline`` merges the other tools' rows and the pa
 encounters by time. ``cohort_count`` counts the distinct patients in the user's scope with
 a diagnosis (ICD-10 prefix) and/or a lab result condition: one guarded aggregate query
 naming no patient (audited without patient refs), only the number comes back.
+
+``imaging`` reads a patient's imaging reports (``silver.note`` rows of a radiology type, or
+their de-identified text, the same guarded way as ``notes``; each cited by the span of its
+findings/impression sections, ``table@version:key:start-end``) and imaging studies
+(``silver.imaging_study``: modality, body part, description, study date; cited by row),
+optionally of one modality (a report of another visit is kept only when its text names
+the modality).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from lakehouse.governance.sessions import Principal
 from lakehouse.tables.silver.clinical import DIAGNOSIS, LAB_RESULT, MEDICATION_ORDER
 from lakehouse.tables.silver.documents import NOTE
 from lakehouse.tables.silver.encounter import ENCOUNTER
+from lakehouse.tables.silver.imaging import IMAGING_STUDY
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import TableSpec
@@ -166,12 +174,48 @@ _ENCOUNTER_COLUMNS = (
 _NOTE_COLUMNS = ("patient_id", "note_id", "note_type", "language", "recorded_at")
 #: The text column of each note table (by the table's role, not its name).
 NOTE_TEXT, DEID_TEXT = "note_text", "text_deid"
+_STUDY_COLUMNS = (
+    "patient_id",
+    "encounter_id",
+    "accession_number",
+    "modalities",
+    "study_description",
+    "body_part",
+    "study_at",
+)
+#: ``note_type`` (lower case) of an imaging report: the landed file's kind, or the text of
+#: a FHIR DocumentReference's type.
+REPORT_TYPES = ("radiology", "radiology report", "imaging", "imaging report", "影像检查报告")
+#: Modalities by the name a question or a model uses: the DICOM modality codes of its
+#: studies, and the words a report's text names it by.
+MODALITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "CT": (("CT",), ("CT", "计算机断层")),
+    "MR": (("MR",), ("MRI", "MR", "磁共振")),
+    "XR": (("CR", "DX", "DR"), ("X线", "X-ray", "radiograph", "胸片", "平片")),
+    "US": (("US",), ("超声", "B超", "ultrasound")),
+}
+_MODALITY_NAMES = {
+    "ct": "CT", "mr": "MR", "mri": "MR", "磁共振": "MR", "核磁": "MR", "xr": "XR",
+    "x-ray": "XR", "xray": "XR", "x线": "XR", "cr": "XR", "dx": "XR", "dr": "XR",
+    "radiograph": "XR", "胸片": "XR", "平片": "XR", "us": "US", "ultrasound": "US",
+    "超声": "US", "b超": "US",
+}  # fmt: skip
+#: A report's findings/impression section header at the start of a line.
+_REPORT_HEADER = re.compile(
+    r"^[ \t]*(?:检查所见|影像所见|影像表现|所见|印象|影像诊断|诊断意见|检查结论|结论"
+    r"|findings|impression|conclusions?)[ \t]*[：:]",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ANY_HEADER = re.compile(r"^[ \t]*[^\s：:]{1,16}[ \t]*[：:]", re.MULTILINE)
+#: The longest report span cited when the text has no findings/impression header.
+_REPORT_MAX = 400
 #: Timeline items: tool, time column.
 _TIMELINE = (
     ("encounter", "start_at"),
     ("diagnosis", "diagnosed_at"),
     ("medication", "ordered_at"),
     ("lab", "collected_at"),
+    ("imaging", "at"),
 )
 
 
@@ -194,6 +238,7 @@ class DataTools:
         # the silver ones.
         self.note: TableSpec = getattr(self.tables, "note", NOTE)
         self.note_deid: TableSpec = getattr(self.tables, "note_deid", NOTE_DEID)
+        self.imaging_study: TableSpec = getattr(self.tables, "imaging_study", IMAGING_STUDY)
 
     # -- tools ---------------------------------------------------------------------------
     def find_patient(
@@ -346,6 +391,70 @@ class DataTools:
             rows.append(CitedRow(_with_span(row.citation, hit.start, hit.end), values))
         return ToolResult("notes", rows)
 
+    def imaging(
+        self,
+        who: Principal,
+        patient_id: str,
+        *,
+        modality: str | None = None,
+        since: datetime | None = None,
+        latest: bool = False,
+    ) -> ToolResult:
+        """The patient's imaging reports and studies, newest first (``kind`` ``report`` or
+        ``study``, ``at`` their time): each report (a radiology note, its text read as
+        :meth:`notes` reads it) cited by the span of its findings/impression sections, with
+        that text as ``report``; each study of ``silver.imaging_study`` cited by row. With
+        ``modality`` (a :data:`MODALITIES` name), only its studies, and the reports of their
+        visits or naming the modality; ``latest``: the newest report and the newest study.
+        ValueError for an unknown modality. Two guarded, audited reads."""
+        key = modality_of(modality) if modality else None
+        if modality and key is None:
+            raise ValueError(f"the modality is one of {', '.join(MODALITIES)}")
+        types = exp.Lower(this=_col("note_type")).isin(*[_str(t) for t in REPORT_TYPES])
+        deid = NOTE_TEXT not in self.access.guard.policy.visible_columns(who.role, self.note)
+        if deid:
+            n_types = exp.Lower(this=_col("note_type", "n")).isin(*[_str(t) for t in REPORT_TYPES])
+            reports = self._deid_notes(who, patient_id, since, n_types, tool="imaging")
+        else:
+            parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id)), types]
+            if since is not None:
+                parts.append(_after("recorded_at", since))
+            reports = self._select(
+                who,
+                "imaging",
+                self.note,
+                (*_NOTE_COLUMNS, "encounter_id", NOTE_TEXT),
+                exp.and_(*parts),
+                order="recorded_at",
+                limit=self.max_rows,
+            )
+        study_parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id))]
+        if key is not None:
+            study_parts.append(
+                exp.or_(
+                    *[
+                        exp.ArrayContains(this=_col("modalities"), expression=_str(code))
+                        for code in MODALITIES[key][0]
+                    ]
+                )
+            )
+        if since is not None:
+            study_parts.append(_after("study_at", since))
+        studies = self._select(
+            who,
+            "imaging",
+            self.imaging_study,
+            _STUDY_COLUMNS,
+            exp.and_(*study_parts),
+            order="study_at",
+        )
+        rows = imaging_rows(
+            reports, studies, text_column=DEID_TEXT if deid else NOTE_TEXT, modality=key
+        )
+        if latest:
+            rows = _newest_of_each_kind(rows)
+        return ToolResult("imaging", rows.rows[: self.max_rows])
+
     def timeline(
         self,
         who: Principal,
@@ -354,9 +463,10 @@ class DataTools:
         since: datetime | None = None,
         limit: int = 50,
     ) -> ToolResult:
-        """The patient's encounters, diagnoses, medication orders and lab results, newest
-        first, merged by time (each row cited, with ``kind`` and ``at`` added); at most
-        ``limit`` items. Every part is its own guarded, audited read."""
+        """The patient's encounters, diagnoses, medication orders, lab results and imaging
+        (reports and studies), newest first, merged by time (each row cited, with ``kind``
+        and ``at`` added); at most ``limit`` items. Every part is its own guarded, audited
+        read."""
         parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id))]
         if since is not None:
             parts.append(_after("start_at", since))
@@ -372,6 +482,7 @@ class DataTools:
             "diagnosis": self.diagnoses(who, patient_id, since=since),
             "medication": self.medications(who, patient_id, since=since),
             "lab": self.labs(who, patient_id, since=since),
+            "imaging": self.imaging(who, patient_id, since=since),
         }
         return merge_timeline(results, limit=min(limit, self.max_rows))
 
@@ -470,24 +581,37 @@ class DataTools:
             **self.tables.by_name(),
             self.note.name: self.note,
             self.note_deid.name: self.note_deid,
+            self.imaging_study.name: self.imaging_study,
         }
 
-    def _deid_notes(self, who: Principal, patient_id: str, since: datetime | None) -> ToolResult:
-        """The de-identified text of the patient's newest notes: ``silver.note_deid`` of
-        each note's current version, joined to ``silver.note`` for the patient and the time
-        (both pinned; the guard scopes both and refuses what it cannot scope)."""
+    def _deid_notes(
+        self,
+        who: Principal,
+        patient_id: str,
+        since: datetime | None,
+        extra: exp.Expr | None = None,
+        *,
+        tool: str = "notes",
+    ) -> ToolResult:
+        """The de-identified text of the patient's newest notes (those meeting ``extra``,
+        a condition on ``n``): ``silver.note_deid`` of each note's current version, joined
+        to ``silver.note`` for the patient and the time (both pinned; the guard scopes both
+        and refuses what it cannot scope)."""
         note, deid = self.note, self.note_deid
         vn, vd = self._version(note.name), self._version(deid.name)
         on = exp.and_(*[_col(k, "d").eq(_col(k, "n")) for k in (*deid.keys, "source_updated_at")])
         parts: list[exp.Expr] = [_col("patient_id", "n").eq(_str(patient_id)), _live("n")]
         if since is not None:
             parts.append(_after("recorded_at", since, "n"))
+        if extra is not None:
+            parts.append(extra)
         select = [
             *[_col(k, "d") for k in deid.keys],
             _col("patient_id", "n"),
             _col("note_type", "n"),
             _col("language", "n"),
             _col("recorded_at", "n"),
+            _col("encounter_id", "n"),
             _col(DEID_TEXT, "d"),
         ]
         query = (
@@ -505,7 +629,7 @@ class DataTools:
             values = dict(r.asDict())
             key = tuple(str(values[k]) for k in deid.keys)
             out.append(CitedRow(Citation(deid.name, vd, key), values))
-        return ToolResult("notes", out)
+        return ToolResult(tool, out)
 
     def _clinical(
         self,
@@ -584,10 +708,110 @@ def merge_timeline(results: dict[str, ToolResult], *, limit: int) -> ToolResult:
     return ToolResult("timeline", items[:limit])
 
 
+def modality_of(name: str | None) -> str | None:
+    """The :data:`MODALITIES` key of a modality's name ("CT", "MRI", "胸片", "超声"), else
+    None."""
+    if name is None:
+        return None
+    return _MODALITY_NAMES.get(name.strip().lower().replace(" ", ""))
+
+
+def report_span(text: str) -> tuple[int, int]:
+    """The span of a report's findings and impression: from the first such section's text
+    to the end of the last one's (a section whose header ends its line runs to a blank line
+    or the next header line; else to the end of its line). A text without those headers:
+    its first :data:`_REPORT_MAX` characters, whitespace trimmed."""
+    spans = []
+    for m in _REPORT_HEADER.finditer(text):
+        line_end = text.find("\n", m.end())
+        line_end = len(text) if line_end < 0 else line_end
+        if text[m.end() : line_end].strip():
+            start, end = m.end(), line_end
+        else:
+            start = min(line_end + 1, len(text))
+            stop = re.compile(r"\n[ \t]*\n").search(text, start)
+            header = _ANY_HEADER.search(text, start)
+            ends = [x.start() for x in (stop, header) if x is not None]
+            end = min(ends) if ends else len(text)
+        spans.append((start, end))
+    if spans:
+        start, end = spans[0][0], max(e for _, e in spans)
+    else:
+        start, end = 0, min(len(text), _REPORT_MAX)
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def imaging_rows(
+    reports: ToolResult,
+    studies: ToolResult,
+    *,
+    text_column: str = NOTE_TEXT,
+    modality: str | None = None,
+) -> ToolResult:
+    """Reports (note rows holding ``text_column``) and study rows as the ``imaging`` tool
+    returns them, newest first: each report cited by :func:`report_span` of its text, with
+    ``report`` (that text, the rest of the note left out), ``start``/``end`` and
+    ``deidentified``; each with ``kind`` and ``at``. With ``modality`` (a
+    :data:`MODALITIES` key, the studies already of it), a report is kept when a study is of
+    its visit or its text names the modality."""
+    visits = {r.values.get("encounter_id") for r in studies.rows} - {None}
+    words = MODALITIES[modality][1] if modality else ()
+    items: list[CitedRow] = []
+    for r in reports.rows:
+        text = r.values.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        other_visit = modality and r.values.get("encounter_id") not in visits
+        if other_visit and not any(_names_word(text, w) for w in words):
+            continue
+        start, end = report_span(text)
+        values = {k: v for k, v in r.values.items() if k != text_column}
+        values.update(
+            kind="report",
+            at=r.values.get("recorded_at"),
+            report=text[start:end],
+            start=start,
+            end=end,
+            deidentified=text_column == DEID_TEXT,
+        )
+        items.append(CitedRow(_with_span(r.citation, start, end), values))
+    for r in studies.rows:
+        items.append(
+            CitedRow(r.citation, {**r.values, "kind": "study", "at": r.values["study_at"]})
+        )
+    items.sort(key=lambda r: (r.values["at"] is None, _neg_time(r.values["at"])))
+    return ToolResult("imaging", items)
+
+
+def _names_word(text: str, word: str) -> bool:
+    """Whether ``text`` names ``word`` (a Latin word not inside a longer one)."""
+    if _CJK.search(word):
+        return word in text
+    return (
+        re.search(rf"(?<![A-Za-z]){re.escape(word)}(?![A-Za-z])", text, re.IGNORECASE) is not None
+    )
+
+
+def _newest_of_each_kind(result: ToolResult) -> ToolResult:
+    """The first (newest) report and the first study of ``result``."""
+    seen: set[Any] = set()
+    rows = []
+    for r in result.rows:
+        if r.values["kind"] not in seen:
+            seen.add(r.values["kind"])
+            rows.append(r)
+    return ToolResult(result.tool, rows)
+
+
 def _neg_time(at: Any) -> float:
     return -at.timestamp() if isinstance(at, datetime) else 0.0
 
 
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Z]{0,4})?$|^[A-Z][0-9]?$")
 _OPS: dict[str, type[exp.Binary]] = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
 

@@ -121,6 +121,11 @@ def test_every_tool_column_is_a_column_of_its_silver_table() -> None:
         assert set(columns) <= set(spec.column_names), spec.name
         assert {"patient_id", "is_deleted"} <= set(spec.column_names)
     assert {"encounter_id", "patient_id", "start_at"} <= set(specs.encounter.column_names)
+    from lakehouse.tables.silver.documents import NOTE
+    from lakehouse.tables.silver.imaging import IMAGING_STUDY
+
+    assert set(t._STUDY_COLUMNS) <= set(IMAGING_STUDY.column_names)
+    assert {*t._NOTE_COLUMNS, "encounter_id", t.NOTE_TEXT} <= set(NOTE.column_names)
 
 
 def test_one_fact_from_two_systems_is_one_sentence_citing_both(planner: GroundedPlanner) -> None:

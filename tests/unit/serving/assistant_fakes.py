@@ -17,12 +17,16 @@ from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.note_search import rank_notes
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import (
+    MODALITIES,
+    REPORT_TYPES,
     CitedRow,
     CohortCount,
     DataTools,
     LabCondition,
     ToolResult,
+    imaging_rows,
     merge_timeline,
+    modality_of,
 )
 
 HBA1C = Concept("LOINC", "4548-4", "Hemoglobin A1c", "糖化血红蛋白")
@@ -32,6 +36,7 @@ NOW = datetime(2026, 11, 26, 12, 0)
 WHO = Principal("dr_a", "clinician", department="A", institutions=("H1",))
 LAB_TABLE = "silver.lab_result"
 NOTE_TABLE = "silver.note"
+STUDY_TABLE = "silver.imaging_study"
 
 
 def lexicon() -> Lexicon:
@@ -71,19 +76,46 @@ def lab(
     return CitedRow(Citation(LAB_TABLE, 3, ("H1", "lis", rid)), values)
 
 
-def note(nid: str, patient: str, text: str, at: datetime, note_type: str = "progress") -> CitedRow:
+def note(
+    nid: str,
+    patient: str,
+    text: str,
+    at: datetime,
+    note_type: str = "progress",
+    visit: str | None = None,
+) -> CitedRow:
     """A silver.note-shaped row (cited without a span: the notes tool adds the span)."""
     values = {
         "institution_code": "H1",
         "source_system": "emr",
         "note_id": nid,
         "patient_id": patient,
+        "encounter_id": visit,
         "note_type": note_type,
         "language": "zh",
         "recorded_at": at,
         "note_text": text,
     }
     return CitedRow(Citation(NOTE_TABLE, 7, ("H1", "emr", nid)), values)
+
+
+def study(
+    uid: str, patient: str, modality: str, at: datetime, visit: str, part: str = "CHEST"
+) -> CitedRow:
+    """A silver.imaging_study-shaped row."""
+    values = {
+        "institution_code": "H1",
+        "source_system": "pacs",
+        "study_instance_uid": uid,
+        "patient_id": patient,
+        "encounter_id": visit,
+        "accession_number": f"{visit}{modality}",
+        "modalities": [modality],
+        "study_description": f"{modality} {part}",
+        "body_part": part,
+        "study_at": at,
+    }
+    return CitedRow(Citation(STUDY_TABLE, 2, ("H1", "pacs", uid)), values)
 
 
 @dataclass
@@ -96,6 +128,7 @@ class FakeTools:
     calls: list[tuple[str, str | None, tuple[str, ...]]] = field(default_factory=list)
     notes_of: dict[str, list[CitedRow]] = field(default_factory=dict)
     cohorts: list[tuple[tuple[str, ...], LabCondition | None]] = field(default_factory=list)
+    studies_of: dict[str, list[CitedRow]] = field(default_factory=dict)
 
     def _rows(self, patient: str) -> list[CitedRow]:
         if patient in self.denied:
@@ -165,6 +198,40 @@ class FakeTools:
             out.append(CitedRow(Citation(c.table, c.version, c.key, (hit.start, hit.end)), values))
         return ToolResult("notes", out)
 
+    def imaging(
+        self,
+        who: Principal,
+        patient_id: str,
+        *,
+        modality: str | None = None,
+        since: datetime | None = None,
+        latest: bool = False,
+    ) -> ToolResult:
+        """The real assembly (tools.imaging_rows) over the patient's radiology notes and
+        studies, as DataTools.imaging filters them."""
+        self.calls.append(("imaging", patient_id, (modality,) if modality else ()))
+        self._rows(patient_id)
+        key = modality_of(modality)
+        reports = [
+            r
+            for r in self.notes_of.get(patient_id, [])
+            if r.values["note_type"] in REPORT_TYPES
+            and (since is None or r.values["recorded_at"] >= since)
+        ]
+        studies = [
+            r
+            for r in self.studies_of.get(patient_id, [])
+            if (key is None or set(r.values["modalities"]) & set(MODALITIES[key][0]))
+            and (since is None or r.values["study_at"] >= since)
+        ]
+        rows = imaging_rows(
+            ToolResult("imaging", reports), ToolResult("imaging", studies), modality=key
+        ).rows
+        if latest:
+            rows = [next(r for r in rows if r.values["kind"] == k) for k in ("report", "study")
+                    if any(r.values["kind"] == k for r in rows)]  # fmt: skip
+        return ToolResult("imaging", rows)
+
     def timeline(
         self, who: Principal, patient_id: str, *, since: datetime | None = None, limit: int = 50
     ) -> ToolResult:
@@ -195,7 +262,7 @@ class FakeTools:
         return CohortCount(n, ("silver.diagnosis@4",) if icd10 else (f"{LAB_TABLE}@3",))
 
     def key_widths(self) -> dict[str, int]:
-        return {LAB_TABLE: 3, NOTE_TABLE: 3}
+        return {LAB_TABLE: 3, NOTE_TABLE: 3, STUDY_TABLE: 3}
 
     def span_tables(self) -> frozenset[str]:
         return frozenset({NOTE_TABLE})
@@ -208,7 +275,8 @@ class FakeTools:
             text = rows[0].values["note_text"]
             start, end = citation.span
             return {**rows[0].values, "span_text": text[start:end] if end <= len(text) else None}
-        rows = [r for rs in self.labs_of.values() for r in rs if r.citation == citation]
+        every = [*self.labs_of.values(), *self.studies_of.values()]
+        rows = [r for rs in every for r in rs if r.citation == citation]
         return rows[0].values if rows else None
 
     def medications(self, who: Principal, patient_id: str, **_: Any) -> ToolResult:

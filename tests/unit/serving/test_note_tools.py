@@ -4,7 +4,7 @@ the guarded read and the citation endpoint are tested in tests/integration/servi
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,13 @@ from serving.assistant.agent import TOOL_SCHEMAS
 from serving.assistant.citations import Citation
 from serving.assistant.note_search import rank_notes
 from serving.assistant.planner import GroundedPlanner, note_search_words
-from serving.assistant.tools import CitedRow, LabCondition, ToolResult, merge_timeline
+from serving.assistant.tools import (
+    CitedRow,
+    LabCondition,
+    ToolResult,
+    merge_timeline,
+    report_span,
+)
 from tests.unit.serving.assistant_fakes import (
     GLU,
     HBA1C,
@@ -27,6 +33,7 @@ from tests.unit.serving.assistant_fakes import (
     lexicon,
     note,
     say,
+    study,
 )
 
 PAIN = "患者今日诉胸痛两小时，伴出汗。心电图未见ST段抬高。"
@@ -241,3 +248,151 @@ def test_planner_cohort_needs_a_condition() -> None:
 
 def lab_row(rid: str, patient: str, value: float) -> CitedRow:
     return lab(rid, patient, HBA1C, value, "%", NOW - timedelta(days=3))
+
+
+CT_REPORT = (
+    "影像检查报告\n姓名：张三\n记录时间：2026-11-20 10:00\n"
+    "检查所见：右上肺见一小结节影，边界清晰，建议随访。\n吸烟史10年。\n医师签名：李四\n"
+)
+XR_REPORT = (
+    "Radiology report\nPatient: A\nFindings: Lungs are clear. No acute findings.\nSigned: B\n"
+)
+
+
+def _imaging_tools() -> FakeTools:
+    def ago(**delta: int) -> datetime:
+        return NOW - timedelta(**delta)
+
+    return FakeTools(
+        notes_of={
+            "P1": [
+                note("R1", "P1", CT_REPORT, ago(days=6), "radiology", visit="V1"),
+                note("R2", "P1", XR_REPORT, ago(days=40), "radiology", visit="V2"),
+                note("N1", "P1", THIRST, ago(days=1)),
+            ]
+        },
+        studies_of={
+            "P1": [
+                study("1.2.1", "P1", "CT", ago(days=6, hours=1), "V1"),
+                study("1.2.2", "P1", "CR", ago(days=40, hours=1), "V2"),
+            ]
+        },
+        denied={"P9"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("所见：\n a\n b\n\n印象：c\n医师：d", "a\n b\n\n印象：c"),  # header lines, blank line
+        ("Findings: clear.\nImpression: normal.\nSigned: X", "clear.\nImpression: normal."),
+        ("检查所见：\n结节。\n报告医师：王", "结节。"),  # runs to the next header line
+        ("  no headers at all  ", "no headers at all"),
+    ],
+)
+def test_report_span_is_the_findings_and_impression(text: str, span: str) -> None:
+    start, end = report_span(text)
+    assert text[start:end] == span
+
+
+@pytest.mark.parametrize(
+    ("question", "modality", "latest"),
+    [
+        ("患者P1最近的CT报告", "CT", True),
+        ("患者P1的影像检查结果", None, False),
+        ("What did the chest CT show for patient P1?", "CT", False),
+        ("imaging reports for patient P1", None, False),
+        ("患者P1的胸片", "XR", False),
+        ("MRN P1 latest MRI", "MR", True),
+    ],
+)
+def test_planner_recognizes_imaging_questions(
+    question: str, modality: str | None, latest: bool
+) -> None:
+    plan = GroundedPlanner(_imaging_tools(), lexicon(), now=lambda: NOW).plan(question)  # type: ignore[arg-type]
+    assert (plan.kinds, plan.mrn, plan.modality, plan.latest) == (
+        ("imaging",),
+        "P1",
+        modality,
+        latest,
+    )
+
+
+def test_planner_imaging_cites_report_spans_and_studies() -> None:
+    tools = _imaging_tools()
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    answer = planner.ask(WHO, "患者P1的影像检查结果")
+    assert answer.sentences[0].citations == ()
+    assert "由近到远" in answer.sentences[0].text
+    report, ct, xr_report, xr = answer.sentences[1:]
+    finding = "右上肺见一小结节影，边界清晰，建议随访。"
+    start = CT_REPORT.index(finding)
+    assert report.citations == (f"silver.note@7:H1|emr|R1:{start}-{start + len(finding)}",)
+    assert finding in report.text
+    assert "吸烟" not in report.text
+    assert "张三" not in report.text
+    assert ct.citations == ("silver.imaging_study@2:H1|pacs|1.2.1",)
+    assert "CT检查（CT CHEST）" in ct.text
+    assert "检查号V1CT" in ct.text
+    assert "Lungs are clear" in xr_report.text
+    assert xr.citations == ("silver.imaging_study@2:H1|pacs|1.2.2",)
+    widths, spans = tools.key_widths(), tools.span_tables()
+    for text in answer.citations:  # every citation resolves to the patient's record
+        row = tools.cited_row(WHO, Citation.parse(text, widths, spans))
+        assert row is not None
+        assert row["patient_id"] == "P1"
+    assert (
+        tools.cited_row(WHO, Citation.parse(report.citations[0], widths, spans))[  # type: ignore[index]
+            "span_text"
+        ]
+        == finding
+    )
+    # The chest CT: the CT study and its visit's report only; "latest": one of each.
+    en = planner.ask(WHO, "What did the latest chest CT show for patient P1?")
+    assert en.citations == [report.citations[0], ct.citations[0]]
+    assert en.text.startswith("Imaging report of 2026-11-20 12:00: “右上肺")
+    assert tools.calls[-1] == ("imaging", "P1", ("CT",))
+
+
+def test_planner_imaging_abstains_refuses_and_keeps_other_questions() -> None:
+    tools = _imaging_tools()
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    none = planner.ask(WHO, "患者P1的超声检查")
+    assert none.citations == []
+    assert "没有该患者的超声影像检查记录" in none.text
+    window = planner.ask(WHO, "imaging of patient P1 in the last 3 days")
+    assert window.citations == []
+    assert "no imaging report or study" in window.text
+    refused = planner.ask(WHO, "患者P9最近的CT报告")
+    assert refused.refused
+    assert refused.code == "LH-SEC-006"
+    assert refused.citations == []
+    # A note search naming CT stays a note search.
+    assert planner.plan("notes mentioning CT for MRN P1").kinds == ("note",)
+
+
+def test_timeline_and_agent_imaging_tool() -> None:
+    tools = _imaging_tools()
+    merged = merge_timeline(
+        {"imaging": tools.imaging(WHO, "P1"), "lab": ToolResult("labs")}, limit=10
+    )
+    assert [r.values["kind"] for r in merged.rows] == ["imaging"] * 4
+    assert merged.rows[0].values["at"] == NOW - timedelta(days=6)
+    names = {t["function"]["name"] for t in TOOL_SCHEMAS}
+    assert "imaging" in names
+    model = Scripted(
+        call("imaging", patient="P1", modality="CT", latest=True),
+        say("2026-11-20 的CT报告：右上肺见一小结节影，建议随访 [1]。"),
+    )
+    answer = agent(tools, model).ask(WHO, "P1 最近的CT报告？")
+    assert answer.mode == "llm"
+    assert answer.citations[0].startswith("silver.note@7:H1|emr|R1:")
+    sent = model.seen[1][-1].content or ""
+    assert "右上肺" in sent
+    assert "张三" not in sent  # the rest of the note stays in the process
+    model = Scripted(call("imaging", patient="P1", modality="PET"), say("No PET data."))
+    agent(tools, model).ask(WHO, "PET of P1")
+    assert "modality is one of" in (model.seen[1][-1].content or "")
+    refused = agent(tools, Scripted(call("imaging", patient="P9"))).ask(WHO, "P9 的影像")
+    assert refused.refused
+    assert refused.citations == []
