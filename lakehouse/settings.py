@@ -847,6 +847,11 @@ class ConsoleSettings(BaseModel):
     probe_timeout_s: float = Field(
         2.0, gt=0, description="Timeout of one reachability probe (MLflow, the LLM endpoint)."
     )
+    warm_on_start: bool = Field(
+        True,
+        description="lakehouse serve reads every panel once in the background when it starts, "
+        "so the first page or scrape answers from the cache instead of waiting for Spark.",
+    )
     metrics_token_file: Path | None = Field(
         None,
         description="File holding the bearer token Prometheus sends to /metrics (a scrape "

@@ -1155,6 +1155,8 @@ def serve(
             cfg = cfg.model_copy(update={"serve": serve_cfg})
         tls = tls_files(cfg)
         app_ = create_app(build_spark(cfg), cfg)
+        if cfg.console.warm_on_start:
+            app_.state.console.warm()  # the first page or scrape then answers from the cache
         scheme = "https" if tls else "http"
         typer.echo(f"assistant at {scheme}://{cfg.serve.host}:{cfg.serve.port}/api/health")
         uvicorn.run(

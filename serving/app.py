@@ -258,6 +258,7 @@ def create_app(
         spark, cfg, identity.audit, access.guard.policy, console_tables, access=access
     )
     mount_console(app, console, _principal, state.identity.session)
+    app.state.console = console  # lakehouse serve warms its panels at start
     mount_page(app)
     return app
 

@@ -178,6 +178,20 @@ class Console:
                 ).start()
         return {**entry.value, "age_s": round(max(0.0, self.clock() - entry.at), 3)}
 
+    def warm(self) -> threading.Thread:
+        """Read every panel once in a background thread (``lakehouse serve`` at start), so the
+        first page or Prometheus scrape finds them cached instead of waiting for Spark."""
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(len(PANELS), thread_name_prefix="console-warm") as pool:
+                list(pool.map(self.figure, PANELS))
+            logger.info("console panels read in %.1f s", time.perf_counter() - t0)
+
+        thread = threading.Thread(target=run, name="console-warm", daemon=True)
+        thread.start()
+        return thread
+
     def _refresh(self, name: str) -> None:
         try:
             value = self._compute(name)
