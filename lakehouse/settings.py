@@ -526,6 +526,33 @@ class ServeSettings(BaseModel):
         "X-Forwarded-For names the client: the address the service logs. Another sender's "
         "header is ignored. Add the proxy's address when nginx runs on another host.",
     )
+    note_search: Literal["bm25", "hybrid"] = Field(
+        "hybrid",
+        description="How the assistant's note search ranks a patient's notes: bm25 (words "
+        "only) or hybrid (BM25 fused by reciprocal rank with the cosine ranking of dense "
+        "embeddings, so a note about the same thing in other words is found too). Both rank "
+        "only the notes the user may read.",
+    )
+    embedding_model_dir: Path | None = Field(
+        None,
+        description="Folder of a sentence-embedding model in Hugging Face transformers "
+        "format (a multilingual one for Chinese notes; never downloaded) for hybrid note "
+        "search, mean-pooled; relative to home. Default: LSA (TF-IDF over the jieba-segmented "
+        "terms + truncated SVD) fit on the notes being searched.",
+    )
+    lsa_dims: int = Field(
+        256,
+        ge=2,
+        le=2048,
+        description="Dimensions of the default LSA embeddings (fewer when the notes have "
+        "fewer documents or terms).",
+    )
+    rrf_k: int = Field(
+        60,
+        ge=0,
+        description="The constant k of reciprocal rank fusion: a note scores the sum of "
+        "1 / (k + rank) over the BM25 and dense rankings that hold it.",
+    )
 
 
 class AssistantLLMSettings(BaseModel):

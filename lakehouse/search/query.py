@@ -46,6 +46,8 @@ class Query:
     phrases: tuple[Phrase, ...] = ()
     #: Unquoted runs of 3+ Han characters (normalized), whole-word rerank of BM25's top.
     runs: tuple[str, ...] = ()
+    #: The query as written (quotes removed): what a dense embedding of the query reads.
+    text: str = ""
 
     @property
     def empty(self) -> bool:
@@ -72,8 +74,15 @@ def parse_query(text: str, analyzer: Analyzer) -> Query:
     terms.extend(analyzer.terms(rest))
     runs = [r for r in _HAN_RUN.findall(normalize(rest).text) if len(r) >= 3]
     return Query(
-        tuple(dict.fromkeys(terms)), tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(runs))
+        tuple(dict.fromkeys(terms)),
+        tuple(dict.fromkeys(phrases)),
+        tuple(dict.fromkeys(runs)),
+        " ".join(_QUOTED.sub(_unquote, text).replace('"', " ").split()),
     )
+
+
+def _unquote(match: re.Match[str]) -> str:
+    return " " + next(g for g in match.groups() if g is not None) + " "
 
 
 def unicodedata_safe(text: str) -> str:
