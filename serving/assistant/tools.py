@@ -37,6 +37,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from sqlglot import exp
 
+from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.governance.access import AccessService
 from lakehouse.governance.sessions import Principal
 from lakehouse.tables.silver.clinical import DIAGNOSIS, LAB_RESULT, MEDICATION_ORDER
@@ -406,28 +407,12 @@ class DataTools:
         that text as ``report``; each study of ``silver.imaging_study`` cited by row. With
         ``modality`` (a :data:`MODALITIES` name), only its studies, and the reports of their
         visits or naming the modality; ``latest``: the newest report and the newest study.
-        ValueError for an unknown modality. Two guarded, audited reads."""
+        ValueError for an unknown modality. Two guarded, audited reads; a table the
+        lakehouse does not have (no notes or no PACS landed yet) holds nothing, and a role
+        refused the report tables (not the patient) gets the studies alone."""
         key = modality_of(modality) if modality else None
         if modality and key is None:
             raise ValueError(f"the modality is one of {', '.join(MODALITIES)}")
-        types = exp.Lower(this=_col("note_type")).isin(*[_str(t) for t in REPORT_TYPES])
-        deid = NOTE_TEXT not in self.access.guard.policy.visible_columns(who.role, self.note)
-        if deid:
-            n_types = exp.Lower(this=_col("note_type", "n")).isin(*[_str(t) for t in REPORT_TYPES])
-            reports = self._deid_notes(who, patient_id, since, n_types, tool="imaging")
-        else:
-            parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id)), types]
-            if since is not None:
-                parts.append(_after("recorded_at", since))
-            reports = self._select(
-                who,
-                "imaging",
-                self.note,
-                (*_NOTE_COLUMNS, "encounter_id", NOTE_TEXT),
-                exp.and_(*parts),
-                order="recorded_at",
-                limit=self.max_rows,
-            )
         study_parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id))]
         if key is not None:
             study_parts.append(
@@ -440,20 +425,59 @@ class DataTools:
             )
         if since is not None:
             study_parts.append(_after("study_at", since))
-        studies = self._select(
-            who,
-            "imaging",
-            self.imaging_study,
-            _STUDY_COLUMNS,
-            exp.and_(*study_parts),
-            order="study_at",
+        have_studies = self._exists(self.imaging_study)
+        studies = (  # first: this read refuses a patient outside the user's scope
+            self._select(
+                who,
+                "imaging",
+                self.imaging_study,
+                _STUDY_COLUMNS,
+                exp.and_(*study_parts),
+                order="study_at",
+            )
+            if have_studies
+            else ToolResult("imaging")
         )
+        deid = NOTE_TEXT not in self.access.guard.policy.visible_columns(who.role, self.note)
+        try:
+            reports = self._reports(who, patient_id, since, deid=deid)
+        except LakehouseError as exc:
+            # The patient is in scope (the study read said so): the role may not read the
+            # report tables (the default policy's nurse and silver.note_deid). The refusal
+            # is audited; the studies are still the user's to see.
+            if exc.code is not ErrorCode.ACCESS_DENIED or not have_studies:
+                raise
+            reports = ToolResult("imaging")
         rows = imaging_rows(
             reports, studies, text_column=DEID_TEXT if deid else NOTE_TEXT, modality=key
         )
         if latest:
             rows = _newest_of_each_kind(rows)
         return ToolResult("imaging", rows.rows[: self.max_rows])
+
+    def _reports(
+        self, who: Principal, patient_id: str, since: datetime | None, *, deid: bool
+    ) -> ToolResult:
+        """The patient's radiology notes (the newest :attr:`max_rows`): the note text, or
+        for ``deid`` the de-identified text; nothing when the tables are not there."""
+        if not self._exists(self.note, *((self.note_deid,) if deid else ())):
+            return ToolResult("imaging")
+        if deid:
+            types = exp.Lower(this=_col("note_type", "n")).isin(*[_str(t) for t in REPORT_TYPES])
+            return self._deid_notes(who, patient_id, since, types, tool="imaging")
+        types = exp.Lower(this=_col("note_type")).isin(*[_str(t) for t in REPORT_TYPES])
+        parts: list[exp.Expr] = [_col("patient_id").eq(_str(patient_id)), types]
+        if since is not None:
+            parts.append(_after("recorded_at", since))
+        return self._select(
+            who,
+            "imaging",
+            self.note,
+            (*_NOTE_COLUMNS, "encounter_id", NOTE_TEXT),
+            exp.and_(*parts),
+            order="recorded_at",
+            limit=self.max_rows,
+        )
 
     def timeline(
         self,
@@ -689,6 +713,9 @@ class DataTools:
             key = tuple(str(values[k]) for k in spec.keys)
             out.append(CitedRow(Citation(spec.name, version, key), values))
         return ToolResult(tool, out)
+
+    def _exists(self, *specs: TableSpec) -> bool:
+        return all(self.spark.catalog.tableExists(s.name) for s in specs)
 
     def _version(self, name: str) -> int:
         return delta_version(self.spark, name)

@@ -80,3 +80,29 @@ def _cohort_count_is_scoped_and_names_no_patient(service: Service) -> None:
     reads = [r for r in service.audit.rows[before:] if r["action"] == "read"]
     assert len(reads) == 3
     assert all(r["patient_ref"] is None for r in reads)
+
+
+def test_imaging_studies_cited_guarded_and_audited(service: Service) -> None:
+    """The seed holds P1's head CT and no radiology report: the study is cited by row at
+    its version and resolves (both reads audited); the nurse's reports come from the
+    de-identified text (a guarded join) and the study too. (Abstention, refusal, report
+    spans and the modality filter: tests/unit/serving/test_note_tools.py.)"""
+    study = service.tables.imaging_study.name
+    token = _session(service, "dr_a")
+    before = len(service.audit.rows)
+    with client(service, token) as c:
+        ct = c.post("/api/ask", json={"question": "患者P1最近的CT检查"}).json()
+        (citation,) = ct["citations"]
+        assert citation.startswith(f"{study}@")
+        assert citation.endswith(":H1|pacs|1.2.840.99.1")
+        assert "CT检查（CT HEAD）" in ct["answer"]
+        assert "检查号ACC1" in ct["answer"]
+        resolved = c.get(f"/api/citations/{quote(citation, safe='')}")
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["row"]["accession_number"] == "ACC1"
+    reads = [r for r in service.audit.rows[before:] if study in (r["target"] or "")]
+    assert [r["action"] for r in reads] == ["read", "read"]  # the tool and the resolution
+    assert reads[0]["patient_ref"] == patient_ref(KEY, "P1")
+    with client(service, _session(service, "nurse_a")) as c:
+        nurse = c.post("/api/ask", json={"question": "imaging reports for patient P1"}).json()
+    assert [x.split("@")[0] for x in nurse["citations"]] == [study]
