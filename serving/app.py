@@ -45,6 +45,7 @@ from serving.assistant.citations import Citation
 from serving.assistant.knowledge import KnowledgeTool
 from serving.assistant.lexicon import Lexicon, load_lexicon
 from serving.assistant.llm import ChatModel, OpenAICompatibleChat
+from serving.assistant.note_search import NoteRanker
 from serving.assistant.planner import GroundedPlanner
 from serving.assistant.tools import DataTools, ToolTables
 from serving.console import Console, ConsoleTables, mount_console
@@ -132,7 +133,9 @@ def create_app(
         lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
     zone = ZoneInfo(cfg.timezone)
     clock = now or (lambda: datetime.now(zone).replace(tzinfo=None))
-    tools = DataTools(spark, access, tables, max_rows=cfg.serve.max_rows)
+    tools = DataTools(
+        spark, access, tables, max_rows=cfg.serve.max_rows, ranker=NoteRanker.from_settings(cfg)
+    )
     from lakehouse.knowledge import knowledge_base  # knowledge base (docs/knowledge-base.md)
     from serving.kb import mount_knowledge
 

@@ -52,6 +52,7 @@ from serving.assistant.checks import numbers as _numbers
 from serving.assistant.checks import supported as _supported
 from serving.assistant.citations import Citation
 from serving.assistant.lexicon import Lexicon
+from serving.assistant.note_search import NoteRanker
 from serving.assistant.planner import Answer, GroundedPlanner
 from serving.assistant.tools import DataTools
 
@@ -493,7 +494,10 @@ def grounded_assistant(
     audit = service_audit_log(spark, cfg, journal)
     try:
         tools = DataTools(
-            spark, access_service(spark, cfg, audit=audit), max_rows=cfg.serve.max_rows
+            spark,
+            access_service(spark, cfg, audit=audit),
+            max_rows=cfg.serve.max_rows,
+            ranker=NoteRanker.from_settings(cfg),
         )
         lexicon = load_lexicon(spark, max_terms=cfg.serve.lexicon_max_terms)
         zone = ZoneInfo(cfg.timezone)

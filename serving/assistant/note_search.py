@@ -170,13 +170,17 @@ class NoteRanker:
 
     @classmethod
     def from_settings(cls, cfg: Settings) -> NoteRanker:
-        """``serve.note_search``; a model from ``serve.embedding_model_dir`` when set
-        (relative: under home), else LSA per search."""
+        """``serve.note_search`` (``auto``: hybrid with the model of
+        ``serve.embedding_model_dir`` when set, relative to home; else BM25); an explicit
+        ``hybrid`` without a model fits LSA on each search's notes."""
         model_dir = cfg.serve.embedding_model_dir
         if model_dir is not None and not model_dir.is_absolute():
             model_dir = cfg.home / model_dir
+        mode: Mode = "hybrid" if model_dir is not None else "bm25"
+        if cfg.serve.note_search != "auto":
+            mode = cfg.serve.note_search
         return cls(
-            cfg.serve.note_search,
+            mode,
             TransformerEmbedder(model_dir) if model_dir is not None else None,
             cfg.serve.rrf_k,
             cfg.serve.lsa_dims,

@@ -49,7 +49,7 @@ from lakehouse.tables.silver.patient import PATIENT
 from lakehouse.tables.spec import TableSpec
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.citations import Citation
-from serving.assistant.note_search import rank_notes
+from serving.assistant.note_search import NoteRanker
 from serving.sql import col, delta_version, pinned_table, string
 
 PURPOSE = "treatment"
@@ -231,10 +231,12 @@ class DataTools:
         *,
         max_rows: int = 50,
         max_notes: int = 200,
+        ranker: NoteRanker | None = None,
     ) -> None:
         self.spark, self.access = spark, access
         self.tables = tables or ToolTables()
         self.max_rows, self.max_notes = max_rows, max_notes
+        self.ranker = ranker or NoteRanker()  # serve.note_search (BM25 unless configured)
         # The note tables: those of a ToolTables subclass that names them (FhirTables), else
         # the silver ones.
         self.note: TableSpec = getattr(self.tables, "note", NOTE)
@@ -378,7 +380,7 @@ class DataTools:
             text_column = NOTE_TEXT
         texts = [r.values.get(text_column) for r in result.rows]
         rows = []
-        for hit in rank_notes(texts, query, limit=max(1, min(limit, self.max_rows))):
+        for hit in self.ranker.rank(texts, query, limit=max(1, min(limit, self.max_rows))):
             row = result.rows[hit.index]
             values = {k: v for k, v in row.values.items() if k != text_column}
             values.update(

@@ -24,7 +24,10 @@ def test_hybrid_finds_the_note_in_other_words_with_its_window() -> None:
 
 
 def test_the_ranker_follows_the_settings(tmp_path: Path) -> None:
-    ranker = NoteRanker.from_settings(Settings(home=tmp_path))  # type: ignore[call-arg]
+    auto = NoteRanker.from_settings(Settings(home=tmp_path))  # type: ignore[call-arg]
+    assert (auto.mode, auto.embedder) == ("bm25", None)  # auto: no model, BM25
+    cfg = Settings(home=tmp_path, serve={"note_search": "hybrid"})  # type: ignore[arg-type,call-arg]
+    ranker = NoteRanker.from_settings(cfg)
     assert (ranker.mode, ranker.embedder, ranker.rrf_k) == ("hybrid", None, 60)
     assert [h.index for h in ranker.rank(TEXTS, "口渴")] == [0, 1, DM3]
     cfg = Settings(home=tmp_path, serve={"note_search": "bm25"})  # type: ignore[arg-type,call-arg]
