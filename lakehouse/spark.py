@@ -94,6 +94,9 @@ def _metastore_conf(cfg: Settings) -> dict[str, str]:
     if m.kind == "derby-embedded":
         conf[jdo + "ConnectionURL"] = f"jdbc:derby:;databaseName={cfg.metastore_dir};create=true"
         conf[jdo + "ConnectionDriverName"] = "org.apache.derby.jdbc.EmbeddedDriver"
+        # A Derby database another process has booted stays booted: Hive's default of 10
+        # attempts 2 s apart only delays LH-ENV-005 by ~20 s (doctor, every job's start).
+        conf["spark.hadoop.hive.hmshandler.retry.attempts"] = "1"
     elif m.kind == "derby-server":
         conf[jdo + "ConnectionURL"] = (
             f"jdbc:derby://{m.derby_host}:{m.derby_port}/{cfg.metastore_dir};create=true"

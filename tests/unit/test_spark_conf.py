@@ -33,6 +33,8 @@ def test_embedded_defaults(tmp_path: Path, jars: Path) -> None:
     assert "postgresql-42.7.8.jar" in conf["spark.jars"]
     assert conf["spark.driver.extraClassPath"].endswith("postgresql-42.7.8.jar")
     assert conf["spark.sql.execution.pythonUDF.arrow.enabled"] == "false"
+    # A Derby database held by another process is reported at once, not after 10 retries.
+    assert conf["spark.hadoop.hive.hmshandler.retry.attempts"] == "1"
 
 
 def test_cluster_and_external_metastore_by_settings_alone(tmp_path: Path, jars: Path) -> None:
