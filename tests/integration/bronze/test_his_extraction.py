@@ -148,26 +148,6 @@ def test_first_run_lands_every_row_of_every_table_then_a_rerun_writes_nothing(
         assert bronze(spark, table, code).count() == n, table
 
 
-def test_sqlite_first_run_lands_every_row_then_a_rerun_writes_nothing(
-    spark: Any, settings: Settings, his_db: Path, unique: str
-) -> None:
-    code = f"S{unique}"
-    tables = ["patients", "visits"]
-    cfg = his_cfg(settings, f"jdbc:sqlite:{his_db}", code, tables)
-    counts = sqlite_counts(his_db)
-    first = extract(spark, cfg)
-    for table in tables:
-        assert bronze(spark, table, code).count() == counts[table] == first.table(table).rows_new
-    with sqlite3.connect(his_db) as con:
-        top = con.execute("select max(updated_at) from visits").fetchone()[0]
-    assert watermarks(spark, code)["visits"] == top  # SQLAlchemy's text form: microseconds
-    again = extract(spark, cfg)
-    assert [t.rows_new for t in again.tables] == [0, 0]
-    assert again.rows_read > 0  # the lookback re-reads the last 7 days; bronze has them
-    for table in tables:
-        assert bronze(spark, table, code).count() == counts[table]
-
-
 def test_late_corrections_inside_the_lookback_land_and_deletes_are_tombstoned_once(
     spark: Any, settings: Settings, hospital: Path, his_db: Path, unique: str
 ) -> None:
@@ -224,23 +204,31 @@ def _first_run(rows: Any) -> str:
     return str(rows.orderBy("ingested_at").first()["ingest_run_id"])
 
 
-def test_a_run_killed_before_the_watermark_commit_reextracts_without_duplicates(
+def test_a_killed_first_run_reextracts_without_duplicates_then_a_rerun_writes_nothing(
     spark: Any, settings: Settings, his_db: Path, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A first run killed after its bronze commit, before the watermark's: the rerun re-reads
+    every row and lands none twice; the run after it re-reads the lookback only and writes
+    nothing. (One flow: each extraction of a table costs a bronze MERGE.)"""
     code = f"K{unique}"
     cfg = his_cfg(settings, f"jdbc:sqlite:{his_db}", code, ["visits"])
     counts = sqlite_counts(his_db)
     real_upsert = ingest_his.upsert
+    inserted: dict[str, int] = {}
 
     def dying_upsert(spark: Any, spec: Any, df: Any, **options: Any) -> Any:
         if spec is EXTRACT_WATERMARKS:
             raise RuntimeError("simulated kill after the bronze commits")
-        return real_upsert(spark, spec, df, **options)
+        written = real_upsert(spark, spec, df, **options)
+        inserted[spec.name] = written.inserted
+        return written
 
     monkeypatch.setattr(ingest_his, "upsert", dying_upsert)
     with pytest.raises(RuntimeError):
         ingest.run(spark, cfg, source="his")
-    assert bronze(spark, "visits", code).count() == counts["visits"]  # bronze committed...
+    rows = bronze(spark, "visits", code)
+    # The first run landed every row of the table (bronze committed)...
+    assert rows.count() == counts["visits"] == inserted[HIS_TABLES["visits"].spec.name]
     assert watermarks(spark, code) == {}  # ...the watermark did not move
 
     monkeypatch.setattr(ingest_his, "upsert", real_upsert)
@@ -248,13 +236,22 @@ def test_a_run_killed_before_the_watermark_commit_reextracts_without_duplicates(
     assert rerun.his is not None
     assert rerun.his.table("visits").rows_read == counts["visits"]  # everything re-read
     assert all(t.rows_new == 0 for t in rerun.his.tables)
-    for table in ("visits",):
-        rows = bronze(spark, table, code)
-        assert rows.count() == counts[table]
-        run_ids = {r[0] for r in rows.select("ingest_run_id").distinct().collect()}
-        assert len(run_ids) == 1
-        assert rerun.run_id not in run_ids
-    assert set(watermarks(spark, code)) == {"visits"}
+    landed = rows.agg(
+        F.count(F.lit(1)).alias("n"), F.collect_set("ingest_run_id").alias("run_ids")
+    ).first()
+    assert landed is not None
+    assert landed["n"] == counts["visits"]
+    assert len(landed["run_ids"]) == 1
+    assert rerun.run_id not in landed["run_ids"]
+    with sqlite3.connect(his_db) as con:
+        top = con.execute("select max(updated_at) from visits").fetchone()[0]
+    # The watermark is SQLAlchemy's text form of the newest updated_at (microseconds).
+    assert watermarks(spark, code) == {"visits": top}
+
+    again = extract(spark, cfg)
+    assert [t.rows_new for t in again.tables] == [0]
+    assert again.rows_read > 0  # the lookback re-reads the last 7 days; bronze has them
+    assert rows.count() == counts["visits"]
 
 
 def _free_port() -> int:
@@ -348,8 +345,9 @@ def test_postgresql_extraction_matches_sqlite_and_catches_corrections(
     # Same rows, same canonical hashes, whichever database delivered them (timestamps,
     # doubles, integers and null markers included).
     lite_url = f"jdbc:sqlite:{hospital / 'his' / 'his.sqlite'}"
-    extract(spark, his_cfg(settings, lite_url, lite_code, tables))
+    lite_first = extract(spark, his_cfg(settings, lite_url, lite_code, tables))
     for table in tables:
+        assert lite_first.table(table).rows_new == lite[table]
         pg = {r[0] for r in bronze(spark, table, code).select("row_sha256").collect()}
         sq = {r[0] for r in bronze(spark, table, lite_code).select("row_sha256").collect()}
         assert pg == sq, table
