@@ -1173,6 +1173,32 @@ def serve(
     _guard(go)
 
 
+def _listening(cfg: Settings, section: str, host: str | None, port: int | None) -> Settings:
+    """``cfg`` with the ``section`` listener's host and port taken from the options."""
+    if host is None and port is None:
+        return cfg
+    own = getattr(cfg, section)
+    own = own.model_copy(update={"host": host or own.host, "port": port or own.port})
+    return cfg.model_copy(update={section: own})
+
+
+def _serve_until_signal(start: Callable[[], str], close: Callable[[], None]) -> None:
+    """Start a listener (``start`` returns the line that says where), serve until SIGTERM or
+    Ctrl-C, then ``close``."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    try:
+        typer.echo(start())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        close()
+    typer.echo("stopped")
+
+
 @app.command("sql-endpoint")
 def sql_endpoint(
     host: Annotated[str | None, typer.Option("--host", help="Default: sql_endpoint.host.")] = None,
@@ -1180,38 +1206,25 @@ def sql_endpoint(
 ) -> None:
     """Serve the SQL endpoint for analysts and BI tools (HiveServer2 protocol, JDBC/ODBC;
     every statement guarded and audited; docs/operations.md) until Ctrl-C or SIGTERM."""
-    import signal
-    import threading
-
+    from lakehouse.governance.tls import ca_file
     from lakehouse.spark import build_spark
     from serving.sql_endpoint import sql_gateway
 
-    stop = threading.Event()
-
     def go() -> None:
-        cfg = _settings()
-        if host is not None or port is not None:
-            own = cfg.sql_endpoint
-            own = own.model_copy(update={"host": host or own.host, "port": port or own.port})
-            cfg = cfg.model_copy(update={"sql_endpoint": own})
+        cfg = _listening(_settings(), "sql_endpoint", host, port)
         gateway, close = sql_gateway(build_spark(cfg), cfg)
-        try:
+
+        def start() -> str:
             gateway.start()
             url = f"jdbc:hive2://{cfg.sql_endpoint.host}:{gateway.port}/default"
             if gateway.tls is not None:
-                from lakehouse.governance.tls import ca_file
-
                 url += f";ssl=true (TLS; clients trust {ca_file(cfg)})"
-            typer.echo(
+            return (
                 f"SQL endpoint at {url} "
                 "(user name and password, or a session token as the password)"
             )
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            stop.wait()
-        finally:
-            close()
-        typer.echo("stopped")
+
+        _serve_until_signal(start, close)
 
     _guard(go)
 
@@ -1223,36 +1236,23 @@ def spark_connect(
 ) -> None:
     """Serve Spark Connect for notebooks (PySpark's remote client; every plan guarded and
     audited; docs/operations.md) until Ctrl-C or SIGTERM."""
-    import signal
-    import threading
-
+    from lakehouse.governance.tls import ca_file
     from lakehouse.spark import build_spark
     from serving.spark_connect import connect_gateway, listener_tls
 
-    stop = threading.Event()
-
     def go() -> None:
-        cfg = _settings()
-        if host is not None or port is not None:
-            own = cfg.spark_connect
-            own = own.model_copy(update={"host": host or own.host, "port": port or own.port})
-            cfg = cfg.model_copy(update={"spark_connect": own})
+        cfg = _listening(_settings(), "spark_connect", host, port)
         listener_tls(cfg)  # a refused setting fails before Spark starts
         gateway, close = connect_gateway(build_spark(cfg), cfg)
-        try:
+
+        def start() -> str:
             gateway.start()
             url = f"sc://{cfg.spark_connect.host}:{gateway.port}/"
             if gateway.tls is not None:
-                from lakehouse.governance.tls import ca_file
-
                 url += f";use_ssl=true (TLS; clients trust {ca_file(cfg)})"
-            typer.echo(f"Spark Connect at {url} (token=<session token>)")
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-            stop.wait()
-        finally:
-            close()
-        typer.echo("stopped")
+            return f"Spark Connect at {url} (token=<session token>)"
+
+        _serve_until_signal(start, close)
 
     _guard(go)
 
