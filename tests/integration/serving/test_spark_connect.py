@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ import pytest
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql.connect import functions as F  # this process also holds a classic session
-from pyspark.sql.types import DateType, DoubleType, StringType
 
 from lakehouse.governance.access import AccessService
 from lakehouse.governance.audit import MemoryAuditLog
@@ -34,33 +32,14 @@ from lakehouse.governance.sessions import Principal, SessionSigner
 from lakehouse.governance.sql_guard import SqlGuard
 from lakehouse.governance.tls import ca_file, server_tls
 from lakehouse.settings import SecuritySettings, Settings, SparkConnectSettings
-from lakehouse.tables.spec import Phi, TableSpec, column
-from lakehouse.tables.writer import ensure_table
 from serving.spark_connect import ConnectGateway
+from tests.support.lab_view import POLICY, seed_lab_view
 from tests.support.processes import free_port
 from tests.support.spark_connect import remote_session
 
 KEY = b"c" * 32
 PASSWORD = "Correct-Horse-42"
 H1_ROWS, H2_ROWS = 10, 3
-
-POLICY = """
-version: 1
-roles:
-  clinician:
-    read: [silver.*]
-    phi: [identifier, date]
-    scope: [institution]
-  analyst:
-    read: [deid.*]
-    deny: [audit.*, bronze.*, governance.*]
-    scope: [institution]
-  admin:
-    read: [ops.*]
-    deny: [audit.*]
-  auditor:
-    read: [audit.*]
-"""
 
 
 @dataclass
@@ -82,45 +61,7 @@ def gw(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     import uuid
 
     u = uuid.uuid4().hex[:8]
-    labs = TableSpec(
-        name=f"silver.scn_labs_{u}",
-        comment="Lab results (Spark Connect test).",
-        columns=(
-            column("lab_id", StringType(), "Lab result id.", nullable=False),
-            column("patient_id", StringType(), "Patient id.", phi=Phi.IDENTIFIER),
-            column("loinc", StringType(), "LOINC code."),
-            column("value", DoubleType(), "Result value."),
-            column("taken_on", DateType(), "Collection date.", phi=Phi.DATE),
-            column("institution_code", StringType(), "Institution."),
-        ),
-        keys=("lab_id",),
-    )
-    view = TableSpec(
-        name=f"deid.scn_labs_{u}",
-        comment="De-identified lab results: person token, year of collection.",
-        columns=(
-            column("person_token", StringType(), "Keyed token of the patient."),
-            column("lab_id", StringType(), "Lab result id."),
-            column("loinc", StringType(), "LOINC code."),
-            column("value", DoubleType(), "Result value."),
-            column("taken_year", StringType(), "Year of collection."),
-            column("institution_code", StringType(), "Institution."),
-        ),
-    )
-    ensure_table(spark, labs)
-    day = date(2024, 1, 1)
-    rows = [
-        (f"L{i:02d}", f"P{i % 4}", "2345-7", 5.0 + i / 10, day + timedelta(days=i),
-         "H1" if i < H1_ROWS else "H2")
-        for i in range(H1_ROWS + H2_ROWS)
-    ]  # fmt: skip
-    spark.createDataFrame(rows, labs.schema).write.insertInto(labs.name)
-    spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
-    spark.sql(
-        f"CREATE OR REPLACE VIEW {view.name} AS SELECT sha2(concat('k', patient_id), 256) "
-        "AS person_token, lab_id, loinc, value, CAST(year(taken_on) AS STRING) AS taken_year, "
-        f"institution_code FROM {labs.name}"
-    )
+    labs, view = seed_lab_view(spark, f"scn_labs_{u}", h1_rows=H1_ROWS, h2_rows=H2_ROWS)
     tmp = tmp_path_factory.mktemp("spark-connect")
     (tmp / "policy.yaml").write_text(POLICY)
     audit = MemoryAuditLog()

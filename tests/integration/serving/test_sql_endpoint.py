@@ -19,7 +19,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import pyspark
 import pytest
 from pyhive import hive
 from pyspark.sql import SparkSession
-from pyspark.sql.types import DateType, DoubleType, StringType
 from TCLIService import ttypes as tt
 from thrift.transport.TTransport import TTransportException
 
@@ -39,10 +37,9 @@ from lakehouse.governance.sessions import Principal, SessionSigner
 from lakehouse.governance.sql_guard import SqlGuard
 from lakehouse.governance.tls import ca_file, server_context
 from lakehouse.settings import SecuritySettings, Settings, SqlEndpointSettings
-from lakehouse.tables.spec import Phi, TableSpec, column
-from lakehouse.tables.writer import ensure_table
 from serving.sql_endpoint import SqlGateway
 from tests.support.hive_tls import connect_tls, jdbc_url, truststore
+from tests.support.lab_view import POLICY, seed_lab_view
 from tests.support.processes import REPO, free_port
 
 KEY = b"q" * 32
@@ -50,24 +47,6 @@ PASSWORD = "Correct-Horse-42"
 BEELINE = Path(pyspark.__file__).parent / "bin" / "beeline"  # the Hive JDBC driver's CLI
 H1_ROWS, H2_ROWS = 10, 3
 PAGE, MAX_ROWS = 4, 12  # the analyst's 10 rows take three pages; 100 rows are cut at 12
-
-POLICY = """
-version: 1
-roles:
-  clinician:
-    read: [silver.*]
-    phi: [identifier, date]
-    scope: [institution]
-  analyst:
-    read: [deid.*]
-    deny: [audit.*, bronze.*, governance.*]
-    scope: [institution]
-  admin:
-    read: [ops.*]
-    deny: [audit.*]
-  auditor:
-    read: [audit.*]
-"""
 
 
 @dataclass
@@ -84,45 +63,7 @@ def endpoint(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, unique_module: str
 ) -> Iterator[Endpoint]:
     u = unique_module
-    labs = TableSpec(
-        name=f"silver.sqlep_labs_{u}",
-        comment="Lab results (SQL endpoint test).",
-        columns=(
-            column("lab_id", StringType(), "Lab result id.", nullable=False),
-            column("patient_id", StringType(), "Patient id.", phi=Phi.IDENTIFIER),
-            column("loinc", StringType(), "LOINC code."),
-            column("value", DoubleType(), "Result value."),
-            column("taken_on", DateType(), "Collection date.", phi=Phi.DATE),
-            column("institution_code", StringType(), "Institution."),
-        ),
-        keys=("lab_id",),
-    )
-    view = TableSpec(
-        name=f"deid.sqlep_labs_{u}",
-        comment="De-identified lab results: person token, year of collection.",
-        columns=(
-            column("person_token", StringType(), "Keyed token of the patient."),
-            column("lab_id", StringType(), "Lab result id."),
-            column("loinc", StringType(), "LOINC code."),
-            column("value", DoubleType(), "Result value."),
-            column("taken_year", StringType(), "Year of collection."),
-            column("institution_code", StringType(), "Institution."),
-        ),
-    )
-    ensure_table(spark, labs)
-    day = date(2024, 1, 1)
-    rows = [
-        (f"L{i:02d}", f"P{i % 4}", "2345-7", 5.0 + i / 10, day + timedelta(days=i),
-         "H1" if i < H1_ROWS else "H2")
-        for i in range(H1_ROWS + H2_ROWS)
-    ]  # fmt: skip
-    spark.createDataFrame(rows, labs.schema).write.insertInto(labs.name)
-    spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
-    spark.sql(
-        f"CREATE OR REPLACE VIEW {view.name} AS SELECT sha2(concat('k', patient_id), 256) "
-        "AS person_token, lab_id, loinc, value, CAST(year(taken_on) AS STRING) AS taken_year, "
-        f"institution_code FROM {labs.name}"
-    )
+    labs, view = seed_lab_view(spark, f"sqlep_labs_{u}", h1_rows=H1_ROWS, h2_rows=H2_ROWS)
     tmp = tmp_path_factory.mktemp("sql-endpoint")
     (tmp / "policy.yaml").write_text(POLICY)
     catalog = {labs.name: labs, view.name: view}
