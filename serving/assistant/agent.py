@@ -72,12 +72,14 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
         "type": "function",
         "function": {
             "name": "find_patient",
-            "description": "Find a patient by MRN or by visit (encounter) number.",
+            "description": "Find a patient by MRN, by visit (encounter) number, or by the "
+            "exact name (only the patients the user may see; several may share a name).",
             "parameters": {
                 "type": "object",
                 "properties": {
                     "mrn": _PATIENT,
                     "visit": {"type": "string", "description": "A visit number."},
+                    "name": {"type": "string", "description": "The patient's full name."},
                 },
             },
         },
@@ -391,9 +393,10 @@ class ToolAgent:
         try:
             if call.name == "find_patient":
                 mrn, visit = _text(args.get("mrn")), _text(args.get("visit"))
-                if mrn is None and visit is None:
-                    return {"error": "give mrn or visit"}
-                found = self.tools.find_patient(run.who, mrn=mrn, visit=visit)
+                name = _text(args.get("name"))
+                if mrn is None and visit is None and name is None:
+                    return {"error": "give mrn, visit or name"}
+                found = self.tools.find_patient(run.who, mrn=mrn, visit=visit, name=name)
                 return self._rows(run, lang, call.name, found, [])
             if call.name in ("notes", "timeline", "imaging"):
                 return self._call_patient_tool(run, lang, call)

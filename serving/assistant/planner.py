@@ -45,6 +45,13 @@ _VISIT = re.compile(
     r"(?:就诊号|门诊号|住院号|急诊号)\s*[:：]?\s*" + _ID,
     re.IGNORECASE,
 )
+#: A patient named in the question ("the patient named Wang Fang", "名叫王芳的患者",
+#: "姓名：王芳"): a Chinese name ends at 的, 患者/病人, punctuation or a space.
+_CJK_NAME = r"([\u4e00-\u9fff·]{2,5}?)(?=的|患者|病人|[\s，,。？?；;:：]|$)"
+_NAME = re.compile(
+    r"\bnamed\s+(?:" + _CJK_NAME + r"|([A-Z][A-Za-z'-]*(?:\s+[A-Z][A-Za-z'-]*){0,3}))"
+    r"|(?:名叫|叫做|姓名\s*[为是:：]?)\s*" + _CJK_NAME
+)
 _LATEST = re.compile(
     r"\b(?:latest|most recent|newest|last(?!\s+\d))\b|最新|最后一次|最近(?!\s*\d)", re.IGNORECASE
 )
@@ -173,6 +180,8 @@ class Plan:
     kb_query: str | None = None
     #: An imaging question's modality (a key of tools.MODALITIES), None for all.
     modality: str | None = None
+    #: The patient's name when the question names the patient by name only.
+    name: str | None = None
 
 
 class GroundedPlanner:
@@ -195,6 +204,8 @@ class GroundedPlanner:
         mrn_m, visit_m = _MRN.search(question), _VISIT.search(question)
         mrn = patient or (mrn_m.group(1) if mrn_m else None)
         visit = next((g for g in visit_m.groups() if g), None) if visit_m and not mrn else None
+        name_m = None if mrn or visit else _NAME.search(question)
+        name = next((g for g in name_m.groups() if g), None) if name_m else None
         concepts = tuple(dict.fromkeys(m.concept for m in self.lexicon.find(question)))
         kinds = {c.kind for c in concepts} | {k for k, rx in _WORDS.items() if rx.search(question)}
         note_query = note_search_words(question) if _NOTES.search(question) else None
@@ -205,7 +216,7 @@ class GroundedPlanner:
         # aside): "脓毒性休克的处置流程", "error LH-SEC-006", "silver.lab_result.value_std".
         kb_query = (
             knowledge_query(question)
-            if self.knowledge is not None and not (mrn_m or visit_m)
+            if self.knowledge is not None and not (mrn_m or visit_m or name_m)
             else None
         )
         if kb_query is not None and not names_documents(question) and (patient or kinds):
@@ -243,6 +254,7 @@ class GroundedPlanner:
             lab,
             kb_query if ordered == ("knowledge",) else None,
             modality,
+            name,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -277,15 +289,20 @@ class GroundedPlanner:
                     raise
                 return refusal(plan.lang, exc.code.id)
             return answer
-        if plan.mrn is None and plan.visit is None:
+        if plan.mrn is None and plan.visit is None and plan.name is None:
             answer.say(
-                "请指明患者（病历号或就诊号）。"
+                "请指明患者（病历号、就诊号或姓名）。"
                 if zh
-                else "Which patient? Please give an MRN or a visit number."
+                else "Which patient? Please give an MRN, a visit number or the name."
             )
             return answer
         try:
-            mrn = plan.mrn or self._patient_of_visit(who, plan.visit)
+            if plan.mrn is None and plan.visit is None:
+                mrn = self._patient_of_name(who, plan, answer)
+                if mrn is None:
+                    return answer
+            else:
+                mrn = plan.mrn or self._patient_of_visit(who, plan.visit)
             if mrn is None:
                 answer.say(
                     "数据中没有您可查看的该就诊号的记录。"
@@ -300,6 +317,38 @@ class GroundedPlanner:
                 raise
             return refusal(plan.lang, exc.code.id)
         return answer
+
+    def _patient_of_name(self, who: Principal, plan: Plan, answer: Answer) -> str | None:
+        """The one patient of ``plan.name`` that ``who`` may see; else the answer says there
+        is none, or lists them (MRN and date of birth, each cited) and asks which."""
+        found = self.tools.find_patient(who, name=plan.name)
+        first = {str(r.values["patient_id"]): r for r in reversed(found.rows)}
+        zh = plan.lang == "zh"
+        if len(first) == 1:
+            return next(iter(first))
+        if not first:
+            answer.say(
+                "数据中没有您可查看的该姓名的患者。"
+                if zh
+                else "The data contains no patient by that name that you may see."
+            )
+            return None
+        rows = sorted(first.values(), key=lambda r: str(r.values["patient_id"]))
+        born = [r.values.get("birth_date") or "?" for r in rows]
+        listed = [
+            f"{r.values['patient_id']}（出生日期 {b}）"
+            if zh
+            else f"{r.values['patient_id']} (born {b})"
+            for r, b in zip(rows, born, strict=True)
+        ]
+        answer.say(
+            f"您可查看的同名患者有 {len(rows)} 位：{'、'.join(listed)}；请指明病历号。"
+            if zh
+            else f"{len(rows)} patients by that name that you may see: {', '.join(listed)}; "
+            "which MRN?",
+            *[str(r.citation) for r in rows],
+        )
+        return None
 
     def _patient_of_visit(self, who: Principal, visit: str | None) -> str | None:
         found = self.tools.find_patient(who, visit=visit)

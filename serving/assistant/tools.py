@@ -245,9 +245,26 @@ class DataTools:
 
     # -- tools ---------------------------------------------------------------------------
     def find_patient(
-        self, who: Principal, *, mrn: str | None = None, visit: str | None = None
+        self,
+        who: Principal,
+        *,
+        mrn: str | None = None,
+        visit: str | None = None,
+        name: str | None = None,
     ) -> ToolResult:
-        """The patient records of an MRN, or of the patient a visit number belongs to."""
+        """The patient records of an MRN, of the patient a visit number belongs to, or of
+        the patients with exactly this name that ``who`` may see (the row filter decides:
+        a department's or care team's patients; a role that may not see names is refused,
+        ``LH-SEC-006``)."""
+        if mrn is None and visit is None and name is not None and name.strip():
+            return self._select(
+                who,
+                "find_patient",
+                self.tables.patient,
+                _PATIENT_COLUMNS,
+                _col("name").eq(_str(name.strip())),
+                order="birth_date",
+            )
         if mrn is None and visit is not None:
             enc = self._select(
                 who,

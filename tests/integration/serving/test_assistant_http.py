@@ -62,8 +62,9 @@ def test_latest_hba1c_in_chinese_and_english_cites_the_row(service: Service, tok
     en = _ask(service, token, "What is the latest HbA1c of MRN P1?")
     page = _ask(service, token, "该患者最近一次糖化血红蛋白是多少？", patient="P1")
     visit = _ask(service, token, "就诊号V1的患者最新糖化血红蛋白")
+    named = _ask(service, token, "名叫张三的患者最新糖化血红蛋白")  # found by name in scope
     lab = service.tables.lab_result.name
-    for body in (zh, en, page, visit):
+    for body in (zh, en, page, visit, named):
         assert body["refused"] is False
         assert len(body["citations"]) == 1
         assert body["citations"][0].startswith(f"{lab}@")
@@ -112,6 +113,11 @@ def test_other_department_patient_is_refused_and_audited(service: Service, token
     assert body["citations"] == []
     assert "9.1" not in body["answer"]
     assert "P2" not in body["answer"]
+    # By name, another department's patient is not found at all: the row filter hides it.
+    by_name = _ask(service, token, "名叫李四的患者最新糖化血红蛋白")
+    assert (by_name["refused"], by_name["citations"]) == (False, [])
+    assert "没有您可查看的该姓名的患者" in by_name["answer"]
+    body = _ask(service, token, "What is the latest HbA1c of MRN P2?")
     last = service.audit.rows[-1]
     assert (last["action"], last["outcome"], last["actor"]) == ("access_denied", "denied", "dr_a")
     assert last["patient_ref"] == patient_ref(KEY, "P2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
@@ -99,6 +99,19 @@ def note(
     return CitedRow(Citation(NOTE_TABLE, 7, ("H1", "emr", nid)), values)
 
 
+def person(patient: str, name: str, born: date) -> CitedRow:
+    """A silver.patient-shaped row."""
+    values = {
+        "institution_code": "H1",
+        "source_system": "his",
+        "patient_id": patient,
+        "name": name,
+        "sex_code": "F",
+        "birth_date": born,
+    }
+    return CitedRow(Citation("silver.patient", 4, ("H1", "his", patient)), values)
+
+
 def study(
     uid: str, patient: str, modality: str, at: datetime, visit: str, part: str = "CHEST"
 ) -> CitedRow:
@@ -129,6 +142,7 @@ class FakeTools:
     notes_of: dict[str, list[CitedRow]] = field(default_factory=dict)
     cohorts: list[tuple[tuple[str, ...], LabCondition | None]] = field(default_factory=list)
     studies_of: dict[str, list[CitedRow]] = field(default_factory=dict)
+    people: list[CitedRow] = field(default_factory=list)  # silver.patient rows
 
     def _rows(self, patient: str) -> list[CitedRow]:
         if patient in self.denied:
@@ -144,10 +158,20 @@ class FakeTools:
         return self.labs_of.get(patient, [])
 
     def find_patient(
-        self, who: Principal, *, mrn: str | None = None, visit: str | None = None
+        self,
+        who: Principal,
+        *,
+        mrn: str | None = None,
+        visit: str | None = None,
+        name: str | None = None,
     ) -> ToolResult:
-        self.calls.append(("find_patient", mrn or visit, ()))
-        return ToolResult("find_patient")
+        self.calls.append(("find_patient", mrn or visit or name, ()))
+        if name is None:
+            return ToolResult("find_patient")
+        # Only the patients the row filter lets through: here, those not ``denied``.
+        seen = [p for p in self.people if p.values["name"] == name]
+        return ToolResult("find_patient", [p for p in seen if p.values["patient_id"] not in
+                                           self.denied])  # fmt: skip
 
     def labs(
         self,

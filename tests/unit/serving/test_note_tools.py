@@ -4,7 +4,7 @@ the guarded read and the citation endpoint are tested in tests/integration/servi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -32,6 +32,7 @@ from tests.unit.serving.assistant_fakes import (
     lab,
     lexicon,
     note,
+    person,
     say,
     study,
 )
@@ -396,3 +397,27 @@ def test_timeline_and_agent_imaging_tool() -> None:
     refused = agent(tools, Scripted(call("imaging", patient="P9"))).ask(WHO, "P9 的影像")
     assert refused.refused
     assert refused.citations == []
+
+
+def test_planner_finds_the_patient_by_name_within_what_the_user_may_see() -> None:
+    tools = _tools()
+    tools.people = [
+        person("P1", "王芳", date(1970, 1, 1)),
+        person("P2", "Li Na", date(1980, 5, 6)),
+        person("P3", "Li Na", date(1991, 2, 3)),
+        person("P9", "王芳", date(1960, 1, 1)),  # outside the user's scope (the row filter)
+    ]
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    one = planner.ask(WHO, "名叫王芳的患者最新的糖化血红蛋白")
+    assert ("find_patient", "王芳", ()) in tools.calls
+    assert "7.9" in one.text  # P1's HbA1c: P9 of the same name is not among the candidates
+    assert ("labs", "P1", ("4548-4",)) in tools.calls
+    two = planner.ask(WHO, "latest HbA1c of the patient named Li Na")
+    assert "P2 (born 1980-05-06)" in two.text
+    assert "P3 (born 1991-02-03)" in two.text
+    assert two.citations == ["silver.patient@4:H1|his|P2", "silver.patient@4:H1|his|P3"]
+    assert not any(c[0] == "labs" and c[1] in ("P2", "P3") for c in tools.calls)
+    none = planner.ask(WHO, "姓名：张三 的血糖")
+    assert "没有" in none.text
+    assert none.citations == []
+    assert planner.plan("latest HbA1c for MRN P1").name is None
