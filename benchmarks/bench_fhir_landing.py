@@ -94,25 +94,11 @@ def write_files(
 
 
 def spark_parse(spark: Any, folder: Path, root_uri: str) -> tuple[int, float]:
-    from pyspark.sql import functions as F
-
+    from benchmarks.landing import landing_files
     from lakehouse.sources.fhir import parse_resources
-    from lakehouse.sources.files import institution_of
 
     t0 = time.perf_counter()
-    files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(str(folder))
-        .select(
-            F.col("path").alias("file_path"),
-            F.sha2("content", 256).alias("file_sha256"),
-            F.lit("fhir").alias("source_system"),
-            institution_of(F.col("path"), root_uri, "fhir").alias("institution_code"),
-            F.col("length").alias("size_bytes"),
-            "content",
-        )
-    )
+    files = landing_files(spark, folder, root_uri, "fhir")
     records = parse_resources(files).where("error_name is null")
     records.write.format("noop").mode("overwrite").save()
     seconds = time.perf_counter() - t0

@@ -71,25 +71,11 @@ def python_hl7(paths: list[Path]) -> tuple[int, float]:
 
 
 def spark_parse(spark: Any, folder: Path, root_uri: str) -> tuple[int, float]:
-    from pyspark.sql import functions as F
-
-    from lakehouse.sources.files import institution_of
+    from benchmarks.landing import landing_files
     from lakehouse.sources.hl7v2 import parse_messages
 
     t0 = time.perf_counter()
-    files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(str(folder))
-        .select(
-            F.col("path").alias("file_path"),
-            F.sha2("content", 256).alias("file_sha256"),
-            F.lit("lis").alias("source_system"),
-            institution_of(F.col("path"), root_uri, "lis").alias("institution_code"),
-            F.col("length").alias("size_bytes"),
-            "content",
-        )
-    )
+    files = landing_files(spark, folder, root_uri, "lis")
     records = parse_messages(files)
     landed = records.where("error_name is null")
     landed.write.format("noop").mode("overwrite").save()

@@ -24,28 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lakehouse.governance.access import AccessService
-from lakehouse.governance.audit import MemoryAuditLog
-from lakehouse.governance.identity import IdentityService
-from lakehouse.governance.policy import load_policy
-from lakehouse.governance.sessions import Principal, SessionSigner
-from lakehouse.governance.sql_guard import SqlGuard
+from benchmarks.analyst_view import PASSWORD, analyst_view
 from lakehouse.governance.tls import ca_file, server_tls
-from lakehouse.settings import SecuritySettings, Settings, SparkConnectSettings
-from lakehouse.spark import build_spark
-from lakehouse.tables.spec import TableSpec, column
+from lakehouse.settings import SparkConnectSettings
 from serving.spark_connect import ConnectGateway
 from serving.spark_connect.upstream import start_upstream
-
-REPO = Path(__file__).resolve().parents[1]
-PASSWORD = "Correct-Horse-42"
-POLICY = """
-version: 1
-roles:
-  analyst: {read: [deid.*], scope: [institution]}
-  admin: {read: [ops.*], deny: [audit.*]}
-  auditor: {read: [audit.*]}
-"""
 
 
 def _median(fn: Callable[[], Any], times: int) -> float:
@@ -63,43 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20)
     args = parser.parse_args(argv)
     from pyspark.sql.connect.session import SparkSession as RemoteSession
-    from pyspark.sql.types import DoubleType, LongType, StringType
 
     with tempfile.TemporaryDirectory(prefix="bench_spark_connect_") as tmp:
-        root = Path(tmp)
-        cfg = Settings(  # type: ignore[call-arg]
-            home=REPO,
-            data_dir=root,
-            spark={"master": "local[2]", "shuffle_partitions": 2, "ui_enabled": False},
-        )
-        spark = build_spark(cfg)
-        view = TableSpec(
-            name="deid.bench_labs",
-            comment="Benchmark view.",
-            columns=(
-                column("lab_id", LongType(), "Id."),
-                column("loinc", StringType(), "Code."),
-                column("value", DoubleType(), "Value."),
-                column("institution_code", StringType(), "Institution."),
-            ),
-        )
-        spark.sql("CREATE SCHEMA IF NOT EXISTS silver")
-        spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
-        spark.range(args.rows).selectExpr(
-            "id AS lab_id", "'2345-7' AS loinc", "rand(7) * 10 AS value",
-            "'H1' AS institution_code",
-        ).write.format("delta").saveAsTable("silver.bench_labs")  # fmt: skip
-        spark.sql("CREATE VIEW deid.bench_labs AS SELECT * FROM silver.bench_labs")
-        (root / "policy.yaml").write_text(POLICY)
-        audit = MemoryAuditLog()
-        guard = SqlGuard(load_policy(root / "policy.yaml"), {view.name: view})
-        access = AccessService(spark, guard, audit, b"b" * 32)
-        identity = IdentityService(
-            root / "accounts.db", audit, SecuritySettings(), SessionSigner(b"b" * 32, 900)
-        )
-        identity.create_account(
-            Principal("root", "admin"), "ana", PASSWORD, ("analyst",), institutions=("H1",)
-        )
+        lake = analyst_view(Path(tmp), args.rows)
+        spark, cfg, view = lake.spark, lake.cfg, lake.view
+        audit, access, identity = lake.audit, lake.access, lake.identity
         token = identity.login("ana", PASSWORD)[0]
         os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(ca_file(cfg))
         upstream = start_upstream(spark)

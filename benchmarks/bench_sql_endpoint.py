@@ -36,29 +36,14 @@ from typing import Any
 import pyspark
 from pyhive import hive
 
-from lakehouse.governance.access import AccessService
-from lakehouse.governance.audit import MemoryAuditLog
-from lakehouse.governance.identity import IdentityService
-from lakehouse.governance.policy import load_policy
-from lakehouse.governance.sessions import Principal, SessionSigner
-from lakehouse.governance.sql_guard import SqlGuard
+from benchmarks.analyst_view import PASSWORD, analyst_view
+from lakehouse.governance.sessions import Principal
 from lakehouse.governance.tls import ca_file, server_context
-from lakehouse.settings import SecuritySettings, Settings, SqlEndpointSettings
-from lakehouse.spark import build_spark
-from lakehouse.tables.spec import TableSpec, column
+from lakehouse.settings import SqlEndpointSettings
 from serving.sql_endpoint import SqlGateway
 from tests.support.hive_tls import connect_tls, jdbc_url, truststore
 
-REPO = Path(__file__).resolve().parents[1]
 BEELINE = Path(pyspark.__file__).parent / "bin" / "beeline"  # the Hive JDBC driver's CLI
-PASSWORD = "Correct-Horse-42"
-POLICY = """
-version: 1
-roles:
-  analyst: {read: [deid.*], scope: [institution]}
-  admin: {read: [ops.*], deny: [audit.*]}
-  auditor: {read: [audit.*]}
-"""
 
 
 def _free_port() -> int:
@@ -120,43 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", type=int, default=10_000)
     parser.add_argument("--connects", type=int, default=20)
     args = parser.parse_args(argv)
-    from pyspark.sql.types import DoubleType, LongType, StringType
-
     with tempfile.TemporaryDirectory(prefix="bench_sql_endpoint_") as tmp:
         root = Path(tmp)
-        cfg = Settings(  # type: ignore[call-arg]
-            home=REPO,
-            data_dir=root,
-            spark={"master": "local[2]", "shuffle_partitions": 2, "ui_enabled": False},
-        )
-        spark = build_spark(cfg)
-        view = TableSpec(
-            name="deid.bench_labs",
-            comment="Benchmark view.",
-            columns=(
-                column("lab_id", LongType(), "Id."),
-                column("loinc", StringType(), "Code."),
-                column("value", DoubleType(), "Value."),
-                column("institution_code", StringType(), "Institution."),
-            ),
-        )
-        spark.sql("CREATE SCHEMA IF NOT EXISTS silver")
-        spark.sql("CREATE SCHEMA IF NOT EXISTS deid")
-        spark.range(args.rows).selectExpr(
-            "id AS lab_id", "'2345-7' AS loinc", "rand(7) * 10 AS value",
-            "'H1' AS institution_code",
-        ).write.format("delta").saveAsTable("silver.bench_labs")  # fmt: skip
-        spark.sql("CREATE VIEW deid.bench_labs AS SELECT * FROM silver.bench_labs")
-        (root / "policy.yaml").write_text(POLICY)
-        policy = load_policy(root / "policy.yaml")
-        audit = MemoryAuditLog()
-        access = AccessService(spark, SqlGuard(policy, {view.name: view}), audit, b"b" * 32)
-        identity = IdentityService(
-            root / "accounts.db", audit, SecuritySettings(), SessionSigner(b"b" * 32, 900)
-        )
-        identity.create_account(
-            Principal("root", "admin"), "ana", PASSWORD, ("analyst",), institutions=("H1",)
-        )
+        lake = analyst_view(root, args.rows)
+        spark, cfg, view = lake.spark, lake.cfg, lake.view
+        access, identity = lake.access, lake.identity
         sql = f"SELECT lab_id, loinc, value FROM {view.name}"
         ana = Principal("ana", "analyst", institutions=("H1",))
         guarded = access.guard.rewrite(ana, sql).sql
