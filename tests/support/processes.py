@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,3 +55,43 @@ def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[b
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
             start_new_session=True,
         )  # fmt: skip
+
+
+def create_analyst(env: dict[str, str], password: str) -> None:
+    """``lakehouse accounts create ana --role analyst --institution H1`` in ``env``."""
+    made = subprocess.run(
+        [sys.executable, "-m", "lakehouse_cli.main", "accounts", "create", "ana", "--role",
+         "analyst", "--institution", "H1", "--password-stdin"],
+        input=password + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+
+
+@contextmanager
+def listening_command(
+    command: str, env: dict[str, str], log: Path, ready: str, *, timeout_s: float = 300
+) -> Iterator[float]:
+    """``lakehouse COMMAND`` in its own process group, output to ``log``; yields the
+    seconds until ``ready`` appeared in the log, then stops it with SIGTERM (killed after 60
+    s) and checks that it exited 0 saying ``stopped``."""
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse_cli.main", command],
+            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        while ready not in log_tail(log):
+            assert proc.poll() is None, log_tail(log)
+            assert time.perf_counter() - started < timeout_s, log_tail(log)
+            time.sleep(0.5)
+        yield time.perf_counter() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, log_tail(log)
+    assert "stopped" in log_tail(log)

@@ -13,7 +13,6 @@ quoted; a missing or forged token is refused.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,49 +209,19 @@ def test_a_missing_or_forged_token_is_refused(gw: Gateway) -> None:
 def test_lakehouse_spark_connect_command(tmp_path: Path) -> None:
     """``lakehouse spark-connect`` in its own process, on the configured policy and accounts:
     an analyst signs in with a session token over TLS, and SIGTERM stops it."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.support.processes import REPO, lakehouse_env, log_tail
+    from lakehouse.governance.identity import identity_service
+    from tests.support.processes import create_analyst, lakehouse_env, listening_command, log_tail
 
     port = free_port()
     env = lakehouse_env(tmp_path / "data", SPARK_CONNECT__PORT=str(port))
-    made = subprocess.run(
-        [sys.executable, "-m", "lakehouse_cli.main", "accounts", "create", "ana", "--role",
-         "analyst", "--institution", "H1", "--password-stdin"],
-        input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr[-3000:]
+    create_analyst(env, PASSWORD)
     log = tmp_path / "gateway.log"
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse_cli.main", "spark-connect"],
-            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        while "Spark Connect at sc://" not in log_tail(log):
-            assert proc.poll() is None, log_tail(log)
-            assert time.perf_counter() - started < 300, log_tail(log)
-            time.sleep(0.5)
-        print(f"spark-connect ready in {time.perf_counter() - started:.1f} s")
+    with listening_command("spark-connect", env, log, "Spark Connect at sc://") as ready:
+        print(f"spark-connect ready in {ready:.1f} s")
         ca = tmp_path / "data" / "secrets" / "tls" / "server.crt"  # the generated one
         assert f";use_ssl=true (TLS; clients trust {ca})" in log_tail(log)
         lake = Settings(data_dir=tmp_path / "data")
-        from lakehouse.governance.identity import identity_service
-
         token = identity_service(lake, MemoryAuditLog()).login("ana", PASSWORD)[0]
         remote = remote_session(f"sc://localhost:{port}/;use_ssl=true;token={token}", ca)
         assert remote.range(3).count() == 3
         remote.stop()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, log_tail(log)
-    assert "stopped" in log_tail(log)

@@ -40,7 +40,7 @@ from lakehouse.settings import SecuritySettings, Settings, SqlEndpointSettings
 from serving.sql_endpoint import SqlGateway
 from tests.support.hive_tls import connect_tls, jdbc_url, truststore
 from tests.support.lab_view import POLICY, seed_lab_view
-from tests.support.processes import REPO, free_port
+from tests.support.processes import free_port
 
 KEY = b"q" * 32
 PASSWORD = "Correct-Horse-42"
@@ -259,32 +259,13 @@ def ep(endpoint: Endpoint) -> Endpoint:
 def test_lakehouse_sql_endpoint_command(tmp_path: Path) -> None:
     """``lakehouse sql-endpoint`` in its own process, on the configured policy and accounts:
     an analyst signs in over TLS (JDBC URL and CA file printed), and SIGTERM stops it."""
-    import signal
-    import sys
-
-    from tests.support.processes import lakehouse_env, log_tail
+    from tests.support.processes import create_analyst, lakehouse_env, listening_command, log_tail
 
     port = free_port()
     env = lakehouse_env(tmp_path / "data", SQL_ENDPOINT__PORT=str(port))
-    made = subprocess.run(
-        [sys.executable, "-m", "lakehouse_cli.main", "accounts", "create", "ana", "--role",
-         "analyst", "--institution", "H1", "--password-stdin"],
-        input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr[-3000:]
+    create_analyst(env, PASSWORD)
     log = tmp_path / "endpoint.log"
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse_cli.main", "sql-endpoint"],
-            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        while "SQL endpoint at jdbc:hive2://" not in log_tail(log):
-            assert proc.poll() is None, log_tail(log)
-            assert time.perf_counter() - started < 300, log_tail(log)
-            time.sleep(0.5)
-        ready = time.perf_counter() - started
+    with listening_command("sql-endpoint", env, log, "SQL endpoint at jdbc:hive2://") as ready:
         ca = tmp_path / "data" / "secrets" / "tls" / "server.crt"  # the generated one
         assert f"ssl=true (TLS; clients trust {ca})" in log_tail(log)
         with connect_tls("127.0.0.1", port, "ana", PASSWORD, cafile=ca) as conn:
@@ -292,14 +273,3 @@ def test_lakehouse_sql_endpoint_command(tmp_path: Path) -> None:
             cur.execute("SELECT 1 AS one")
             assert cur.fetchall() == [(1,)]
         print(f"sql-endpoint ready in {ready:.1f} s")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            import os
-
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, log_tail(log)
-    assert "stopped" in log_tail(log)
