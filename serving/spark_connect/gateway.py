@@ -178,9 +178,8 @@ class _Servicer(pb_grpc.SparkConnectServiceServicer):
         req = _as_user(request, who)
         guarded = self._call(context, lambda: self.gw.guard(who, request.plan))
         req.plan.CopyFrom(guarded.plan)
-        originals = _sql_texts(request.plan, guarded)
         yield from self._stream(context, lambda: self.up.ExecutePlan(req, metadata=self._meta),
-                                originals)  # fmt: skip
+                                guarded.originals)  # fmt: skip
 
     def ReattachExecute(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
         who = self._sign_in(context)
@@ -318,16 +317,6 @@ def _as_user(request: Any, who: Principal) -> Any:
         out.user_context.user_id = who.username
         out.user_context.user_name = who.username
     return out
-
-
-def _sql_texts(plan: pb.Plan, guarded: GuardedPlan) -> dict[str, str]:
-    """guarded SQL -> the client's text, for a ``spark.sql`` command whose relation the server
-    sends back: the client keeps its own text, which the guard rewrites on every use."""
-    if plan.WhichOneof("op_type") != "command" or not guarded.queries:
-        return {}
-    sql = plan.command.sql_command
-    text = sql.input.sql.query if sql.HasField("input") else sql.sql
-    return {guarded.queries[-1].sql: text} if text else {}
 
 
 def _restore_sql(response: Any, originals: dict[str, str]) -> None:

@@ -102,18 +102,13 @@ class GuardedPlan:
 
     plan: pb.Plan
     queries: list[GuardedQuery] = field(default_factory=list)
+    #: guarded SQL -> the client's SQL text: a ``spark.sql`` command's relation comes back
+    #: from the server, and the client keeps its own text (rewritten again on each use).
+    originals: dict[str, str] = field(default_factory=dict)
 
     @property
     def tables(self) -> tuple[str, ...]:
         return tuple(sorted({t for q in self.queries for t in q.tables}))
-
-    @property
-    def patients(self) -> tuple[str, ...]:
-        return tuple(sorted({p for q in self.queries for p in q.patients}))
-
-    @property
-    def reads_data(self) -> bool:
-        return bool(self.queries)
 
 
 #: Rewrites one SQL query under the caller's policy (``AccessService.rewrite`` bound to
@@ -133,6 +128,7 @@ class PlanGuard:
         self._rewrite = rewrite
         self.max_plan_bytes = max_plan_bytes
         self.queries: list[GuardedQuery] = []
+        self.originals: dict[str, str] = {}
 
     # -- entry points ---------------------------------------------------------------------
     def plan(self, plan: pb.Plan) -> GuardedPlan:
@@ -148,7 +144,7 @@ class PlanGuard:
             out.command.CopyFrom(self.command(plan.command))
         else:
             raise refused("an empty plan", "the request holds no relation or command")
-        return GuardedPlan(out, list(self.queries))
+        return GuardedPlan(out, list(self.queries), dict(self.originals))
 
     def relation(self, r: rel.Relation) -> rel.Relation:
         """A guarded copy of ``r``: tables and SQL text rewritten, the rest checked."""
@@ -225,7 +221,9 @@ class PlanGuard:
         q = r.sql
         if q.args or q.pos_args or q.named_arguments or q.pos_arguments:
             raise refused("SQL parameters", "inline the values or filter the DataFrame")
-        return self._as_sql(r, q.query)
+        out = self._as_sql(r, q.query)
+        self.originals[out.sql.query] = q.query
+        return out
 
     def _as_sql(self, r: rel.Relation, text: str) -> rel.Relation:
         guarded = self._rewrite(text)

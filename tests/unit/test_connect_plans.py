@@ -82,3 +82,13 @@ def test_plain_grpc_is_refused_off_loopback() -> None:
         listener_tls(cfg)
     assert exc.value.code is ErrorCode.CONFIG_INVALID
     assert listener_tls(Settings(spark_connect={"tls": False})) is None
+
+
+def test_a_sql_command_keeps_the_clients_text_for_the_relation_the_server_sends_back() -> None:
+    plan = pb.Plan()
+    plan.command.sql_command.sql = "SELECT loinc FROM deid.x"
+    guarded = PlanGuard(_rewrite).plan(plan)
+    assert (
+        guarded.plan.command.sql_command.input.sql.query == "/*guarded*/ SELECT loinc FROM deid.x"
+    )
+    assert guarded.originals == {"/*guarded*/ SELECT loinc FROM deid.x": "SELECT loinc FROM deid.x"}
