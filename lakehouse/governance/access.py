@@ -52,8 +52,14 @@ class AccessService:
         purpose: str,
         break_glass_reason: str | None = None,
         limit: int = 1000,
+        patients_in: str | None = None,
     ) -> list[Row]:
-        """The rows ``who`` may see for ``sql``; ``LH-SEC-006/007/008/009`` otherwise."""
+        """The rows ``who`` may see for ``sql``; ``LH-SEC-006/007/008/009`` otherwise.
+
+        ``patients_in``: the result column holding each row's patient id, for a query that
+        names no patient but returns patients (a cohort list): the read is then recorded
+        as one event per patient returned (pseudonymized, as a named patient's), before
+        the rows are handed over."""
         glass = break_glass_reason is not None
         event = AuditEvent(
             Action.BREAK_GLASS if glass else Action.READ,
@@ -81,6 +87,14 @@ class AccessService:
         def run() -> list[Row]:
             return self.spark.sql(guarded.sql).limit(limit).collect()
 
+        if patients_in is not None and not guarded.patients:
+            try:
+                rows = run()
+            except Exception as exc:  # on the record as failed, like any failed read
+                failure = exc
+                return audited(self.audit, named, lambda: _reraise(failure))
+            returned = tuple(dict.fromkeys(str(r[patients_in]) for r in rows))
+            return audited(self.audit, self._named(event, returned), lambda: rows)
         if not guarded.patients or glass:
             return audited(self.audit, named, run)
         # A query naming patients runs first (nothing is returned yet): rows of the one named

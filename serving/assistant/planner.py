@@ -97,6 +97,14 @@ _COHORT = re.compile(
     r"|多少(?:位|名|个)?(?:患者|病人)|(?:患者|病人)(?:有)?多少|(?:患者|病人)人?数|几(?:位|名|个)(?:患者|病人)",
     re.IGNORECASE,
 )
+#: A cohort *list* ("list the patients with E11", "which patients have HbA1c above 7",
+#: "列出诊断为2型糖尿病的患者", "哪些患者..."); a count ("how many") takes precedence.
+_COHORT_LIST = re.compile(
+    r"\b(?:list|which|show(?:\s+me)?|who\s+are)\s+(?:(?:all|the|my|our)\s+)*patients\b"
+    r"|\blist\s+of\s+(?:(?:all|the|my)\s+)*patients\b|\bpatients\s+(?:list|roster)\b"
+    r"|列出|列举|哪些(?:位|名|个)?(?:患者|病人)|(?:患者|病人)(?:名单|列表|清单)|有哪些(?:患者|病人)",
+    re.IGNORECASE,
+)
 _ICD10_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Z]\d{2}(?:\.\d{1,2})?)(?![A-Za-z0-9])")
 _COMPARE = re.compile(
     r"(>=|<=|≥|≤|>|<|大于等于|小于等于|不低于|不高于|大于|小于|高于|低于|超过|"
@@ -119,6 +127,13 @@ _IMAGING = re.compile(
 _MODALITY = re.compile(
     r"(?<![A-Za-z])(?:CT|MRI|MR)(?![A-Za-z])|(?i:\bx-?ray|\bradiograph|\bultrasound)"
     r"|磁共振|核磁|超声|B超|X线|胸片|平片"
+)
+#: A question about how a value changed ("HbA1c trend", "how has ... changed over time",
+#: "糖化血红蛋白的变化趋势"): every result, and whether the newest is above the earliest.
+_TREND = re.compile(
+    r"\btrends?\b|\bover time\b|\bchang(?:e|ed|es|ing)\b|\bprogress(?:ed|ion)?\b"
+    r"|变化|趋势|走势|波动",
+    re.IGNORECASE,
 )
 _SUMMARY = re.compile(
     r"\b(?:summary|summari[sz]e|timeline|overview)\b|摘要|概况|概要|时间线|总结", re.IGNORECASE
@@ -182,6 +197,8 @@ class Plan:
     modality: str | None = None
     #: The patient's name when the question names the patient by name only.
     name: str | None = None
+    #: A question about how results changed (every result, and the direction).
+    trend: bool = False
 
 
 class GroundedPlanner:
@@ -221,11 +238,12 @@ class GroundedPlanner:
         )
         if kb_query is not None and not names_documents(question) and (patient or kinds):
             kb_query = None  # "血糖如何" about a patient: the data tools answer
-        if kb_query is not None and not _COHORT.search(question):
+        cohort = _COHORT.search(question) or _COHORT_LIST.search(question)
+        if kb_query is not None and not cohort:
             ordered: tuple[str, ...] = ("knowledge",)
             note_query = None
-        elif _COHORT.search(question):
-            ordered = ("cohort",)
+        elif cohort:
+            ordered = ("cohort",) if _COHORT.search(question) else ("cohort_list",)
             note_query = None
             codes = [m.group(1) for m in _ICD10_CODE.finditer(question)]
             codes += [c.code for c in concepts if c.kind == "diagnosis"]
@@ -241,13 +259,14 @@ class GroundedPlanner:
             ordered = ("summary",)
         else:
             ordered = tuple(k for k in ("lab", "drug", "diagnosis") if k in kinds)
+        trend = bool(_TREND.search(question)) and "lab" in ordered
         return Plan(
             lang,
             mrn,
             visit,
             concepts,
             ordered,
-            bool(_LATEST.search(question)),
+            bool(_LATEST.search(question)) and not trend,
             self._since(question),
             note_query,
             icd10,
@@ -255,6 +274,7 @@ class GroundedPlanner:
             kb_query if ordered == ("knowledge",) else None,
             modality,
             name,
+            trend,
         )
 
     def _since(self, question: str) -> datetime | None:
@@ -281,7 +301,7 @@ class GroundedPlanner:
         if plan.kinds == ("knowledge",):
             self._answer_knowledge(who, plan, answer)
             return answer
-        if plan.kinds == ("cohort",):
+        if plan.kinds in (("cohort",), ("cohort_list",)):
             try:
                 self._answer_cohort(who, plan, answer)
             except LakehouseError as exc:
@@ -386,6 +406,8 @@ class GroundedPlanner:
                 for r in (rows[:1] if plan.latest else rows)
             ]
             _compose(answer, plan, kind, concept, named, fmt)
+            if plan.trend and kind == "lab":
+                _trend_sentence(answer, plan.lang, [r for r, _ in named])
 
     def _answer_cohort(self, who: Principal, plan: Plan, answer: Answer) -> None:
         zh = plan.lang == "zh"
@@ -397,33 +419,58 @@ class GroundedPlanner:
                 "(such as HbA1c above 7)."
             )
             return
+        if plan.kinds == ("cohort_list",):
+            self._answer_cohort_list(who, plan, answer)
+            return
         count = self.tools.cohort_count(who, icd10=plan.icd10, lab=plan.lab, since=plan.since)
-        lab = plan.lab
-        lab_name = ""
-        if lab is not None:
-            concept = self.lexicon.concept(LOINC, lab.loinc)
-            lab_name = concept.name(plan.lang) if concept else lab.loinc
-        codes = "、".join(f"{c}" for c in plan.icd10) if zh else ", ".join(plan.icd10)
+        what = _cohort_what(plan, self.lexicon)
         sources = ", ".join(count.sources)
         if zh:
-            what = [f"诊断编码以{codes}开头" if plan.icd10 else ""]
-            if lab is not None:
-                what.append(f"{lab_name}结果{lab.op} {_num(lab.value)}")
             window = "（所问时间范围内）" if plan.since else ""
             answer.say(
-                f"在您的权限范围内，{'且'.join(w for w in what if w)}的患者共{count.patients}位"
-                f"{window}（数据来源：{sources}）。"
+                f"在您的权限范围内，{what}的患者共{count.patients}位{window}（数据来源：{sources}）。"
             )
             return
-        what = [f"a diagnosis coded {codes}*" if plan.icd10 else ""]
-        if lab is not None:
-            what.append(f"a {lab_name} result {lab.op} {_num(lab.value)}")
         window = " in the requested time window" if plan.since else ""
         noun = "patient has" if count.patients == 1 else "patients have"
-        answer.say(
-            f"In your scope, {count.patients} {noun} {' and '.join(w for w in what if w)}"
-            f"{window} (source: {sources})."
+        answer.say(f"In your scope, {count.patients} {noun} {what}{window} (source: {sources}).")
+
+    def _answer_cohort_list(self, who: Principal, plan: Plan, answer: Answer) -> None:
+        """The cohort's patients in the user's scope: a header with the number (the tables'
+        versions as its source), then per patient one sentence per qualifying record (the
+        newest diagnosis and/or lab result), each citing that record's row."""
+        zh = plan.lang == "zh"
+        found = self.tools.cohort_list(who, icd10=plan.icd10, lab=plan.lab, since=plan.since)
+        what = _cohort_what(plan, self.lexicon)
+        window = (
+            ("（所问时间范围内）" if zh else " in the requested time window") if plan.since else ""
         )
+        sources = ", ".join(found.sources)
+        if not found.patients:
+            answer.say(
+                f"在您的权限范围内，没有{what}的患者{window}（数据来源：{sources}）。"
+                if zh
+                else f"In your scope, no patient has {what}{window} (source: {sources})."
+            )
+            return
+        shown = len(
+            {(r.values["institution_code"], r.values["patient_id"]) for r in found.result.rows}
+        )
+        more = shown < found.patients
+        if zh:
+            first = f"，以下为前{shown}位" if more else ""
+            answer.say(
+                f"在您的权限范围内，{what}的患者共{found.patients}位{window}{first}"
+                f"（数据来源：{sources}）："
+            )
+        else:
+            noun = "patient has" if found.patients == 1 else "patients have"
+            first = f"; the first {shown} are" if more else ", listed by MRN"
+            answer.say(
+                f"In your scope, {found.patients} {noun} {what}{window}{first} (source: {sources}):"
+            )
+        for r in found.result.rows:
+            answer.say(_member_sentence(plan.lang, self.lexicon, r.values), str(r.citation))
 
     def _answer_knowledge(self, who: Principal, plan: Plan, answer: Answer) -> None:
         """The best passages of the documents the user may read, each its own sentence
@@ -566,6 +613,63 @@ def _lab_condition(question: str, concepts: tuple[Concept, ...]) -> LabCondition
         return None
     op = _OP.get(m.group(1).lower(), m.group(1))
     return LabCondition(labs[0].code, op, float(m.group(2)))
+
+
+def _trend_sentence(answer: Answer, lang: str, rows: list[CitedRow]) -> None:
+    """Whether the newest result of ``rows`` (newest first, one test) is above, below or
+    the same as the earliest, citing both; nothing with fewer than two results in one
+    unit. No number is written (each is in its own cited sentence above)."""
+    valued = [r for r in rows if isinstance(r.values.get("value_std"), int | float)]
+    if len(valued) < 2 or len({r.values.get("unit_std") for r in valued}) != 1:
+        return
+    newest, earliest = valued[0], valued[-1]
+    a, b = float(newest.values["value_std"]), float(earliest.values["value_std"])
+    zh_word, en_word = ("升高", "higher than") if a > b else ("降低", "lower than")
+    if a == b:
+        zh_word, en_word = "持平", "the same as"
+    answer.say(
+        f"趋势：最新一次结果较最早一次{zh_word}。"
+        if lang == "zh"
+        else f"Trend: the newest result is {en_word} the earliest.",
+        str(newest.citation),
+        str(earliest.citation),
+    )
+
+
+def _cohort_what(plan: Plan, lexicon: Lexicon) -> str:
+    """What a cohort is, in words: "诊断编码以E11开头且糖化血红蛋白结果> 7" / "a diagnosis coded
+    E11* and a HbA1c result > 7"."""
+    zh = plan.lang == "zh"
+    parts = []
+    if plan.icd10:
+        codes = "、".join(plan.icd10) if zh else ", ".join(plan.icd10)
+        parts.append(f"诊断编码以{codes}开头" if zh else f"a diagnosis coded {codes}*")
+    if plan.lab is not None:
+        concept = lexicon.concept(LOINC, plan.lab.loinc)
+        name = concept.name(plan.lang) if concept else plan.lab.loinc
+        value = f"{plan.lab.op} {_num(plan.lab.value)}"
+        parts.append(f"{name}结果{value}" if zh else f"a {name} result {value}")
+    return ("且" if zh else " and ").join(parts)
+
+
+def _member_sentence(lang: str, lexicon: Lexicon, v: dict[str, Any]) -> str:
+    """One qualifying record of a listed patient: "H0001 P1：2型糖尿病（E11.9），诊断时间…。"."""
+    who = f"{v['institution_code']} {v['patient_id']}"
+    if v["criterion"] == "diagnosis":
+        concept = lexicon.concept(ICD10, v.get("standard_code"))
+        name = concept.name(lang) if concept else (v["standard_name"] or v["source_name"])
+        at = _when(v["diagnosed_at"])
+        if lang == "zh":
+            return f"{who}：{name}（{v['standard_code']}），诊断时间{at}。"
+        return f"{who}: {name} ({v['standard_code']}), diagnosed {at}."
+    concept = lexicon.concept(LOINC, v.get("test_standard_code"))
+    name = concept.name(lang) if concept else (v["test_standard_name"] or v["test_source_name"])
+    value = f"{_num(v['value_std'])} {v['unit_std'] or ''}".strip()
+    flag = f" ({v['abnormal_flag']})" if v.get("abnormal_flag") not in (None, "", "N") else ""
+    at = _when(v["collected_at"])
+    if lang == "zh":
+        return f"{who}：{name} {value}{flag}，采集时间{at}。"
+    return f"{who}: {name} {value}{flag}, collected {at}."
 
 
 def note_search_words(question: str) -> str:

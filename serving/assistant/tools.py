@@ -125,6 +125,17 @@ class ToolResult:
         return [str(r.citation) for r in self.rows]
 
 
+@dataclass(frozen=True)
+class CohortList:
+    """The patients of a cohort the user may see: ``patients`` in all, and the records
+    that put the first of them in it (one row per criterion and patient, each cited, with
+    ``criterion``: diagnosis or lab); the tables read, as ``table@version``."""
+
+    patients: int
+    result: ToolResult
+    sources: tuple[str, ...]
+
+
 _LAB_COLUMNS = (
     "patient_id",
     "test_standard_code",
@@ -184,6 +195,19 @@ _STUDY_COLUMNS = (
     "body_part",
     "study_at",
 )
+#: What a cohort list shows of a patient's qualifying records (besides keys and MRN), and
+#: the time that picks the newest of them.
+_COHORT_DX = ("standard_code", "standard_name", "source_name", "diagnosed_at")
+_COHORT_LAB = (
+    "test_standard_code",
+    "test_standard_name",
+    "test_source_name",
+    "value_std",
+    "unit_std",
+    "abnormal_flag",
+    "collected_at",
+)
+_COHORT_TIME = {"d": "diagnosed_at", "l": "collected_at"}
 #: ``note_type`` (lower case) of an imaging report: the landed file's kind, or the text of
 #: a FHIR DocumentReference's type.
 REPORT_TYPES = ("radiology", "radiology report", "imaging", "imaging report", "影像检查报告")
@@ -541,11 +565,99 @@ class DataTools:
         with one of ``icd10`` and/or a lab result meeting ``lab`` (since ``since``): one
         guarded ``COUNT(DISTINCT institution, patient)``; the row filter scopes it, no
         patient id is named or returned. ValueError for a malformed code or comparison."""
+        froms, versions = self._cohort(icd10, lab, since)
+        (first, a, where), rest = froms[0], froms[1:]
+        key = [_col("institution_code", a), _col("patient_id", a)]
+        count = exp.Count(this=exp.Distinct(expressions=key))
+        query = exp.select(exp.alias_(count, "patients")).from_(
+            _table(first, versions[first.name]).as_(a)
+        )
+        conds = [*where, _live(a)]
+        for spec, b, more in rest:
+            query = query.join(_table(spec, versions[spec.name]).as_(b), on=_same_patient(a, b))
+            conds += [*more, _live(b)]
+        query = query.where(exp.and_(*conds))
+        rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=1)
+        n = int(rows[0]["patients"]) if rows else 0
+        return CohortCount(n, tuple(f"{k}@{v}" for k, v in versions.items()))
+
+    def cohort_list(
+        self,
+        who: Principal,
+        *,
+        icd10: Sequence[str] = (),
+        lab: LabCondition | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> CohortList:
+        """The patients :meth:`cohort_count` counts, listed: per patient (institution,
+        MRN order) the newest record meeting each criterion, cited by its row (a
+        diagnosis row, a lab row, or both), at most ``limit`` (default ``max_rows``)
+        patients, with the total in the user's scope. One guarded query (a window picks
+        each patient's newest records, a second window counts the patients); the read is
+        audited with one event per patient returned."""
+        froms, versions = self._cohort(icd10, lab, since)
+        columns = {"d": _COHORT_DX, "l": _COHORT_LAB}
+        a = froms[0][1]
+        select: list[exp.Expr] = []
+        order: list[exp.Expr] = []
+        for spec, b, _ in froms:
+            for c in dict.fromkeys([*spec.keys, "patient_id", *columns[b]]):
+                select.append(exp.alias_(_col(c, b), f"{b}_{c}"))
+            time = _COHORT_TIME[b]
+            order.append(exp.Ordered(this=_col(time, b), desc=True, nulls_first=False))
+            order += [exp.Ordered(this=_col(k, b)) for k in spec.keys]
+        newest = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[_col("institution_code", a), _col("patient_id", a)],
+            order=exp.Order(expressions=order),
+        )
+        inner = exp.select(*select, exp.alias_(newest, "rn")).from_(
+            _table(froms[0][0], versions[froms[0][0].name]).as_(a)
+        )
+        conds = [*froms[0][2], _live(a)]
+        for spec, b, more in froms[1:]:
+            inner = inner.join(_table(spec, versions[spec.name]).as_(b), on=_same_patient(a, b))
+            conds += [*more, _live(b)]
+        inner = inner.where(exp.and_(*conds))
+        total = exp.Window(this=exp.Count(this=exp.Star()))
+        query = (
+            exp.select(exp.Star(), exp.alias_(total, "total"))
+            .from_(inner.subquery("c"))
+            .where(exp.column("rn").eq(exp.Literal.number(1)))
+            .order_by(exp.column(f"{a}_institution_code"), exp.column(f"{a}_patient_id"))
+        )
+        n = min(limit or self.max_rows, self.max_rows)
+        rows = self.access.query(
+            who,
+            query.sql(dialect="spark"),
+            purpose=PURPOSE,
+            limit=n,
+            patients_in=f"{a}_patient_id",
+        )
+        out: list[CitedRow] = []
+        for r in rows:
+            values = dict(r.asDict())
+            for spec, b, _ in froms:
+                mine = {c[len(b) + 1 :]: v for c, v in values.items() if c.startswith(f"{b}_")}
+                key = tuple(str(mine[k]) for k in spec.keys)
+                mine["criterion"] = "diagnosis" if b == "d" else "lab"
+                out.append(CitedRow(Citation(spec.name, versions[spec.name], key), mine))
+        total_n = int(rows[0]["total"]) if rows else 0
+        sources = tuple(f"{k}@{v}" for k, v in versions.items())
+        return CohortList(total_n, ToolResult("cohort_list", out), sources)
+
+    def _cohort(
+        self, icd10: Sequence[str], lab: LabCondition | None, since: datetime | None
+    ) -> tuple[list[tuple[TableSpec, str, list[exp.Expr]]], dict[str, int]]:
+        """A cohort's tables (diagnosis ``d`` and/or lab result ``l``), each with its
+        conditions, and the version each is pinned at; ValueError for a malformed code or
+        comparison."""
         if not icd10 and lab is None:
             raise ValueError("a cohort needs a diagnosis or a lab condition")
-        if any(not _ICD10_PREFIX.match(c) for c in icd10):
+        if any(not ICD10_PREFIX.match(c) for c in icd10):
             raise ValueError("ICD-10 prefixes look like E11 or E11.9")
-        if lab is not None and lab.op not in _OPS:
+        if lab is not None and lab.op not in OPS:
             raise ValueError("the comparison is one of > >= < <=")
         froms: list[tuple[TableSpec, str, list[exp.Expr]]] = []
         if icd10:
@@ -563,27 +675,13 @@ class DataTools:
             parts = [
                 _col("test_standard_vocabulary", "l").eq(_str(LOINC)),
                 _col("test_standard_code", "l").eq(_str(lab.loinc)),
-                _OPS[lab.op](this=_col("value_std", "l"), expression=exp.Literal.number(lab.value)),
+                OPS[lab.op](this=_col("value_std", "l"), expression=exp.Literal.number(lab.value)),
             ]
             if since is not None:
                 parts.append(_after("collected_at", since, "l"))
             froms.append((self.tables.lab_result, "l", parts))
         versions = {spec.name: self._version(spec.name) for spec, _, _ in froms}
-        (first, a, where), rest = froms[0], froms[1:]
-        key = [_col("institution_code", a), _col("patient_id", a)]
-        count = exp.Count(this=exp.Distinct(expressions=key))
-        query = exp.select(exp.alias_(count, "patients")).from_(
-            _table(first, versions[first.name]).as_(a)
-        )
-        conds = [*where, _live(a)]
-        for spec, b, more in rest:
-            on = exp.and_(*[_col(c, a).eq(_col(c, b)) for c in ("institution_code", "patient_id")])
-            query = query.join(_table(spec, versions[spec.name]).as_(b), on=on)
-            conds += [*more, _live(b)]
-        query = query.where(exp.and_(*conds))
-        rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=1)
-        n = int(rows[0]["patients"]) if rows else 0
-        return CohortCount(n, tuple(f"{k}@{v}" for k, v in versions.items()))
+        return froms, versions
 
     def span_tables(self) -> frozenset[str]:
         """Tables whose citations carry a span of their text."""
@@ -740,6 +838,11 @@ class DataTools:
         return delta_version(self.spark, name)
 
 
+def _same_patient(a: str, b: str) -> exp.Expr:
+    """The rows of aliases ``a`` and ``b`` are the same patient's (institution and MRN)."""
+    return exp.and_(*[_col(c, a).eq(_col(c, b)) for c in ("institution_code", "patient_id")])
+
+
 def merge_timeline(results: dict[str, ToolResult], *, limit: int) -> ToolResult:
     """Rows of the timeline's parts (keyed by kind) merged newest first, each with ``kind``
     and ``at`` (its time) added; rows without a time last; at most ``limit``."""
@@ -858,8 +961,10 @@ def _neg_time(at: Any) -> float:
 
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Z]{0,4})?$|^[A-Z][0-9]?$")
-_OPS: dict[str, type[exp.Binary]] = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
+#: An ICD-10 code or code prefix a cohort may name (E11, E11.9, E1).
+ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Z]{0,4})?$|^[A-Z][0-9]?$")
+#: The comparisons of a cohort's lab condition.
+OPS: dict[str, type[exp.Binary]] = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
 
 
 def _live(table: str | None = None) -> exp.Expr:

@@ -62,6 +62,7 @@ def test_note_search_spans_and_cohort_counts_guarded_and_audited(service: Servic
     assert body["span_text"] == NOTE_DEID_TEXT[start:end]
     assert "张三" not in str(body)
     _cohort_count_is_scoped_and_names_no_patient(service)
+    _cohort_list_cites_each_patients_records_and_audits_them(service)
 
 
 def _cohort_count_is_scoped_and_names_no_patient(service: Service) -> None:
@@ -80,6 +81,36 @@ def _cohort_count_is_scoped_and_names_no_patient(service: Service) -> None:
     reads = [r for r in service.audit.rows[before:] if r["action"] == "read"]
     assert len(reads) == 3
     assert all(r["patient_ref"] is None for r in reads)
+
+
+def _cohort_list_cites_each_patients_records_and_audits_them(service: Service) -> None:
+    token = _session(service, "dr_a")
+    before = len(service.audit.rows)
+    with client(service, token) as c:
+        both = c.post(
+            "/api/ask", json={"question": "列出诊断为E11且糖化血红蛋白大于6的患者"}
+        ).json()
+        # P2 (I10, HbA1c 9.1) is department B's: not listed, not even counted.
+        hba1c = c.post("/api/ask", json={"question": "Which patients have HbA1c above 6?"}).json()
+        lists = [r for r in service.audit.rows[before:] if r["action"] == "read"]
+        resolved = [
+            c.get(f"/api/citations/{quote(x, safe='')}").json()["row"] for x in both["citations"]
+        ]
+    assert "共1位" in both["answer"]
+    assert "P1" in both["answer"]
+    assert "P2" not in both["answer"] + hba1c["answer"]
+    assert "E11.9" in both["answer"]
+    assert "6.8" in both["answer"]
+    assert "7.9" not in both["answer"]  # the older one (90 days ago) is not the newest
+    dx, lab = both["citations"]
+    assert dx.startswith(f"{service.tables.diagnosis.name}@")
+    assert lab.startswith(f"{service.tables.lab_result.name}@")
+    assert lab.endswith("|R2")
+    assert [r["patient_id"] for r in resolved] == ["P1", "P1"]
+    assert "1 patient has a Hemoglobin A1c result > 6, listed by MRN" in hba1c["answer"]
+    assert len(hba1c["citations"]) == 1
+    # Each list read is recorded as a read of the patient it returned (pseudonymized).
+    assert [r["patient_ref"] for r in lists] == [patient_ref(KEY, "P1")] * 2
 
 
 def test_imaging_studies_cited_guarded_and_audited(service: Service) -> None:

@@ -21,6 +21,7 @@ from serving.assistant.tools import (
     REPORT_TYPES,
     CitedRow,
     CohortCount,
+    CohortList,
     DataTools,
     LabCondition,
     ToolResult,
@@ -284,6 +285,34 @@ class FakeTools:
             ):
                 n += 1
         return CohortCount(n, ("silver.diagnosis@4",) if icd10 else (f"{LAB_TABLE}@3",))
+
+    def cohort_list(
+        self,
+        who: Principal,
+        *,
+        icd10: Sequence[str] = (),
+        lab: LabCondition | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> CohortList:
+        """The patients of ``labs_of`` with a matching lab row, each by its newest such
+        row (``criterion`` lab); only lab conditions (the fake holds no diagnoses)."""
+        self.cohorts.append((tuple(icd10), lab))
+        assert lab is not None, "the fake lists lab cohorts only"
+        assert not icd10, "the fake holds no diagnoses"
+        rows = []
+        for patient in sorted(self.labs_of):
+            hits = [
+                r
+                for r in self.labs_of[patient]
+                if r.values["test_standard_code"] == lab.loinc
+                and _meets(r.values["value_std"], lab.op, lab.value)
+            ]
+            if hits:
+                newest = max(hits, key=lambda r: r.values["collected_at"])
+                rows.append(CitedRow(newest.citation, {**newest.values, "criterion": "lab"}))
+        shown = rows[: limit or len(rows)]
+        return CohortList(len(rows), ToolResult("cohort_list", shown), (f"{LAB_TABLE}@3",))
 
     def key_widths(self) -> dict[str, int]:
         return {LAB_TABLE: 3, NOTE_TABLE: 3, STUDY_TABLE: 3}
