@@ -46,7 +46,16 @@ from serving.assistant.knowledge import KnowledgeTool
 from serving.assistant.lexicon import CJK, Concept, Lexicon
 from serving.assistant.llm import ChatMessage, ChatModel, ToolCall
 from serving.assistant.planner import Answer, GroundedPlanner, refusal
-from serving.assistant.tools import MODALITIES, CitedRow, DataTools, ToolResult, modality_of
+from serving.assistant.tools import (
+    ICD10_PREFIX,
+    MODALITIES,
+    OPS,
+    CitedRow,
+    DataTools,
+    LabCondition,
+    ToolResult,
+    modality_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +194,37 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
+            "name": "cohort_list",
+            "description": "The patients you may see with a diagnosis and/or a lab result "
+            "condition, by institution and MRN: per patient the newest matching diagnosis "
+            "and/or lab result (each row citable), and `patients`, how many there are in "
+            "all (a count no row holds: do not state it as a cited fact).",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "diagnoses": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "ICD-10 codes or code prefixes (E11, E11.9) or "
+                        "diagnosis names in Chinese or English; any of them matches.",
+                    },
+                    "test": {
+                        "type": "string",
+                        "description": "A lab test (name in Chinese or English, or LOINC).",
+                    },
+                    "op": {"type": "string", "enum": [">", ">=", "<", "<="]},
+                    "value": {
+                        "type": "number",
+                        "description": "The bound, in the test's standard unit.",
+                    },
+                    "since": _SINCE,
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
             "name": "timeline",
             "description": "A patient's summary: encounters, diagnoses, medication orders, "
             "lab results and imaging, newest first.",
@@ -268,6 +308,18 @@ _FIELDS = {
         "accession_number",
     ),
     "knowledge_base": ("path", "title", "passage"),
+    "cohort_list": (
+        "institution_code",
+        "patient_id",
+        "criterion",
+        "standard_code",
+        "diagnosed_at",
+        "test_standard_code",
+        "value_std",
+        "unit_std",
+        "abnormal_flag",
+        "collected_at",
+    ),
     "timeline": ("kind",),
     "encounter": ("encounter_id", "encounter_class", "dept_name", "start_at", "end_at"),
 }
@@ -402,6 +454,8 @@ class ToolAgent:
                 return self._call_patient_tool(run, lang, call)
             if call.name == "knowledge_base" and self.knowledge is not None:
                 return self._call_knowledge(run, lang, call)
+            if call.name == "cohort_list":
+                return self._call_cohort(run, lang, call)
             if call.name not in _CODED:
                 known = ", ".join(t["function"]["name"] for t in self.schemas)
                 return {"error": f"unknown tool; the tools are {known}"}
@@ -454,6 +508,43 @@ class ToolAgent:
         n = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 5
         result = self.tools.notes(run.who, patient, query, since=since, limit=min(n, 20))
         return self._rows(run, lang, call.name, result, [])
+
+    def _call_cohort(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
+        """``cohort_list``: diagnosis names resolved to ICD-10 codes (a code or prefix is
+        taken as written), the test to its LOINC code; the rows and the total."""
+        args = call.arguments
+        icd10: list[str] = []
+        unresolved: list[str] = []
+        for name in [n.strip() for n in _list(args.get("diagnoses")) if n and n.strip()]:
+            if ICD10_PREFIX.match(name.upper()):
+                icd10.append(name.upper())
+                continue
+            concepts, missing = self._resolve(ICD10, [name])
+            icd10 += [c.code for c in concepts]
+            unresolved += missing
+        lab = None
+        test, op, value = _text(args.get("test")), args.get("op"), args.get("value")
+        if test is not None:
+            concepts, missing = self._resolve(LOINC, [test])
+            unresolved += missing
+            if not isinstance(value, int | float) or isinstance(value, bool) or op not in OPS:
+                return {"error": "a test needs op (one of > >= < <=) and a numeric value"}
+            if concepts:
+                lab = LabCondition(concepts[0].code, str(op), float(value))
+        if not icd10 and lab is None:
+            if unresolved:  # nothing the terminology knows: no cohort to read
+                return {"rows": [], "patients": 0, "unresolved": unresolved}
+            return {"error": "give diagnoses and/or a test with op and value"}
+        try:
+            since = _since(args.get("since"))
+        except ValueError:
+            return {"error": "since must be a date YYYY-MM-DD"}
+        found = self.tools.cohort_list(
+            run.who, icd10=tuple(dict.fromkeys(icd10)), lab=lab, since=since
+        )
+        out = self._rows(run, lang, call.name, found.result, unresolved)
+        out["patients"] = found.patients
+        return out
 
     def _call_knowledge(self, run: _Run, lang: str, call: ToolCall) -> dict[str, Any]:
         """``knowledge_base``: passages of the documents the user may read (no patient

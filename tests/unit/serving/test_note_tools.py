@@ -4,6 +4,7 @@ the guarded read and the citation endpoint are tested in tests/integration/servi
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -240,6 +241,57 @@ def test_planner_cohort_counts(
     assert "P2" not in answer.text
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which patients have HbA1c above 7?",
+        "list the patients with HbA1c above 7",
+        "列出糖化血红蛋白大于7的患者",
+        "哪些患者糖化血红蛋白高于7？",
+    ],
+)
+def test_planner_cohort_lists_cite_each_patients_qualifying_record(question: str) -> None:
+    old = lab("R0", "P1", HBA1C, 8.4, "%", NOW - timedelta(days=30))
+    tools = FakeTools(
+        {
+            "P1": [old, lab_row("R1", "P1", 7.9)],
+            "P2": [lab_row("R2", "P2", 6.6)],
+            "P3": [lab_row("R3", "P3", 9.2)],
+        }
+    )
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    answer = planner.ask(WHO, question)
+    assert tools.cohorts == [((), LabCondition(HBA1C.code, ">", 7.0))]
+    header, *members = answer.sentences
+    assert "2" in header.text
+    assert not header.citations
+    # One sentence per patient, its newest qualifying result (P1's 7.9, not the older 8.4),
+    # citing exactly that row; P2 (6.6) is not in the cohort.
+    assert [m.citations for m in members] == [
+        (str(lab_row("R1", "P1", 7.9).citation),),
+        (str(lab_row("R3", "P3", 9.2).citation),),
+    ]
+    assert "P1" in members[0].text
+    assert "7.9" in members[0].text
+    assert "8.4" not in answer.text
+    assert "P3" in members[1].text
+    assert "9.2" in members[1].text
+    assert "P2" not in answer.text
+
+
+def test_planner_cohort_list_when_nobody_matches_cites_nothing() -> None:
+    tools = FakeTools({"P2": [lab_row("R2", "P2", 6.6)]})
+    planner = GroundedPlanner(tools, lexicon(), now=lambda: NOW)  # type: ignore[arg-type]
+    answer = planner.ask(WHO, "which patients have HbA1c above 7")
+    assert answer.citations == []
+    assert "no patient" in answer.text
+    # "how many" is a count even when the question also says "which".
+    tools.cohorts.clear()
+    counted = planner.ask(WHO, "how many patients, and which, have HbA1c above 7")
+    assert "0 patients" in counted.text
+    assert counted.citations == []
+
+
 def test_planner_cohort_needs_a_condition() -> None:
     tools = FakeTools()
     answer = GroundedPlanner(tools, lexicon(), now=lambda: NOW).ask(WHO, "how many patients?")  # type: ignore[arg-type]
@@ -421,3 +473,47 @@ def test_planner_finds_the_patient_by_name_within_what_the_user_may_see() -> Non
     assert "没有" in none.text
     assert none.citations == []
     assert planner.plan("latest HbA1c for MRN P1").name is None
+
+
+def test_agent_cohort_list_tool() -> None:
+    assert "cohort_list" in {t["function"]["name"] for t in TOOL_SCHEMAS}
+    tools = FakeTools({"P1": [lab_row("R1", "P1", 7.9)], "P2": [lab_row("R2", "P2", 6.6)]})
+    model = Scripted(
+        call("cohort_list", test="糖化血红蛋白", op=">", value=7),
+        say("P1 的糖化血红蛋白为 7.9 % [1]。"),
+    )
+    answer = agent(tools, model).ask(WHO, "哪些患者糖化血红蛋白大于7？")
+    assert answer.mode == "llm"
+    assert tools.cohorts == [((), LabCondition(HBA1C.code, ">", 7.0))]
+    assert answer.citations == [str(lab_row("R1", "P1", 7.9).citation)]
+    sent = json.loads(model.seen[1][-1].content or "{}")
+    assert sent["patients"] == 1
+    assert [r["patient_id"] for r in sent["rows"]] == ["P1"]
+    # A condition without its bound, an unknown diagnosis name: errors the model can act on.
+    model = Scripted(call("cohort_list", test="HbA1c"), say("Which bound?"))
+    agent(tools, model).ask(WHO, "patients with HbA1c")
+    assert "op" in (model.seen[1][-1].content or "")
+    model = Scripted(call("cohort_list", diagnoses=["no such disease"]), say("None."))
+    agent(tools, model).ask(WHO, "patients with no such disease")
+    assert json.loads(model.seen[1][-1].content or "{}")["unresolved"] == ["no such disease"]
+
+
+@pytest.mark.parametrize(
+    ("question", "word"),
+    [
+        ("患者P1的糖化血红蛋白变化趋势如何？", "降低"),
+        ("How has the HbA1c of patient P1 changed over time?", "lower than"),
+        ("患者P1最近的糖化血红蛋白走势", "降低"),  # 最近 with a trend: every result, not one
+    ],
+)
+def test_planner_trend_lists_every_result_and_the_direction(question: str, word: str) -> None:
+    older = lab("R0", "P1", HBA1C, 8.4, "%", NOW - timedelta(days=90))
+    tools = FakeTools({"P1": [lab_row("R1", "P1", 7.9), older]})
+    answer = GroundedPlanner(tools, lexicon(), now=lambda: NOW).ask(WHO, question)  # type: ignore[arg-type]
+    texts = [s.text for s in answer.sentences]
+    assert any("7.9" in t for t in texts)
+    assert any("8.4" in t for t in texts)
+    trend = answer.sentences[-1]
+    assert word in trend.text
+    assert trend.citations == (str(lab_row("R1", "P1", 7.9).citation), str(older.citation))
+    assert not any(c.isdigit() for c in trend.text)  # its numbers are cited above
