@@ -44,6 +44,7 @@ from pyspark.sql.types import (
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance import encryption
 from lakehouse.tables.spec import TableSpec, quote_name
+from lakehouse.tables.versions import table_layout
 
 logger = logging.getLogger(__name__)
 
@@ -183,15 +184,9 @@ def ensure_tables(
 def _evolve(
     spark: SparkSession, spec: TableSpec, props: dict[str, str], report: EnsureReport
 ) -> None:
-    table = DeltaTable.forName(spark, spec.name)
-    detail = (
-        table.detail()
-        .select("partitionColumns", "clusteringColumns", "properties", "description")
-        .first()
-    )
-    assert detail is not None
-    stored_partitions = list(detail["partitionColumns"] or [])
-    stored_props: dict[str, str] = dict(detail["properties"] or {})
+    layout = table_layout(spark, spec.name)
+    stored_partitions = list(layout.partition_columns)
+    stored_props = layout.properties
     if stored_partitions != list(spec.partition_by):
         raise error(
             ErrorCode.TABLE_SCHEMA_INCOMPATIBLE,
@@ -271,11 +266,11 @@ def _evolve(
         assignments = ", ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in changed.items())
         spark.sql(f"ALTER TABLE {quote_name(spec.name)} SET TBLPROPERTIES ({assignments})")
         report.properties_set.extend(sorted(changed))
-    if detail["description"] != spec.comment:
+    if layout.description != spec.comment:
         spark.sql(f"COMMENT ON TABLE {spec.name} IS {_sql_str(spec.comment)}")
 
     # 5. Liquid clustering can change in place (files are reclustered by OPTIMIZE).
-    if list(detail["clusteringColumns"] or []) != list(spec.cluster_by):
+    if list(layout.clustering_columns) != list(spec.cluster_by):
         target = f"({', '.join(_quote(c) for c in spec.cluster_by)})" if spec.cluster_by else "NONE"
         spark.sql(f"ALTER TABLE {quote_name(spec.name)} CLUSTER BY {target}")
         report.properties_set.append("clustering")

@@ -123,6 +123,13 @@ def test_schema_evolves_and_time_travel_reads_the_old_version(
     props = dict(detail["properties"])
     assert props["delta.enableChangeDataFeed"] == "true"
     assert json.loads(props[PHI_PROPERTY]) == {"name": "name", "phone": "contact"}
+    # ensure_table reads the layout from the log snapshot and its checksum: DESCRIBE
+    # DETAIL's, without its Spark jobs.
+    layout = versions.snapshot_layout(spark, spec.name)
+    assert layout == versions.detail_layout(spark, spec.name)
+    assert layout is not None
+    assert layout.clustering_columns == ("patient_id", "updated_at")
+    assert layout.description == "People for a test, with phones."
     # Type widening is a schema change the change feed cannot be read across: incremental
     # consumers restart after it (docs/adr/0002). From there on the feed works.
     changes = (
@@ -158,6 +165,14 @@ def test_narrowing_a_column_is_refused(spark: SparkSession, unique: str) -> None
         ensure_table(spark, narrower)
     assert info.value.code is ErrorCode.TABLE_SCHEMA_INCOMPATIBLE
     assert info.value.params["column"] == "visits"
+    # A new partitioning would rewrite the data: refused too.
+    repartitioned = TableSpec(
+        name=spec.name, columns=spec.columns, comment=spec.comment, partition_by=("visits",)
+    )
+    with pytest.raises(LakehouseError) as info:
+        ensure_table(spark, repartitioned)
+    assert info.value.code is ErrorCode.TABLE_SCHEMA_INCOMPATIBLE
+    assert info.value.params["column"] == "visits"
 
 
 def test_bad_input_is_refused_with_codes(spark: SparkSession, unique: str) -> None:
@@ -189,14 +204,24 @@ def test_bad_input_is_refused_with_codes(spark: SparkSession, unique: str) -> No
 def test_append_only_tables(spark: SparkSession, unique: str) -> None:
     log = TableSpec(
         name=f"ops.events_{unique}",
-        columns=(column("event", StringType(), "What happened.", nullable=False),),
+        columns=(
+            column("event", StringType(), "What happened.", nullable=False),
+            column("day", StringType(), "Day of the event."),
+        ),
         comment="Append-only log.",
+        partition_by=("day",),
         append_only=True,
     )
-    assert append(spark, log, spark.createDataFrame([("a",), ("b",)], log.schema)).inserted == 2
+    batch = spark.createDataFrame([("a", "d1"), ("b", "d2")], log.schema)
+    assert append(spark, log, batch).inserted == 2
     with pytest.raises(Exception, match=r"(?i)append"):
         spark.sql(f"DELETE FROM {log.name} WHERE event = 'a'")
     assert spark.table(log.name).count() == 2
+    layout = versions.snapshot_layout(spark, log.name)
+    assert layout == versions.detail_layout(spark, log.name)
+    assert layout is not None
+    assert (layout.partition_columns, layout.clustering_columns) == (("day",), ())
+    assert layout.properties["delta.appendOnly"] == "true"
 
 
 def test_python_udf_over_a_delta_scan_completes(spark: SparkSession, unique: str) -> None:
