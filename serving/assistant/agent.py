@@ -516,8 +516,9 @@ class ToolAgent:
         icd10: list[str] = []
         unresolved: list[str] = []
         for name in [n.strip() for n in _list(args.get("diagnoses")) if n and n.strip()]:
-            if ICD10_PREFIX.match(name.upper()):
-                icd10.append(name.upper())
+            code = name[:1].upper() + name[1:]  # e11 -> E11; I10.x00 stays (national codes)
+            if ICD10_PREFIX.match(code):
+                icd10.append(code)
                 continue
             concepts, missing = self._resolve(ICD10, [name])
             icd10 += [c.code for c in concepts]

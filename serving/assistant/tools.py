@@ -46,6 +46,7 @@ from lakehouse.tables.silver.encounter import ENCOUNTER
 from lakehouse.tables.silver.imaging import IMAGING_STUDY
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.silver.patient import PATIENT
+from lakehouse.tables.silver.person_index import PERSON_FEATURES
 from lakehouse.tables.spec import TableSpec
 from lakehouse.terminology import ATC, ICD10, LOINC
 from serving.assistant.citations import Citation
@@ -266,6 +267,8 @@ class DataTools:
         self.note: TableSpec = getattr(self.tables, "note", NOTE)
         self.note_deid: TableSpec = getattr(self.tables, "note_deid", NOTE_DEID)
         self.imaging_study: TableSpec = getattr(self.tables, "imaging_study", IMAGING_STUDY)
+        #: The EMPI's comparison features (normalized name, pinyin), for name search.
+        self.person_features: TableSpec = getattr(self.tables, "person_features", PERSON_FEATURES)
 
     # -- tools ---------------------------------------------------------------------------
     def find_patient(
@@ -277,10 +280,15 @@ class DataTools:
         name: str | None = None,
     ) -> ToolResult:
         """The patient records of an MRN, of the patient a visit number belongs to, or of
-        the patients with exactly this name that ``who`` may see (the row filter decides:
-        a department's or care team's patients; a role that may not see names is refused,
-        ``LH-SEC-006``)."""
+        the patients of this name that ``who`` may see (the row filter decides: a
+        department's or care team's patients; a role that may not see names is refused,
+        ``LH-SEC-006``). By name: where the EMPI's features exist, the name as written,
+        in simplified characters or spelled in pinyin ("Wang Fang", "王芳", "王 芳"); the
+        exact ones when there are, else those of the same pinyin (another character of
+        the same sound: the answer lists them to choose from)."""
         if mrn is None and visit is None and name is not None and name.strip():
+            if self._has(self.person_features):
+                return self._patients_named(who, name.strip())
             return self._select(
                 who,
                 "find_patient",
@@ -311,6 +319,40 @@ class DataTools:
             _PATIENT_COLUMNS,
             _col("patient_id").eq(_str(mrn)),
         )
+
+    def _patients_named(self, who: Principal, name: str) -> ToolResult:
+        """``silver.patient`` rows joined to their ``silver.person_features`` row by record,
+        whose name is ``name`` (as written or normalized) or sounds like it (the same
+        toneless pinyin); one guarded query, both tables pinned."""
+        from lakehouse.empi.names import pinyin_key, simplified
+
+        patient, features = self.tables.patient, self.person_features
+        vp, vf = self._version(patient.name), self._version(features.name)
+        key = re.sub(r"[\s.\-·]+", "", simplified(name).upper())
+        said = exp.or_(_col("name", "p").eq(_str(name)), _col("name_s", "f").eq(_str(key)))
+        sounds = pinyin_key(name)
+        where = exp.or_(said, _col("name_py", "f").eq(_str(sounds))) if sounds else said
+        on = exp.and_(*[_col(k, "p").eq(_col(k, "f")) for k in patient.keys])
+        cols = list(dict.fromkeys([*patient.keys, *_PATIENT_COLUMNS]))
+        query = (
+            exp.select(*[_col(c, "p") for c in cols], exp.alias_(said, "exact"))
+            .from_(_table(patient, vp).as_("p"))
+            .join(_table(features, vf).as_("f"), on=on)
+            .where(exp.and_(where, _live("p")))
+            .order_by(exp.Ordered(this=_col("birth_date", "p"), desc=True, nulls_first=False))
+        )
+        rows = self.access.query(
+            who, query.sql(dialect="spark"), purpose=PURPOSE, limit=self.max_rows
+        )
+        found = [dict(r.asDict()) for r in rows]
+        if any(v["exact"] for v in found):
+            found = [v for v in found if v["exact"]]
+        out = []
+        for values in found:
+            values.pop("exact")
+            key_of = tuple(str(values[k]) for k in patient.keys)
+            out.append(CitedRow(Citation(patient.name, vp, key_of), values))
+        return ToolResult("find_patient", out)
 
     def labs(
         self,
@@ -834,6 +876,11 @@ class DataTools:
     def _exists(self, *specs: TableSpec) -> bool:
         return all(self.spark.catalog.tableExists(s.name) for s in specs)
 
+    def _has(self, spec: TableSpec) -> bool:
+        """Whether the access service knows ``spec`` and the lakehouse holds it (the EMPI's
+        features exist once the EMPI job ran)."""
+        return spec.name in self.access.guard.catalog and self._exists(spec)
+
     def _version(self, name: str) -> int:
         return delta_version(self.spark, name)
 
@@ -961,8 +1008,9 @@ def _neg_time(at: Any) -> float:
 
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-#: An ICD-10 code or code prefix a cohort may name (E11, E11.9, E1).
-ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Z]{0,4})?$|^[A-Z][0-9]?$")
+#: An ICD-10 code or code prefix a cohort may name (E11, E11.9, E1; the national
+#: extension's I10.x00).
+ICD10_PREFIX = re.compile(r"^[A-Z][0-9]{2}(?:\.[0-9A-Za-z]{0,4})?$|^[A-Z][0-9]?$")
 #: The comparisons of a cohort's lab condition.
 OPS: dict[str, type[exp.Binary]] = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
 

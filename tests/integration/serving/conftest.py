@@ -48,6 +48,7 @@ from lakehouse.tables.silver.imaging import IMAGING_SERIES, IMAGING_STUDY
 from lakehouse.tables.silver.note_nlp import NOTE_DEID
 from lakehouse.tables.silver.organization import DEPT, ORG, PROVIDER
 from lakehouse.tables.silver.patient import PATIENT
+from lakehouse.tables.silver.person_index import PERSON_FEATURES
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.vocab.concepts import CONCEPT, CONCEPT_SYNONYM
 from lakehouse.terminology import ATC, LOINC
@@ -80,6 +81,13 @@ roles:
   auditor:
     read: [audit.*]
 """
+
+
+@dataclass(frozen=True)
+class ServiceTables(InteropTables):
+    """The service's tables and the EMPI's features, which the name search reads."""
+
+    person_features: TableSpec = PERSON_FEATURES
 
 
 @dataclass
@@ -369,7 +377,7 @@ def _interop_rows(t: InteropTables) -> list[tuple[TableSpec, list[tuple[Any, ...
     ]  # fmt: skip
 
 
-def _seed(spark: SparkSession, t: InteropTables, directory: TableSpec) -> None:
+def _seed(spark: SparkSession, t: ServiceTables, directory: TableSpec) -> None:
     patients = _rows(
         t.patient,
         {
@@ -454,6 +462,24 @@ def _seed(spark: SparkSession, t: InteropTables, directory: TableSpec) -> None:
         *_interop_rows(t),
         (directory, [("P1", "A", "H1"), ("P2", "B", "H1")]),
         (t.patient, patients),
+        (
+            t.person_features,
+            _rows(
+                t.person_features,
+                {
+                    "patient_id": "P1",
+                    "record_key": "H1|lis|P1",
+                    "name_s": "张三",
+                    "name_py": "ZHANGSAN",
+                },
+                {
+                    "patient_id": "P2",
+                    "record_key": "H1|lis|P2",
+                    "name_s": "李四",
+                    "name_py": "LISI",
+                },
+            ),
+        ),
         (t.encounter, visits),
         (t.lab_result, labs),
         (t.medication_order, meds),
@@ -473,9 +499,9 @@ def service(
     specs = (
         PATIENT, ENCOUNTER, LAB_RESULT, MEDICATION_ORDER, DIAGNOSIS, VITAL_SIGN, PROCEDURE, NOTE,
         NOTE_DEID, IMAGING_STUDY, IMAGING_SERIES, ORG, PROVIDER, DEPT, ENCOUNTER_TRANSFER,
-        CLINICAL_DOCUMENT,
+        CLINICAL_DOCUMENT, PERSON_FEATURES,
     )  # fmt: skip
-    tables = InteropTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
+    tables = ServiceTables(*(dataclasses.replace(s, name=f"{s.name}_srv_{u}") for s in specs))
     directory = TableSpec(
         name=f"silver.patient_directory_srv_{u}",
         comment="Test patient directory: department and site of each patient.",
@@ -489,7 +515,7 @@ def service(
     tmp = tmp_path_factory.mktemp("serving")
     policy_file = tmp / "policy.yaml"
     policy_file.write_text(POLICY.format(directory=directory.name))
-    catalog = {s.name: s for s in (*tables.interop(), directory)}
+    catalog = {s.name: s for s in (*tables.interop(), tables.person_features, directory)}
     audit = MemoryAuditLog()
     access = AccessService(spark, SqlGuard(load_policy(policy_file), catalog), audit, KEY)
     identity = IdentityService(

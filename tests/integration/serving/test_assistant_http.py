@@ -63,8 +63,11 @@ def test_latest_hba1c_in_chinese_and_english_cites_the_row(service: Service, tok
     page = _ask(service, token, "该患者最近一次糖化血红蛋白是多少？", patient="P1")
     visit = _ask(service, token, "就诊号V1的患者最新糖化血红蛋白")
     named = _ask(service, token, "名叫张三的患者最新糖化血红蛋白")  # found by name in scope
+    # The same patient by the pinyin of the name, and in traditional characters.
+    spelled = _ask(service, token, "What is the latest HbA1c of the patient named Zhang San?")
+    traditional = _ask(service, token, "名叫張三的患者最新糖化血红蛋白")
     lab = service.tables.lab_result.name
-    for body in (zh, en, page, visit, named):
+    for body in (zh, en, page, visit, named, spelled, traditional):
         assert body["refused"] is False
         assert len(body["citations"]) == 1
         assert body["citations"][0].startswith(f"{lab}@")
@@ -117,6 +120,9 @@ def test_other_department_patient_is_refused_and_audited(service: Service, token
     by_name = _ask(service, token, "名叫李四的患者最新糖化血红蛋白")
     assert (by_name["refused"], by_name["citations"]) == (False, [])
     assert "没有您可查看的该姓名的患者" in by_name["answer"]
+    spelled = _ask(service, token, "latest HbA1c of the patient named Li Si")
+    assert (spelled["refused"], spelled["citations"]) == (False, [])
+    assert "no patient by that name that you may see" in spelled["answer"]
     body = _ask(service, token, "What is the latest HbA1c of MRN P2?")
     last = service.audit.rows[-1]
     assert (last["action"], last["outcome"], last["actor"]) == ("access_denied", "denied", "dr_a")

@@ -517,3 +517,12 @@ def test_planner_trend_lists_every_result_and_the_direction(question: str, word:
     assert word in trend.text
     assert trend.citations == (str(lab_row("R1", "P1", 7.9).citation), str(older.citation))
     assert not any(c.isdigit() for c in trend.text)  # its numbers are cited above
+
+
+def test_cohort_codes_take_icd10_prefixes_and_the_national_extension() -> None:
+    from serving.assistant.tools import ICD10_PREFIX
+
+    for code in ("E11", "E11.9", "E11.900", "I10.x00", "E1"):
+        assert ICD10_PREFIX.match(code), code
+    for bad in ("e11", "E11.9%", "E11' OR 1=1", "11", ""):
+        assert not ICD10_PREFIX.match(bad), bad
