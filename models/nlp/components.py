@@ -9,6 +9,7 @@ and labs, ``dose``, ``route``, ``frequency``, ``value``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -42,7 +43,7 @@ def register_extensions() -> None:
     for name, default in _EXTENSIONS.items():
         if not Span.has_extension(name):
             Span.set_extension(name, default=default)
-    for name in ("sections", "sent_starts"):
+    for name in ("sections", "sent_starts", "list_items"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
 
@@ -62,10 +63,64 @@ def section_at(doc: Doc, char: int) -> str | None:
     return sections[i][1] if i >= 0 else None
 
 
+def _segments(text: str, lo: int, hi: int, separators: str) -> list[tuple[int, int]]:
+    """``text[lo:hi]`` cut at each separator outside parentheses, as character bounds."""
+    out, start, depth = [], lo, 0
+    for m in re.compile(f"[(){re.escape(separators)}]").finditer(text, lo, hi):
+        c = m[0]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append((start, m.start()))
+            start = m.end()
+    out.append((start, hi))
+    return out
+
+
+def list_items(text: str, starts: Sequence[int], ctx: rules.ContextRules) -> list[tuple[int, int]]:
+    """Character bounds of the items of each enumeration of coded concepts in ``text``.
+
+    A sentence (``starts``) is such an enumeration when at least ``ctx.min_tagged`` of its
+    segments (cut at ``ctx.item_separators`` outside parentheses) end in a semantic tag
+    ("Patient has a history of asthma (disorder), not in labor force (finding), stress
+    (finding)."). Every segment after the first is one item, the last one up to its last tag;
+    the first segment holds the lead-in ("Patient has a history of") and what follows the
+    last tag ("... were ruled out") belongs to the whole list, so neither is an item. Each
+    item is a complete coded statement: ``clinical_context`` keeps the scope of a cue inside
+    an item to that item.
+    """
+    if ctx.tag_pattern is None:
+        return []
+    tag_ends = [m.end() for m in ctx.tag_pattern.finditer(text)]
+    if len(tag_ends) < ctx.min_tagged:
+        return []
+    out: list[tuple[int, int]] = []
+    bounds = [*starts, len(text)]
+    for lo, hi in itertools.pairwise(bounds):
+        first, last = bisect.bisect_left(tag_ends, lo), bisect.bisect_right(tag_ends, hi)
+        if last - first < ctx.min_tagged:
+            continue
+        ends = set(tag_ends[first:last])
+        segs = _segments(text, lo, hi, ctx.item_separators)
+        tagged = sum(a + len(text[a:b].rstrip(" \t\r\n.!?")) in ends for a, b in segs)
+        if tagged < ctx.min_tagged:
+            continue
+        out.extend(segs[1:-1])
+        a, b = segs[-1]
+        inside = [e for e in tag_ends[first:last] if a < e <= b]
+        if inside:
+            out.append((a, inside[-1]))
+    return out
+
+
 @Language.factory("clinical_sentences", default_config={"lang": "zh"})
 def make_sentences(nlp: Language, name: str, lang: str) -> Any:
-    """Sentence starts after 。！？; . and line breaks; section headers from ``sections.json``."""
+    """Sentence starts after 。！？; . and line breaks; section headers from ``sections.json``;
+    the items of enumerations of coded concepts (:func:`list_items`) as ``doc._.list_items``."""
     pattern, names = rules.section_pattern(lang)
+    ctx = rules.context_rules(lang)
 
     def sentences(doc: Doc) -> Doc:
         flags, starts = [], []
@@ -82,6 +137,7 @@ def make_sentences(nlp: Language, name: str, lang: str) -> Any:
             values: Any = numpy.array(flags, dtype="int64").astype("uint64")
             doc.from_array([SENT_START], values)
         doc._.sent_starts = starts
+        doc._.list_items = list_items(doc.text, starts, ctx)
         doc._.sections = [
             (m.start(), names[(m.group(1) or m.group(2)).lower()])
             for m in pattern.finditer(doc.text)

@@ -5,14 +5,19 @@ after it (forward), before it (backward) or both, within the sentence, up to a t
 a cue with ``"scope": "phrase"`` (an adjective such as "suspected") also stops at a comma, so
 in "history of asthma, suspected covid-19, fever" it qualifies covid-19 and not fever.
 Pseudo cues ("known history of", "无明显诱因") are masked first so that the cue words inside
-them assert nothing. Where several categories apply, the first in the file's ``priority``
-wins; with no cue, a family-history section means family and a past-history section
-historical.
+them assert nothing. In an enumeration of coded concepts ("history of asthma (disorder),
+concussion with no loss of consciousness, anemia (disorder)") a cue inside one item asserts
+only within that item (``doc._.list_items``, ``components.list_items``): "no" reaches loss of
+consciousness, not anemia, while the lead-in "history of" reaches every item. Where several
+categories apply, the first in the file's ``priority`` wins; with no cue, a family-history
+section means family and a past-history section historical.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from spacy.language import Language
@@ -40,11 +45,24 @@ def _phrase_ends(text: str, lo: int, hi: int) -> bool:
     return any(c in _PHRASE_END for c in text[lo:hi])
 
 
+def _outside_item(items: Sequence[tuple[int, int]], cue: int, ent: Span) -> bool:
+    """The cue at character ``cue`` lies inside a list item that does not hold ``ent``."""
+    i = bisect.bisect_right(items, (cue, len(ent.doc.text) + 1)) - 1
+    if i < 0 or not items[i][0] <= cue < items[i][1]:
+        return False
+    lo, hi = items[i]
+    return not (lo <= ent.start_char and ent.end_char <= hi)
+
+
 def assert_span(
-    ent: Span, bounds: tuple[int, int], ctx: rules.ContextRules
+    ent: Span,
+    bounds: tuple[int, int],
+    ctx: rules.ContextRules,
+    items: Sequence[tuple[int, int]] = (),
 ) -> tuple[str, tuple[str, ...]]:
     """The assertion of ``ent`` in its sentence (character ``bounds``) and every category
-    whose cue reached it."""
+    whose cue reached it; a cue inside one of the sorted list ``items`` reaches only an
+    entity in the same item."""
     base = bounds[0]
     text = _mask(ent.doc.text[base : bounds[1]], ctx.pseudo_pattern)
     s, e = ent.start_char - base, ent.end_char - base
@@ -56,6 +74,8 @@ def assert_span(
     found: set[str] = set()
     for m in ctx.cue_pattern.finditer(text):
         cue = ctx.cues[m[0].lower()]
+        if items and _outside_item(items, base + m.start(), ent):
+            continue
         forward = cue.direction in ("forward", "both") and m.end() <= s
         backward = cue.direction in ("backward", "both") and m.start() >= e
         if forward and cue.phrase and _phrase_ends(text, m.end(), s):
@@ -80,10 +100,11 @@ def make_context(nlp: Language, name: str, lang: str) -> Any:
     ctx = rules.context_rules(lang)
 
     def context(doc: Doc) -> Doc:
+        items: list[tuple[int, int]] = doc._.list_items or []
         for ent in doc.ents:
             if ent.label_ in ASSERTED_LABELS:
                 bounds = sentence_at(doc, ent.start_char)
-                ent._.assertion, ent._.modifiers = assert_span(ent, bounds, ctx)
+                ent._.assertion, ent._.modifiers = assert_span(ent, bounds, ctx, items)
         return doc
 
     return context

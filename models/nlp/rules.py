@@ -130,6 +130,11 @@ class ContextRules:
     pseudo_pattern: re.Pattern[str] | None
     terminator_pattern: re.Pattern[str] | None
     priority: tuple[str, ...]
+    # Enumerations of coded concepts (``list_items`` in context.json): a semantic tag such as
+    # "(finding)", the characters that separate items, how many tagged items make a list.
+    tag_pattern: re.Pattern[str] | None = None
+    item_separators: str = ""
+    min_tagged: int = 2
 
 
 @cache
@@ -142,12 +147,18 @@ def context_rules(lang: str) -> ContextRules:
     }
     pseudo = data["pseudo"].get(lang, [])
     terms = data["terminators"].get(lang, [])
+    items = data.get("list_items", {})
+    tags = items.get(lang, {}).get("semantic_tags", [])
+    tag_alt = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
     return ContextRules(
         cues,
         re.compile(_alternation(list(cues)), re.IGNORECASE),
         re.compile(_alternation(pseudo), re.IGNORECASE) if pseudo else None,
         re.compile(_alternation(terms), re.IGNORECASE) if terms else None,
         tuple(data["priority"]),
+        re.compile(rf"\((?:{tag_alt})\)", re.IGNORECASE) if tags else None,
+        "".join(items.get(lang, {}).get("separators", [])),
+        int(items.get("min_tagged", 2)),
     )
 
 

@@ -1,5 +1,6 @@
 """The medspaCy comparison's logic (benchmarks/bench_context.py) on hand-made decisions, and
-the phrase scope of adjective cues it led to. medspaCy itself is a benchmark peer, not run here."""
+the scopes it led to: adjective cues qualify one list item, a cue inside an item of a coded
+list stays in it. medspaCy itself is a benchmark peer, not run here."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from benchmarks.bench_context import (
     snippet,
 )
 from models.nlp import load_pipeline
+from models.nlp.components import list_items
+from models.nlp.rules import context_rules
 
 PRIORITY = ("negated", "family", "hypothetical", "possible", "historical")
 F = False
@@ -117,6 +120,85 @@ def test_snippet_is_one_line_around_the_target() -> None:
 def test_list_scope_and_screening_cues(text: str, expected: list[tuple[str, str]]) -> None:
     doc = load_pipeline("en")(text)
     assert [(e.text, e._.assertion) for e in doc.ents] == expected
+
+
+HISTORY = "Patient has a history of "
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A cue inside one coded item does not reach the other items ...
+        (
+            HISTORY + "hypertension (disorder), concussion with no loss of consciousness, "
+            "chronic kidney disease stage 2 (disorder), anemia (disorder).",
+            [
+                ("hypertension", "historical"),
+                ("chronic kidney disease", "historical"),
+                ("anemia", "historical"),
+            ],
+        ),
+        (
+            HISTORY + "heart failure (disorder), mother with stroke (situation), "
+            "anemia (disorder), stress (finding).",
+            [("heart failure", "historical"), ("stroke", "family"), ("anemia", "historical")],
+        ),
+        # ... but qualifies its own item, and the lead-in reaches every item.
+        (
+            "History of stroke (disorder), no fever (finding), cough (finding).",
+            [("stroke", "historical"), ("fever", "negated"), ("cough", "historical")],
+        ),
+        (
+            "Denies chest pain (finding), cough (finding), fever (finding).",
+            [("chest pain", "negated"), ("cough", "negated"), ("fever", "negated")],
+        ),
+        # What follows the last item's tag belongs to the whole list.
+        (
+            "Pneumonia (disorder), anemia (disorder), stroke (disorder) cannot be excluded.",
+            [("Pneumonia", "possible"), ("anemia", "possible"), ("stroke", "possible")],
+        ),
+        # One tag is no coded list: plain prose, where a negation spans a comma list.
+        (
+            "History of stroke (disorder), no fever, cough.",
+            [("stroke", "historical"), ("fever", "negated"), ("cough", "negated")],
+        ),
+    ],
+)
+def test_a_cue_inside_a_coded_list_item_stays_in_it(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    doc = load_pipeline("en")(text)
+    assert [(e.text, e._.assertion) for e in doc.ents if e.label_ != "ANATOMY"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        # The first segment holds the lead-in; the last item ends at its tag.
+        (
+            "History of a (finding), b, c (disorder), d (finding) were noted.",
+            ["b", "c (disorder)", "d (finding)"],
+        ),
+        # Commas inside parentheses and a parenthesis that is no semantic tag.
+        (
+            "Hx: severe anxiety (panic) (finding), hemogram (x, y) (procedure), stress (finding).",
+            ["hemogram (x, y) (procedure)", "stress (finding)"],
+        ),
+        ("Hx: a (finding), b (adult), c.", []),  # one semantic tag
+        ("Plain text, no tags; none.", []),
+        # Each sentence is looked at on its own.
+        ("Hx: a (finding). B (disorder), c.", []),
+    ],
+)
+def test_list_items_bounds(text: str, items: list[str]) -> None:
+    starts = [0] + [i + 2 for i, c in enumerate(text) if c == "." and text[i + 1 : i + 2] == " "]
+    found = list_items(text, starts, context_rules("en"))
+    assert [text[a:b].strip() for a, b in found] == items
+
+
+def test_no_list_items_in_chinese() -> None:
+    doc = load_pipeline("zh")("既往高血压(disorder)、糖尿病(disorder)，否认冠心病史。")
+    assert doc._.list_items == []
 
 
 def test_drop_peer_cues_clears_only_flags_no_other_cue_set() -> None:
