@@ -13,8 +13,11 @@ modifiers are compared: negated, possible (medspaCy ``is_uncertain``), historica
 hypothetical; ours is the set of categories whose cue reached the target plus the
 assertion itself (so a section default counts).
 
-Sentence boundaries: the agreement figure feeds medspaCy our sentence starts, so the two
-differ only in their rules; a second figure uses medspaCy's own PyRuSH sentences.
+Segmentation: the headline agreement feeds medspaCy our sentence starts and our list items
+(``doc._.list_items``: the items of an enumeration of coded concepts, in which a cue reaches
+only its own item; medspaCy gets them as an ``on_modifies`` callback on its default rules), so
+the two differ only in their rules. Also printed: medspaCy's ConText as shipped on our
+sentences (no list items), and on its own PyRuSH sentences with and without our list items.
 Throughput, words (``\\S+``) per second, one process each, after a warm-up on the first
 ``--warmup`` notes, on the same texts one after the other: (a) the full pipelines, our
 ``load_pipeline('en')`` against ``medspacy.load()`` (PyRuSH, a target matcher holding our
@@ -245,11 +248,13 @@ def run_ours(texts: list[str], warmup: int, repeat: int) -> dict[str, Any]:
     targets: list[list[list[Any]]] = []
     flags: list[Flags] = []
     starts: list[list[int]] = []
+    items: list[list[list[int]]] = []
     for doc in map(nlp, texts):
         spans = [e for e in doc.ents if e.label_ in TARGET_LABELS]
         targets.append([[e.start_char, e.end_char, e.label_] for e in spans])
         flags.extend(our_flags(e._.assertion, e._.modifiers) for e in spans)
         starts.append(list(doc._.sent_starts or [0]))
+        items.append([list(i) for i in doc._.list_items or []])
     full_s = _timed(nlp, texts, warmup, repeat)
 
     before = [(n, p) for n, p in nlp.pipeline if n != "clinical_context"]
@@ -277,6 +282,7 @@ def run_ours(texts: list[str], warmup: int, repeat: int) -> dict[str, Any]:
         "targets": targets,
         "flags": flags,
         "sent_starts": starts,
+        "list_items": items,
         "full_s": full_s,
         "context_only_s": [x / repeat for x in context_s],
     }
@@ -334,6 +340,7 @@ def run_peer(
             "texts": texts,
             "targets": ours["targets"],
             "sent_starts": ours["sent_starts"],
+            "list_items": ours["list_items"],
             "lexicon": lexicon_terms(),
             "warmup": warmup,
             "repeat": repeat,
@@ -411,24 +418,31 @@ def main(argv: list[str] | None = None) -> int:
     from models.nlp.rules import context_rules
 
     priority = context_rules("en").priority
-    same = compare(ours["flags"], _flatten(peer["same_sentences"]), priority)
-    rush = compare(ours["flags"], _flatten(peer["pyrush_sentences"]), priority)
-    for line in format_agreement("agreement, our sentences (target >= 0.95)", same):
-        print(line)
-    for line in format_agreement("agreement, medspaCy's PyRuSH sentences", rush):
-        print(line)
-    theirs_cues = [c for doc in peer["same_sentences_cues"] for c in doc]
-    only = peer_only_cues(ours["flags"], _flatten(peer["same_sentences"]), theirs_cues)
-    print("medspaCy cues behind the modifiers only medspaCy set (targets):")
-    for cue, k in only.most_common(12):
-        print(f"  {cue:<30} {k}")
-    if args.ignore_peer_cue:
-        kept = drop_peer_cues(_flatten(peer["same_sentences"]), theirs_cues, args.ignore_peer_cue)
-        title = f"agreement, our sentences, medspaCy without {args.ignore_peer_cue}"
-        for line in format_agreement(title, compare(ours["flags"], kept, priority)):
+    runs = (
+        ("our sentences and list items (target >= 0.95)", "same_units"),
+        ("our sentences, no list items (medspaCy's ConText as shipped)", "same_sentences"),
+        ("medspaCy's PyRuSH sentences, no list items", "pyrush_sentences"),
+        ("medspaCy's PyRuSH sentences and our list items", "pyrush_units"),
+    )
+    for title, key in runs:
+        theirs = _flatten(peer[key])
+        for line in format_agreement(
+            f"agreement, {title}", compare(ours["flags"], theirs, priority)
+        ):
             print(line)
-    print("examples (which modifiers differ, who set them):")
-    _print_examples(texts, ours, _flatten(peer["same_sentences"]), priority, args.examples)
+        if f"{key}_cues" not in peer:
+            continue
+        theirs_cues = [c for doc in peer[f"{key}_cues"] for c in doc]
+        print(f"  medspaCy cues behind the modifiers only medspaCy set ({key}, targets):")
+        for cue, k in peer_only_cues(ours["flags"], theirs, theirs_cues).most_common(12):
+            print(f"    {cue:<30} {k}")
+        if args.ignore_peer_cue:
+            kept = drop_peer_cues(theirs, theirs_cues, args.ignore_peer_cue)
+            title = f"agreement, {key}, medspaCy without {args.ignore_peer_cue}"
+            for line in format_agreement(title, compare(ours["flags"], kept, priority)):
+                print(line)
+        print(f"  examples ({key}: which modifiers differ, who set them):")
+        _print_examples(texts, ours, theirs, priority, args.examples)
     return 0
 
 

@@ -4,12 +4,17 @@
 
 IN holds ``texts``, ``targets`` (per text: ``[start, end, label]`` character spans, the
 entities our pipeline found), ``sent_starts`` (per text: our sentence start offsets),
-``lexicon`` (``[term, label]`` pairs, our entity lexicon), ``warmup`` (how many texts warm
-up) and ``repeat`` (timed passes). OUT holds, per target, medspaCy ConText's five flags
+``list_items`` (per text: ``[start, end]`` of each item of an enumeration of coded concepts,
+our ``doc._.list_items``), ``lexicon`` (``[term, label]`` pairs, our entity lexicon),
+``warmup`` (how many texts warm up) and ``repeat`` (timed passes). OUT holds, per target,
+medspaCy ConText's five flags
 
 * ``same_sentences``: ConText with its default rules over our targets and our sentences
   (and ``same_sentences_cues``: ``CATEGORY:cue text`` of each modifier per target);
-* ``pyrush_sentences``: the same, with medspaCy's own PyRuSH sentence splitter;
+* ``same_units``: the same, and a cue inside one of our list items modifies only targets in
+  that item (each default rule gets an ``on_modifies`` callback; the rules are unchanged);
+* ``pyrush_sentences``: ConText over medspaCy's own PyRuSH sentences; ``pyrush_units``: the
+  same with our list items;
 
 and ``[wall, cpu]`` seconds per pass over all texts of ``context_only`` (ConText alone on
 documents that already hold their sentences and targets), ``full`` (``medspacy.load()``
@@ -56,6 +61,24 @@ def _set_targets(doc: Doc, targets: list[list[Any]]) -> list[Any]:
     return spans
 
 
+def _within_item(target: Any, modifier: Any, _between: Any) -> bool:
+    """``on_modifies``: a cue inside a list item (``doc.user_data["list_items"]``) modifies
+    only targets inside the same item; any other cue is left as ConText decides."""
+    cue = modifier.start_char
+    for lo, hi in target.doc.user_data.get("list_items", ()):
+        if lo <= cue < hi:
+            return bool(lo <= target.start_char and target.end_char <= hi)
+    return True
+
+
+def _units_context() -> Any:
+    """A second ConText with the default rules, each given the :func:`_within_item` callback."""
+    context: Any = spacy.blank("en").add_pipe("medspacy_context")
+    for rule in context.rules:
+        rule.on_modifies = _within_item
+    return context
+
+
 def _flags(spans: list[Any]) -> list[list[bool] | None]:
     return [None if s is None else [bool(getattr(s._, f)) for f in FLAGS] for s in spans]
 
@@ -99,6 +122,7 @@ def main(argv: list[str]) -> int:
     texts: list[str] = data["texts"]
     targets: list[list[list[Any]]] = data["targets"]
     sent_starts: list[list[int]] = data["sent_starts"]
+    items: list[list[list[int]]] = data.get("list_items") or [[] for _ in texts]
     warm = max(1, int(data.get("warmup", 50)))
     repeat = max(1, int(data.get("repeat", 1)))
 
@@ -119,6 +143,15 @@ def main(argv: list[str]) -> int:
         context(doc)
         same.append(_flags(spans))
         cues.append(_cues(spans))
+    # The same, with our list items as scope units.
+    units_context = _units_context()
+    units: list[list[list[bool] | None]] = []
+    units_cues: list[list[list[str]]] = []
+    for (doc, spans), its in zip(prepared(), items, strict=True):
+        doc.user_data["list_items"] = [tuple(i) for i in its]
+        units_context(doc)
+        units.append(_flags(spans))
+        units_cues.append(_cues(spans))
     for doc, _ in prepared(warm):
         context(doc)
     context_s = [0.0, 0.0]
@@ -138,11 +171,17 @@ def main(argv: list[str]) -> int:
     pyrush = full.get_pipe("medspacy_pyrush")
     full_context = full.get_pipe("medspacy_context")
     rush: list[list[list[bool] | None]] = []
-    for text, tg in zip(texts, targets, strict=True):
+    rush_units: list[list[list[bool] | None]] = []
+    for text, tg, its in zip(texts, targets, items, strict=True):
         doc = pyrush(full.make_doc(text))
+        other = doc.copy()
         spans = _set_targets(doc, tg)
         full_context(doc)
         rush.append(_flags(spans))
+        spans = _set_targets(other, tg)
+        other.user_data["list_items"] = [tuple(i) for i in its]
+        units_context(other)
+        rush_units.append(_flags(spans))
     full_s = _timed(full, texts, warm, repeat)
 
     # The same, spaCy's rule-based sentencizer in place of PyRuSH (kinder to medspaCy).
@@ -159,7 +198,10 @@ def main(argv: list[str]) -> int:
         "flags": list(FLAGS),
         "same_sentences": same,
         "same_sentences_cues": cues,
+        "same_units": units,
+        "same_units_cues": units_cues,
         "pyrush_sentences": rush,
+        "pyrush_units": rush_units,
         "context_only_s": [x / repeat for x in context_s],
         "full_s": full_s,
         "full_sentencizer_s": quick_s,
