@@ -6,6 +6,10 @@ resource (``record_index`` is the entry's position), any other resource one reco
 UTF-8 by definition (a BOM is allowed): a file whose bytes are not UTF-8 is quarantined whole
 (LH-ING-010); a line or document that is not a JSON object with a resourceType is quarantined
 with LH-ING-014.
+
+One pass over the files: each file's content is checked, split and parsed by one chain of
+operators (no branch per kind of file re-reading the content), and each line's JSON is
+parsed once.
 """
 
 from __future__ import annotations
@@ -20,81 +24,128 @@ from lakehouse.sources.records import LINEAGE
 RESOURCE_COLUMNS = ("resource_type", "resource_id", "bundle_id", "raw_json")
 _BUNDLE = "struct<resourceType:string,id:string,entry:array<struct<resource:string>>>"
 _HEAD = "struct<resourceType:string,id:string>"
+#: from_json's default mode, stated: Spark's optimizer splits ``from_json(x).a`` and
+#: ``from_json(x).b`` into two parses of x, one per field, unless an option is given
+#: (OptimizeCsvJsonExprs); with it, type and id come from one parse.
+_ONE_PARSE = {"mode": "PERMISSIVE"}
+_LINE, _DOC, _NOT_UTF8 = "line", "doc", "not-utf8"
 
 
-def _resource(json_text: Column, index: Column, bundle_id: Column) -> list[Column]:
-    # One parse of each line or entry: from_json reads the whole text (a malformed one, or
-    # one that is no JSON object, gives no resourceType) and takes type and id on the way.
-    head = F.from_json(json_text, _HEAD)
-    rtype = head["resourceType"]
-    name = F.when(rtype.isNull(), ErrorCode.FHIR_INVALID_JSON.name)
-    # Only a refused text is parsed again, to say why (CASE WHEN evaluates lazily).
-    is_object = F.coalesce(F.json_object_keys(json_text).isNotNull(), F.lit(False))
-    reason = F.when(
-        rtype.isNull(),
-        F.when(json_text.isNull() | ~is_object, "not a JSON object").otherwise("no resourceType"),
-    )
-    return [
-        index.cast("long").alias("record_index"),
-        # The raw bytes are what quarantine keeps; a landed resource keeps its raw_json.
-        F.when(rtype.isNull(), F.encode(F.coalesce(json_text, F.lit("")), "UTF-8")).alias(
-            "raw_bytes"
-        ),
-        name.alias("error_name"),
-        reason.alias("error_reason"),
-        F.lit(None).cast("string").alias("error_found"),
-        F.lit(None).cast("string").alias("error_expected"),
-        rtype.alias("resource_type"),
-        head["id"].alias("resource_id"),
+def _null() -> Column:
+    return F.lit(None).cast("string")
+
+
+def _item(text: Column, bundle_id: Column) -> Column:
+    """A resource's text, its bundle's id and its head (type and id), parsed once."""
+    return F.struct(
+        text.alias("text"),
         bundle_id.alias("bundle_id"),
-        json_text.alias("raw_json"),
-    ]
+        F.from_json(text, _HEAD, _ONE_PARSE).alias("head"),
+    )
 
 
 def parse_resources(files: DataFrame) -> DataFrame:
     """Files -> records: one per resource, or the error that quarantines it."""
-    content = strip_utf8_bom(F.col("content"))
-    df = files.select(*LINEAGE, content.alias("body"), is_utf8(content).alias("utf8"))
-    bad = df.where(~F.col("utf8")).select(
-        *LINEAGE,
-        F.lit(0).cast("long").alias("record_index"),
-        F.col("body").alias("raw_bytes"),
-        F.lit(ErrorCode.ENCODING_MISMATCH.name).alias("error_name"),
-        F.lit(None).cast("string").alias("error_reason"),
-        F.lit("not UTF-8").alias("error_found"),
-        F.lit("UTF-8 (JSON)").alias("error_expected"),
+    body = strip_utf8_bom(F.col("content"))
+    utf8 = is_utf8(body)
+    text = body.cast("string")
+    kind = (
+        F.when(~utf8, F.lit(_NOT_UTF8))
+        .when(F.lower(F.col("file_path")).endswith(".ndjson"), F.lit(_LINE))
+        .otherwise(F.lit(_DOC))
     )
-    good = df.where(F.col("utf8")).select(*LINEAGE, F.col("body").cast("string").alias("text"))
-    ndjson = good.where(F.lower(F.col("file_path")).endswith(".ndjson"))
-    # Split on LF (a one-character pattern: Java's fast path, no regex) and drop the CR of
-    # CRLF line ends (trailing CRs, JSON whitespace): the lines of a \r?\n split, at half
-    # the cost.
-    lines = ndjson.select(
-        *LINEAGE, F.posexplode(F.split(F.col("text"), "\n")).alias("pos", "line")
-    ).where(F.trim(F.col("line")) != "")
-    line = F.rtrim(F.col("line"), F.lit("\r"))
-    from_lines = lines.select(*LINEAGE, *_resource(line, F.col("pos"), F.lit(None)))
-    docs = good.where(~F.lower(F.col("file_path")).endswith(".ndjson")).select(
-        *LINEAGE, "text", F.from_json("text", _BUNDLE).alias("doc")
+    # The pieces of a file: its lines (split on LF, a one-character pattern: Java's fast
+    # path, no regex), its whole text, or one empty piece for a file that is not UTF-8 (a
+    # file whose check is null gives none). The content itself is not carried past the
+    # split: only a refused file's bytes are, for its quarantine record.
+    pieces = (
+        F.when(~utf8, F.array(_null()))
+        .when(kind == _LINE, F.split(text, "\n"))
+        .when(utf8, F.array(text))
     )
-    is_bundle = F.col("doc.resourceType") == "Bundle"
-    single = docs.where(~is_bundle | F.col("doc.resourceType").isNull()).select(
-        *LINEAGE, *_resource(F.col("text"), F.lit(0), F.lit(None))
-    )
-    entries = (
-        docs.where(is_bundle)
+    # Columns first, exploded after, so the check runs once per file, not once per line.
+    # The coalesce changes nothing (no pieces, no rows) but keeps the optimizer from adding
+    # a `size(pieces) > 0` filter below the projection, which would split the text twice.
+    split = (
+        files.select(
+            *LINEAGE,
+            kind.alias("kind"),
+            F.when(~utf8, body).alias("file_bytes"),
+            pieces.alias("pieces"),
+        )
         .select(
             *LINEAGE,
-            F.col("doc.id").alias("bid"),
-            F.posexplode_outer(F.col("doc.entry")).alias("pos", "entry"),
+            "kind",
+            "file_bytes",
+            F.posexplode(F.coalesce("pieces", F.array())).alias("piece_index", "piece"),
         )
-        .where(F.col("entry").isNotNull())
+        # Blank lines are no records (trim drops spaces only, as it always has).
+        .where((F.col("kind") != _LINE) | (F.trim(F.col("piece")) != ""))
     )
-    from_bundles = entries.select(
-        *LINEAGE, *_resource(F.col("entry.resource"), F.col("pos"), F.col("bid"))
+    # Each piece's resources: a line (without the CR of a CRLF end), a document, or a
+    # Bundle's entries (a null entry is none). Parsed inside the generator's input, so the
+    # head of each resource is a column after it: a later filter on the error (say, landed
+    # rows only) reads that column instead of parsing the JSON again.
+    piece = F.col("piece")
+    doc = F.from_json(piece, _BUNDLE, _ONE_PARSE)
+    items = (
+        F.when(F.col("kind") == _NOT_UTF8, F.array(_item(_null(), _null())))
+        .when(F.col("kind") == _LINE, F.array(_item(F.rtrim(piece, F.lit("\r")), _null())))
+        .when(
+            doc["resourceType"] == "Bundle",
+            F.transform(
+                doc["entry"],
+                lambda e: F.when(e.isNotNull(), _item(e["resource"], doc["id"])),
+            ),
+        )
+        .otherwise(F.array(_item(piece, _null())))
     )
-    return (
-        from_lines.unionByName(single)
-        .unionByName(from_bundles)
-        .unionByName(bad, allowMissingColumns=True)
+    records = split.select(
+        *LINEAGE,
+        "kind",
+        "file_bytes",
+        "piece_index",
+        F.posexplode(items).alias("item_index", "item"),
+    ).where(F.col("item").isNotNull())
+    return records.select(
+        *LINEAGE,
+        *_columns(
+            F.col("kind"),
+            F.col("file_bytes"),
+            F.col("piece_index"),
+            F.col("item_index"),
+            F.col("item"),
+        ),
     )
+
+
+def _columns(
+    kind: Column, file_bytes: Column, piece_index: Column, item_index: Column, item: Column
+) -> list[Column]:
+    not_utf8 = kind == _NOT_UTF8
+    json_text = item["text"]
+    rtype = item["head"]["resourceType"]
+    refused = ~not_utf8 & rtype.isNull()
+    # Only a refused text is parsed again, to say why (CASE WHEN evaluates lazily).
+    is_object = F.coalesce(F.json_object_keys(json_text).isNotNull(), F.lit(False))
+    reason = F.when(
+        refused,
+        F.when(json_text.isNull() | ~is_object, "not a JSON object").otherwise("no resourceType"),
+    )
+    return [
+        F.when(kind == _LINE, piece_index).otherwise(item_index).cast("long").alias("record_index"),
+        # The raw bytes are what quarantine keeps; a landed resource keeps its raw_json.
+        F.when(not_utf8, file_bytes)
+        .when(refused, F.encode(F.coalesce(json_text, F.lit("")), "UTF-8"))
+        .alias("raw_bytes"),
+        F.when(not_utf8, ErrorCode.ENCODING_MISMATCH.name)
+        .when(refused, ErrorCode.FHIR_INVALID_JSON.name)
+        .alias("error_name"),
+        reason.alias("error_reason"),
+        F.when(not_utf8, "not UTF-8").alias("error_found"),
+        F.when(not_utf8, "UTF-8 (JSON)").alias("error_expected"),
+        rtype.alias("resource_type"),
+        item["head"]["id"].alias("resource_id"),
+        item["bundle_id"].alias("bundle_id"),
+        json_text.alias("raw_json"),
+    ]
