@@ -143,16 +143,87 @@ def snapshot_layout(spark: SparkSession, table: str) -> TableLayout | None:
         return None
 
 
+def log_version(spark: SparkSession, table: str) -> int | None:
+    """The version of the table's updated log snapshot (milliseconds), or ``None`` where the
+    snapshot is not reachable; no fallback to the history (see :func:`latest_version`)."""
+    return _snapshot_version(spark, table)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a table: its version, operation and operation metrics (as
+    ``DESCRIBE HISTORY`` shows them)."""
+
+    version: int
+    operation: str
+    metrics: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CommitSearch:
+    """What :func:`tagged_commit` found: the newest version, and the tagged commit if any."""
+
+    latest: int
+    commit: Commit | None
+
+
+def tagged_commit(
+    spark: SparkSession, table: str, user_metadata: str, *, after: int
+) -> CommitSearch | None:
+    """The commit after version ``after`` whose ``userMetadata`` is ``user_metadata``, read
+    from the commit files themselves, newest first (the writer's own commit is almost always
+    the newest: one file read, no Spark job, where ``DESCRIBE HISTORY`` runs one).
+
+    ``commit`` is ``None`` when no commit after ``after`` carries the tag (the write
+    committed nothing). ``None`` where the log is not reachable this way or a commit file
+    cannot be read (then the caller asks the history).
+    """
+    found = _log_and_snapshot(spark, table)
+    if found is None:
+        return None
+    log, snap = found
+    try:
+        latest = int(snap.version())
+        jvm = spark._jvm
+        assert jvm is not None
+        manager = jvm.org.apache.spark.sql.delta.DeltaHistoryManager
+        names = jvm.org.apache.spark.sql.delta.util.FileNames
+        store, conf, log_path = log.store(), log.newDeltaHadoopConf(), log.logPath()
+        for version in range(latest, after, -1):
+            info = manager.getCommitInfoOpt(store, names.unsafeDeltaFile(log_path, version), conf)
+            if not info.isDefined():
+                return None  # a commit without its commitInfo: let the history decide
+            action = json.loads(info.get().json())["commitInfo"]
+            if action.get("userMetadata") == user_metadata:
+                metrics = {
+                    str(k): str(v) for k, v in (action.get("operationMetrics") or {}).items()
+                }
+                commit = Commit(version, str(action.get("operation")), metrics)
+                return CommitSearch(latest, commit)
+        return CommitSearch(latest, None)
+    except Exception as exc:  # internal API or an unreadable (e.g. unbackfilled) commit file
+        logger.debug("Delta commit files not readable (%s); using the table history", type(exc))
+        return None
+
+
 def _snapshot(spark: SparkSession, table: str) -> Any | None:
     """Delta's updated log snapshot of ``table`` (a JVM object), or ``None`` under Spark
     Connect, for a table of another format, or where the internal API has changed."""
+    found = _log_and_snapshot(spark, table)
+    return None if found is None else found[1]
+
+
+def _log_and_snapshot(spark: SparkSession, table: str) -> tuple[Any, Any] | None:
+    """Delta's log of ``table`` and its updated snapshot (JVM objects), or ``None`` where
+    they are not reachable (see :func:`_snapshot`)."""
     jvm = getattr(spark, "_jvm", None)
     session = getattr(spark, "_jsparkSession", None)
     if jvm is None or session is None:  # Spark Connect
         return None
     try:
         ident = session.sessionState().sqlParser().parseTableIdentifier(table)
-        return jvm.org.apache.spark.sql.delta.DeltaLog.forTableWithSnapshot(session, ident)._2()
+        pair = jvm.org.apache.spark.sql.delta.DeltaLog.forTableWithSnapshot(session, ident)
+        return pair._1(), pair._2()
     except Exception as exc:  # internal API: any change means "ask the history"
         logger.debug("Delta log snapshot not available (%s); using the table history", type(exc))
         return None

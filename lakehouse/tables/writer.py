@@ -44,7 +44,7 @@ from pyspark.sql.types import (
 from lakehouse.errors import ErrorCode, error
 from lakehouse.governance import encryption
 from lakehouse.tables.spec import TableSpec, quote_name
-from lakehouse.tables.versions import table_layout
+from lakehouse.tables.versions import log_version, table_layout, tagged_commit
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +369,7 @@ def upsert(
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
     ensure_table(spark, spec)
+    before = log_version(spark, spec.name)
     source = conform(df, spec)
     if insert_only or spec.sequence_by:
         source = latest_per_key(source, spec)
@@ -396,7 +397,7 @@ def upsert(
         builder.execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
-    return _commit_report(spark, spec.name, token)
+    return _commit_report(spark, spec.name, token, after=before)
 
 
 def delete_keys(spark: SparkSession, spec: TableSpec, keys: DataFrame) -> WriteReport:
@@ -404,6 +405,7 @@ def delete_keys(spark: SparkSession, spec: TableSpec, keys: DataFrame) -> WriteR
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="delete needs keys")
     ensure_table(spark, spec)
+    before = log_version(spark, spec.name)
     source = keys.select(
         *[F.col(k).cast(spec.column(k).dataType).alias(k) for k in spec.keys]
     ).dropDuplicates(list(spec.keys))
@@ -415,7 +417,7 @@ def delete_keys(spark: SparkSession, spec: TableSpec, keys: DataFrame) -> WriteR
         ).whenMatchedDelete().execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
-    return _commit_report(spark, spec.name, token)
+    return _commit_report(spark, spec.name, token, after=before)
 
 
 def fill(
@@ -437,6 +439,7 @@ def fill(
             reason="fill columns must be non-key columns of the spec",
             columns=", ".join(bad),
         )
+    before = log_version(spark, spec.name)
     source = df.select(
         *[F.col(k).cast(spec.column(k).dataType).alias(k) for k in spec.keys],
         *[F.col(c).cast(spec.column(c).dataType).alias(c) for c in columns],
@@ -453,7 +456,7 @@ def fill(
         ).whenMatchedUpdate(condition=when, set=assignments).execute()
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
-    return _commit_report(spark, spec.name, token)
+    return _commit_report(spark, spec.name, token, after=before)
 
 
 def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
@@ -463,6 +466,7 @@ def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
             ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="keyed tables take upsert"
         )
     ensure_table(spark, spec)
+    before = log_version(spark, spec.name)
     rows = conform(df, spec)
 
     def write() -> str:
@@ -473,7 +477,7 @@ def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
         return token
 
     token = _with_retries(write, spec.name, "append")
-    return _commit_report(spark, spec.name, token)
+    return _commit_report(spark, spec.name, token, after=before)
 
 
 def _with_retries(action: Callable[[], T], table: str, operation: str) -> T:
@@ -532,8 +536,23 @@ def _tagged_merge(spark: SparkSession, merge: Callable[[], object]) -> Callable[
     return run
 
 
-def _commit_report(spark: SparkSession, table: str, token: str) -> WriteReport:
-    """Counts of the commit tagged ``token``; zeros when the write committed nothing."""
+def _commit_report(
+    spark: SparkSession, table: str, token: str, *, after: int | None = None
+) -> WriteReport:
+    """Counts of the commit tagged ``token``; zeros when the write committed nothing.
+
+    ``after``: the table's version before the write. The commit is then looked for in the
+    commit files after it (no Spark job); else, or where those are not readable, in the
+    last 100 entries of the table's history (one Spark job).
+    """
+    found = None if after is None else tagged_commit(spark, table, token, after=after)
+    if found is not None:
+        if found.commit is None:
+            return WriteReport(
+                table=table, version=found.latest, source_rows=0, inserted=0, updated=0
+            )
+        c = found.commit
+        return _report(table, c.version, c.operation, c.metrics)
     history = DeltaTable.forName(spark, table).history(100)
     row = (
         history.where(F.col("userMetadata") == token)
@@ -544,15 +563,19 @@ def _commit_report(spark: SparkSession, table: str, token: str) -> WriteReport:
         latest = history.select(F.max("version").alias("v")).first()
         version = int(latest["v"]) if latest is not None and latest["v"] is not None else 0
         return WriteReport(table=table, version=version, source_rows=0, inserted=0, updated=0)
-    m = row["operationMetrics"] or {}
+    return _report(table, int(row["version"]), row["operation"], row["operationMetrics"] or {})
+
+
+def _report(table: str, version: int, operation: str, m: dict[str, str]) -> WriteReport:
+    """A :class:`WriteReport` from a commit's operation and its operation metrics."""
 
     def n(name: str) -> int:
         return int(m.get(name, 0) or 0)
 
-    if row["operation"] == "MERGE":
+    if operation == "MERGE":
         return WriteReport(
             table=table,
-            version=int(row["version"]),
+            version=version,
             source_rows=n("numSourceRows"),
             inserted=n("numTargetRowsInserted"),
             updated=n("numTargetRowsUpdated"),
@@ -560,7 +583,7 @@ def _commit_report(spark: SparkSession, table: str, token: str) -> WriteReport:
         )
     return WriteReport(
         table=table,
-        version=int(row["version"]),
+        version=version,
         source_rows=n("numOutputRows"),
         inserted=n("numOutputRows"),
         updated=0,
@@ -595,6 +618,7 @@ def replace_scoped(
             columns=", ".join(bad),
         )
     ensure_table(spark, spec)
+    before = log_version(spark, spec.name)
     source = _check_unique(conform(df, spec), spec).withColumn("__delete", F.lit(False))
     groups = scope.select(*[F.col(c).cast(spec.column(c).dataType).alias(c) for c in by])
     stored = spark.table(spec.name).join(groups.distinct(), list(by), "left_semi")
@@ -625,4 +649,4 @@ def replace_scoped(
         )
 
     token = _with_retries(_tagged_merge(spark, merge), spec.name, "merge")
-    return _commit_report(spark, spec.name, token)
+    return _commit_report(spark, spec.name, token, after=before)

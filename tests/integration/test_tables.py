@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, TimestampType
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.tables import versions
+from lakehouse.tables import versions, writer
 from lakehouse.tables.spec import Phi, TableSpec, column
 from lakehouse.tables.writer import PHI_PROPERTY, append, ensure_table, latest_per_key, upsert
 from tests.support.processes import lakehouse_env
@@ -305,6 +305,20 @@ def test_concurrent_upserts_each_report_their_own_commit(spark: SparkSession, un
     assert [r.inserted for r in reports] == [3, 5]
     assert reports[0].version != reports[1].version
     assert spark.table(spec.name).count() == 8
+    # The reports come from the commit files (no Spark job); the table history, their
+    # fallback, tells the same of each commit, and of a tag no commit after it carries.
+    tags = {
+        r["version"]: r["userMetadata"]
+        for r in DeltaTable.forName(spark, spec.name).history(2).collect()
+    }
+    for report in reports:
+        token = tags[report.version]
+        from_history = writer._commit_report(spark, spec.name, token)
+        assert from_history == report
+        assert writer._commit_report(spark, spec.name, token, after=0) == report
+    nothing = writer._commit_report(spark, spec.name, "no-such-tag", after=0)
+    assert nothing == writer._commit_report(spark, spec.name, "no-such-tag")
+    assert (nothing.version, nothing.inserted) == (max(tags), 0)
 
 
 def test_insert_only_keeps_what_landed_first(spark: SparkSession, unique: str) -> None:
