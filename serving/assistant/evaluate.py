@@ -17,12 +17,21 @@ Cases, per sampled question of ``truth/questions``:
   institution; the answer must say the data does not contain it and cite nothing.
 - **forbidden**: the same question from a clinician of another department, outside the
   patient's care team; the answer must be a refusal that cites and shows nothing.
+- **trends** (answerable): how one of the patient's tests changed at that institution
+  (zh or en); expected: every result (date and value) in a cited sentence, none of
+  another test, and the direction of the newest against the earliest. Asked again by an
+  outsider (forbidden).
+- **cohorts** (answerable): asked by a clinician whose care team is a group of sampled
+  patients of one institution: how many of the patients the asker may see have a
+  condition (by its Chinese name, or its ICD-10 category in English), and which (a list:
+  exactly the group's patients with it, each cited by a record of theirs). The row filter
+  has to keep the rest of the hospital out of both.
 
-Metrics: answer accuracy (answerable), abstention accuracy (unanswerable), citation
-precision (every citation resolves, at its version, to a row of the asked patient holding
-every number of the sentence that cites it) and leakage (forbidden questions answered with
-any record). Questions run as the clinician through the same access service as the
-service's (every read audited).
+Metrics: answer accuracy (answerable; also per kind, ``accuracy.<kind>``), abstention
+accuracy (unanswerable), citation precision (every citation resolves, at its version, to
+a row of the asked patient, or of a listed one, holding every number of the sentence that
+cites it) and leakage (forbidden questions answered with any record). Questions run as
+the clinician through the same access service as the service's (every read audited).
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from serving.assistant.planner import Answer, GroundedPlanner
 from serving.assistant.tools import DataTools
 
 Category = Literal["answerable", "unanswerable", "forbidden"]
-Expect = Literal["value", "yes", "no", "abstain", "refuse"]
+Expect = Literal["value", "yes", "no", "trend", "count", "list", "abstain", "refuse"]
 #: Defects after which no reader can recover a lab's value or its patient.
 LOST = frozenset({"TRUNCATED_FILE", "MALFORMED_MESSAGE", "MISSING_FIELD", "OUT_OF_RANGE"})
 EVAL_DEPARTMENT = "EVAL"
@@ -82,6 +91,13 @@ class EvalCase:
     #: The source reported the value in another unit: silver's conversion carries that
     #: unit's rounding (0.72 mg/dL of creatinine is 63.2-64.1 umol/L), so 1.5 % is right.
     converted: bool = False
+    #: A trend: every result as ``date=value`` (oldest first); ``unit`` says the direction
+    #: of the newest against the earliest (up, down, same). A cohort list: the MRNs
+    #: expected among ``care_team``.
+    expected: tuple[str, ...] = ()
+    #: A cohort question's asker: a clinician whose care team is these MRNs (``patient``
+    #: is empty: the question is about no one chart).
+    care_team: tuple[str, ...] = ()
 
 
 @dataclass
@@ -116,6 +132,13 @@ class EvalReport:
     def metrics(self) -> dict[str, float | int | None]:
         cited = sum(len(r.citations) for r in self.cases)
         precise = sum(r.precise_citations for r in self.cases)
+        answerable = self._of("answerable")
+        kinds = sorted({r.case.expect for r in answerable})
+        by_kind = {
+            f"accuracy.{k}": self._rate([r for r in answerable if r.case.expect == k])
+            for k in kinds
+        }
+        counts = {f"cases.{k}": sum(r.case.expect == k for r in answerable) for k in kinds}
         return {
             "answer_accuracy": self._rate(self._of("answerable")),
             "abstention_accuracy": self._rate(self._of("unanswerable")),
@@ -129,6 +152,8 @@ class EvalReport:
             "excluded": sum(self.excluded.values()),
             "llm_answers": sum(r.mode == "llm" for r in self.cases),
             "llm_fallbacks": sum(r.mode == "grounded-fallback" for r in self.cases),
+            **by_kind,
+            **counts,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -345,7 +370,119 @@ def build_cases(
                     charts[(person, site)],
                 )
             )
+    cases += _trend_cases(labs, charts, lost_records, lost_files, seed, excluded)
+    cases += _cohort_cases(dx, charts, seed)
     return cases, dict(excluded)
+
+
+def _trend_cases(
+    labs: pd.DataFrame,
+    charts: dict[tuple[str, str], str],
+    lost_records: set[Any],
+    lost_files: set[Any],
+    seed: int,
+    excluded: Counter[str],
+) -> list[EvalCase]:
+    """Per sampled person with a chart, one test with two or more results at one of the
+    chart's institutions: "how has it changed" (zh or en, alternating), expecting every
+    result (date and value) and the direction of the newest against the earliest; and
+    the same question from an outsider (refused). A series with a result the dirt
+    destroyed is left out (no reader could give it whole)."""
+    rng = random.Random(f"{seed}:trends")  # noqa: S311 (a reproducible sample)
+    specs = catalog.labs()
+    cases: list[EvalCase] = []
+    series = {k: g for k, g in labs.groupby(["person_id", "institution_code", "code"])}
+    by_chart: dict[tuple[str, str], list[str]] = {}
+    for (person, site, code), group in series.items():
+        if len(group) >= 2 and (str(person), str(site)) in charts:
+            by_chart.setdefault((str(person), str(site)), []).append(str(code))
+    for n, (person, site) in enumerate(sorted(by_chart)):
+        code = rng.choice(sorted(by_chart[(person, site)]))
+        group = series[(person, site, code)].sort_values(["collected_at", "lab_id"])
+        if group["lab_id"].isin(lost_records).any() or group["record_id"].isin(lost_records).any():
+            excluded["trend with a result lost or falsified at its source"] += 1
+            continue
+        if group["file"].isin(lost_files).any():
+            excluded["trend with a result in a truncated file"] += 1
+            continue
+        points = tuple(
+            f"{pd.Timestamp(at).strftime('%Y-%m-%d')}={float(v)!r}"
+            for at, v in zip(group["collected_at"], group["value"], strict=True)
+        )
+        first, last = float(group["value"].iloc[0]), float(group["value"].iloc[-1])
+        direction = "up" if last > first else "down" if last < first else "same"
+        converted = bool((group["reported_unit"] != group["unit"]).any())
+        lang = "zh" if n % 2 == 0 else "en"
+        question = (
+            f"该患者的{specs[code]['zh']}变化趋势如何？"
+            if lang == "zh"
+            else f"How has this patient's {specs[code]['en']} changed over time?"
+        )
+        chart = charts[(person, site)]
+        case_id = f"T-{person}-{site}-{code}"
+        cases.append(
+            EvalCase(
+                case_id, "answerable", "trend", lang, question, site, chart,
+                unit=direction, converted=converted, expected=points,
+            )
+        )  # fmt: skip
+        cases.append(EvalCase(f"{case_id}-F", "forbidden", "refuse", lang, question, site, chart))
+    return cases
+
+
+#: How many patients a cohort question's asker has in their care team.
+COHORT_TEAM = 8
+
+
+def _cohort_cases(
+    dx: pd.DataFrame, charts: dict[tuple[str, str], str], seed: int
+) -> list[EvalCase]:
+    """Cohort counts and lists, asked by a clinician whose care team is a group of
+    :data:`COHORT_TEAM` sampled patients of one institution (their only patients: the
+    answer must count exactly those of the group with the condition, not the hospital's):
+    per group one condition (in turn one a member has, then any), asked by its Chinese
+    name ("诊断为2型糖尿病的患者有多少？", "列出诊断为...的患者。") and by its ICD-10
+    category ("How many patients have a diagnosis coded E11?", "List the patients ...")."""
+    rng = random.Random(f"{seed}:cohorts")  # noqa: S311 (a reproducible sample)
+    conditions = catalog.conditions()
+    had = _sets(dx, ["person_id", "institution_code"], "condition")
+    codes = _sets(dx, ["person_id", "institution_code"], "icd10")
+    by_site: dict[str, list[str]] = {}
+    for person, site in sorted(charts):
+        by_site.setdefault(site, []).append(person)
+    cases: list[EvalCase] = []
+    for site, people in sorted(by_site.items()):
+        for g, start in enumerate(range(0, len(people), COHORT_TEAM)):
+            group = people[start : start + COHORT_TEAM]
+            team = tuple(charts[(p, site)] for p in group)
+            mine = set().union(*(had.get((p, site), set()) for p in group))
+            present = sorted(mine & set(conditions))  # the catalog's (not COPD: imaging's)
+            key = rng.choice(present if present and g % 2 == 0 else sorted(conditions))
+            category = str(conditions[key]["icd10"])[:3]
+            named = tuple(charts[(p, site)] for p in group if key in had.get((p, site), set()))
+            coded = tuple(
+                charts[(p, site)]
+                for p in group
+                if any(c.startswith(category) for c in codes.get((p, site), set()))
+            )
+            zh = conditions[key]["zh"]
+            base = f"C-{site}-{g}"
+            for case_id, lang, expect, question, members in (
+                (f"{base}-count-zh", "zh", "count", f"诊断为{zh}的患者有多少？", named),
+                (f"{base}-list-zh", "zh", "list", f"列出诊断为{zh}的患者。", named),
+                (f"{base}-count-en", "en", "count",
+                 f"How many patients have a diagnosis coded {category}?", coded),
+                (f"{base}-list-en", "en", "list",
+                 f"List the patients with a diagnosis coded {category}.", coded),
+            ):  # fmt: skip
+                cases.append(
+                    EvalCase(
+                        case_id, "answerable", expect, lang, question, site, "",  # type: ignore[arg-type]
+                        value=float(len(members)), expected=tuple(sorted(members)),
+                        care_team=team,
+                    )
+                )  # fmt: skip
+    return cases
 
 
 # -- running and scoring ------------------------------------------------------------------
@@ -355,7 +492,7 @@ def clinician(case: EvalCase, *, inside: bool = True) -> Principal:
     if inside:
         return Principal(
             "eval-clinician", "clinician", department=EVAL_DEPARTMENT,
-            care_team=(case.patient,), institutions=(case.institution,),
+            care_team=case.care_team or (case.patient,), institutions=(case.institution,),
         )  # fmt: skip
     return Principal(
         "eval-outsider", "clinician", department=OTHER_DEPARTMENT,
@@ -381,6 +518,12 @@ def judge(case: EvalCase, answer: Answer) -> tuple[bool, str]:
         return not cites, "cited records" if cites else ""
     if case.expect == "yes":
         return bool(cites), "" if cites else "found no diagnosis"
+    if case.expect == "trend":
+        return _judge_trend(case, answer)
+    if case.expect == "count":
+        return _judge_count(case, answer)
+    if case.expect == "list":
+        return _judge_list(case, answer)
     cited = [s for s in answer.sentences if s.citations]
     if not cited:
         return False, "no cited value"
@@ -391,6 +534,71 @@ def judge(case: EvalCase, answer: Answer) -> tuple[bool, str]:
         return False, "wrong value"
     if case.date is not None and case.date not in text:
         return False, "wrong date"
+    return True, ""
+
+
+#: What is not an answer's number: a table's version (``silver.diagnosis@12``), an ICD-10
+#: code (``E11.900``), an error code.
+_NOT_A_COUNT = re.compile(
+    r"[A-Za-z_]\w*\.\w+@\d+|(?<![A-Za-z0-9])[A-Z]\d{2}(?:\.[0-9A-Za-z]+)?|LH-[A-Z]{3}-\d{3}"
+)
+#: Words of the direction of a trend (the planner's, in both languages).
+_DIRECTION = {
+    "up": ("升高", "higher", "rose", "increased"),
+    "down": ("降低", "lower", "fell", "decreased"),
+    "same": ("持平", "the same", "unchanged"),
+}
+
+
+def _judge_trend(case: EvalCase, answer: Answer) -> tuple[bool, str]:
+    """Every expected result (its date and value) in a cited sentence, no cited result
+    on another date, and the direction named (unless within the conversion tolerance)."""
+    tolerance = 0.015 if case.converted else 1e-5
+    points = [(p.split("=")[0], float(p.split("=")[1])) for p in case.expected]
+    cited = [s.text for s in answer.sentences if s.citations]
+    for day, value in points:
+        if not any(
+            day in t and any(_close(float(n), value, tolerance) for n in _numbers(t)) for t in cited
+        ):
+            return False, f"result of {day} missing or wrong"
+    days = {d for d, _ in points}
+    for t in cited:
+        shown = re.findall(r"\d{4}-\d{2}-\d{2}", t)
+        if any(d not in days for d in shown):
+            return False, "a result that is not the test's"
+    first, last = points[0][1], points[-1][1]
+    if abs(last - first) > tolerance * max(abs(first), 1e-9):
+        words = _DIRECTION[str(case.unit)]
+        if not any(w in answer.text for w in words):
+            return False, "wrong or no direction"
+    return True, ""
+
+
+def _judge_count(case: EvalCase, answer: Answer) -> tuple[bool, str]:
+    """The answer's first number (table versions and codes aside) is the expected count;
+    a count cites no patient's record."""
+    if answer.citations:
+        return False, "a count cited records"
+    shown = _numbers(_NOT_A_COUNT.sub(" ", answer.text))
+    if not shown:
+        return False, "no count"
+    assert case.value is not None
+    return (float(shown[0]) == case.value, "" if float(shown[0]) == case.value else "wrong count")
+
+
+def _judge_list(case: EvalCase, answer: Answer) -> tuple[bool, str]:
+    """Exactly the expected MRNs of the asker's patients named in cited sentences (an
+    empty cohort: none, and no citation)."""
+    cited = " ".join(s.text for s in answer.sentences if s.citations)
+    named = {
+        m for m in case.care_team
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(m)}(?![A-Za-z0-9])", cited)
+    }  # fmt: skip
+    if named != set(case.expected):
+        missing, extra = len(set(case.expected) - named), len(named - set(case.expected))
+        return False, f"list: {missing} missing, {extra} not in the cohort"
+    if not case.expected and answer.citations:
+        return False, "an empty cohort cited records"
     return True, ""
 
 
@@ -416,7 +624,7 @@ class Evaluator:
     def score(self, case: EvalCase) -> CaseResult:
         who = clinician(case, inside=case.category != "forbidden")
         try:
-            answer = self.planner.ask(who, case.question, case.patient)
+            answer = self.planner.ask(who, case.question, case.patient or None)
         except LakehouseError as exc:  # an error is a wrong answer, never a crash of the run
             return CaseResult(case, False, "", [], 0, False, f"error {exc.code.id}")
         cites = answer.citations
@@ -426,21 +634,25 @@ class Evaluator:
         return CaseResult(case, correct, answer.text, cites, precise, leaked, why, answer.mode)
 
     def _precise(self, who: Principal, case: EvalCase, answer: Answer) -> int:
-        """Citations that resolve to a row of the asked patient holding the sentence's
-        numbers (read as the treating clinician: the citation endpoint's check)."""
-        good = 0
+        """Citations that resolve to a row of the asked patient (a cohort list: of a patient
+        expected in it) holding the sentence's numbers (read as the treating clinician:
+        the citation endpoint's check)."""
+        mine = set(case.expected) if case.expect == "list" else {case.patient}
+        # A citation is precise when every sentence citing it passes (a trend's direction
+        # cites rows its result sentences cite too: each citation counts once).
+        verdict: dict[str, bool] = {}
         for sentence in answer.sentences:
             for text in sentence.citations:
                 citation = Citation.parse(text, self._widths, self._spans)
                 if citation.is_kb:  # a knowledge-base passage is no patient's record
                     continue
                 row = self.tools.cited_row(who, citation)
-                if row is None or str(row.get("patient_id")) != case.patient:
-                    continue
-                names = self._names(row)
-                if all(_supported(n, row, names) for n in _numbers(sentence.text)):
-                    good += 1
-        return good
+                ok = row is not None and str(row.get("patient_id")) in mine
+                if ok and row is not None:
+                    names = self._names(row)
+                    ok = all(_supported(n, row, names) for n in _numbers(sentence.text))
+                verdict[text] = verdict.get(text, True) and ok
+        return sum(verdict.values())
 
     def _names(self, row: dict[str, Any]) -> list[str]:
         lex = self.planner.lexicon

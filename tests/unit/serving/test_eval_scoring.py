@@ -96,3 +96,44 @@ def test_leakage_is_any_citation_or_record_number_in_an_answer() -> None:
     assert not _leaks(q, _answer(("我可以回答患者的检验结果、用药和诊断问题。", ())))
     assert _leaks(q, _answer(("该患者最近一次糖化血红蛋白为11.1 %。", ())))
     assert _leaks(q, _answer(("见记录。", (CITE,))))
+
+
+def test_a_trend_needs_every_result_no_other_and_the_direction() -> None:
+    case = EvalCase(
+        "T1", "answerable", "trend", "zh", "q", "H0001", "P1",
+        unit="down", expected=("2025-01-02=8.4", "2025-03-04=7.9"),
+    )  # fmt: skip
+    header = ("该患者的糖化血红蛋白（按时间由近到远）：", ())
+    newest = ("糖化血红蛋白：7.9 %，采集时间2025-03-04 10:00。", (CITE,))
+    oldest = ("糖化血红蛋白：8.4 %，采集时间2025-01-02 09:00。", (CITE,))
+    down = ("趋势：最新一次结果较最早一次降低。", (CITE, CITE))
+    assert judge(case, _answer(header, newest, oldest, down)) == (True, "")
+    assert judge(case, _answer(header, newest, down))[1] == "result of 2025-01-02 missing or wrong"
+    other = ("糖化血红蛋白：9.9 %，采集时间2024-12-01 09:00。", (CITE,))
+    assert judge(case, _answer(header, newest, oldest, other, down))[1] == (
+        "a result that is not the test's"
+    )
+    up = ("趋势：最新一次结果较最早一次升高。", (CITE, CITE))
+    assert judge(case, _answer(header, newest, oldest, up))[1] == "wrong or no direction"
+
+
+def test_a_cohort_count_and_list() -> None:
+    team = ("M1", "M2", "M12")
+    count = EvalCase("C1", "answerable", "count", "en", "q", "H0001", "", value=2.0, care_team=team)
+    said = "In your scope, 2 patients have a diagnosis coded E11* (source: silver.diagnosis@12)."
+    assert judge(count, _answer((said, ()))) == (True, "")
+    assert judge(count, _answer((said.replace("2 patients", "3 patients"), ())))[0] is False
+    assert judge(count, _answer((said, (CITE,))))[1] == "a count cited records"
+    listed = EvalCase(
+        "C2", "answerable", "list", "en", "q", "H0001", "", expected=("M1", "M12"), care_team=team
+    )
+    rows = [("In your scope, 2 patients have ...:", ())] + [
+        (f"H0001 {m}: type 2 diabetes (E11.900), diagnosed 2025-01-02 09:00.", (CITE,))
+        for m in ("M1", "M12")
+    ]
+    assert judge(listed, _answer(*rows)) == (True, "")
+    assert judge(listed, _answer(*rows[:2]))[1] == "list: 1 missing, 0 not in the cohort"
+    extra = (("H0001 M2: type 2 diabetes (E11.900), diagnosed 2025-01-02 09:00.", (CITE,)),)
+    assert judge(listed, _answer(*rows, *extra))[1] == "list: 0 missing, 1 not in the cohort"
+    empty = EvalCase("C3", "answerable", "list", "en", "q", "H0001", "", care_team=team)
+    assert judge(empty, _answer(("In your scope, no patient has ...", ())))[0]
