@@ -91,6 +91,7 @@ def demo(
         after="gold",
     )
     pipeline = _with_train_stage(pipeline)
+    pipeline = _with_assistant_stage(pipeline)
 
     def go() -> None:
         cfg = _settings()
@@ -931,6 +932,53 @@ def _with_train_stage(pipeline: list[Any]) -> list[Any]:
         train_stage,
     )
     at = [s.name for s in pipeline].index("features") + 1
+    return [*pipeline[:at], stage, *pipeline[at:]]
+
+
+#: Persons the demo's assistant stage asks about (``lakehouse eval assistant`` asks all).
+DEMO_EVAL_PERSONS = 40
+
+
+def _with_assistant_stage(pipeline: list[Any]) -> list[Any]:
+    """The demo's ``assistant`` stage after ``deid``: the clinical assistant in grounded
+    mode asked the evaluation's questions about a sample of the synthetic hospital
+    (``lakehouse eval assistant --limit 40``), the figures printed, the report written and,
+    when the MLflow server answers, logged."""
+    from jobs import demo as demo_job
+
+    def assistant_stage(spark: Any, cfg: Settings) -> dict[str, int]:
+        from lakehouse.tracking import ping, tracking_uri
+        from serving.assistant.evaluate import log_to_mlflow, run_eval, write_report
+        from serving.assistant.tools import ToolTables
+
+        report = run_eval(spark, cfg, limit=DEMO_EVAL_PERSONS)
+        path = cfg.data_dir / "eval" / "assistant-demo.json"
+        write_report(report, path)
+        metrics = report.metrics()
+        for name in ("answer_accuracy", "abstention_accuracy", "citation_precision", "leakage"):
+            value = metrics[name]
+            typer.echo(
+                f"  {name}: {value:.3f}" if isinstance(value, float) else f"  {name}: {value}"
+            )
+        typer.echo(f"  report: {path}")
+        if ping(tracking_uri(cfg)):
+            tables = [t.name for t in ToolTables().all()]
+            typer.echo(f"  mlflow run: {log_to_mlflow(spark, cfg, report, path, tables)}")
+        answerable = [r for r in report.cases if r.case.category == "answerable"]
+        return {
+            "questions": len(report.cases),
+            "answerable_correct": sum(r.correct for r in answerable),
+            "answerable": len(answerable),
+            "citations": int(metrics["citations"] or 0),
+            "leakage": int(metrics["leakage"] or 0),
+        }
+
+    stage = demo_job.Stage(
+        "assistant",
+        "clinical assistant (grounded mode) asked the evaluation's questions, with citations",
+        assistant_stage,
+    )
+    at = [s.name for s in pipeline].index("deid") + 1
     return [*pipeline[:at], stage, *pipeline[at:]]
 
 
