@@ -90,7 +90,7 @@ def _cohort_list_cites_each_patients_records_and_audits_them(service: Service) -
         both = c.post(
             "/api/ask", json={"question": "列出诊断为E11且糖化血红蛋白大于6的患者"}
         ).json()
-        # P2 (I10, HbA1c 9.1) is department B's: not listed, not even counted.
+        # P2 (I10, HbA1c 9.1) is department B's: neither listed nor counted.
         hba1c = c.post("/api/ask", json={"question": "Which patients have HbA1c above 6?"}).json()
         lists = [r for r in service.audit.rows[before:] if r["action"] == "read"]
         resolved = [
@@ -100,8 +100,10 @@ def _cohort_list_cites_each_patients_records_and_audits_them(service: Service) -
     assert "P1" in both["answer"]
     assert "P2" not in both["answer"] + hba1c["answer"]
     assert "E11.9" in both["answer"]
-    assert "6.8" in both["answer"]
-    assert "7.9" not in both["answer"]  # the older one (90 days ago) is not the newest
+    # P1's newest HbA1c above 6 is R2 (6.8, or 6.5 after test_assistant_http's correction),
+    # not the older R1 (7.9, 90 days ago).
+    assert f"{resolved[1]['value_std']:g} %" in both["answer"]
+    assert "7.9" not in both["answer"]
     dx, lab = both["citations"]
     assert dx.startswith(f"{service.tables.diagnosis.name}@")
     assert lab.startswith(f"{service.tables.lab_result.name}@")
