@@ -218,9 +218,12 @@ def _land_source(
     report.files_seen, report.files_unchanged = found.files_seen, found.files_unchanged
     if found.new_files:
         root = _uri(spark, cfg)
+        # Read and hashed once (the content is cached as read, never shuffled); duplicates
+        # are decided from the cached hashes.
         files = read_files(spark, found.new_files, source=name, root_uri=root)
-        files = mark_duplicates(files, manifest).persist(StorageLevel.MEMORY_AND_DISK)
+        files = files.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(files)
+        files = mark_duplicates(files, manifest)
         fresh = files.where(F.col("duplicate_of").isNull())
         parsed = fmt.parse(fresh.where(F.col("size_bytes") > 0))
         records = empty_file_records(fresh).unionByName(parsed, allowMissingColumns=True)
@@ -229,8 +232,12 @@ def _land_source(
         records = records.withColumn("finding", F.coalesce(finding, F.lit(False)))
         records = records.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(records)
-        batch.manifest_rows = _manifest_rows(files, records, run_id)
-        _count(batch.manifest_rows, report)
+        # One row per file, computed once: the count, the check of its keys and the MERGE
+        # read it rather than aggregating the records again.
+        rows = _manifest_rows(files, records, run_id).persist(StorageLevel.MEMORY_AND_DISK)
+        batch.cached.append(rows)
+        batch.manifest_rows = rows
+        _count(rows, report)
         if report.records_landed:
             # Insert-only: a replayed record keeps the lineage of the run that landed it.
             upsert(

@@ -83,9 +83,13 @@ def read_files(
     """The files' bytes with lineage: SHA-256 (computed in Spark), source and institution.
 
     Empty files get empty content; a file that vanished since it was listed is left out
-    (the next run sees it, or not, again).
+    (the next run sees it, or not, again). The listing (one row per file) is broadcast to
+    the readers: the content is never shuffled.
     """
     meta = spark.createDataFrame(found, "file_path string, size_bytes long, modified_ms long")
+    empty = meta.where(F.col("size_bytes") == 0).select(
+        "file_path", "size_bytes", "modified_ms", F.lit(b"").alias("content")
+    )
     paths = [_GLOB_CHARS.sub(r"\\\1", p) for p, size, _ in found if size > 0]
     if paths:
         raw = (
@@ -93,11 +97,10 @@ def read_files(
             .load(paths)
             .select(F.col("path").alias("file_path"), "content")
         )
+        listed = F.broadcast(meta.where(F.col("size_bytes") > 0))
+        joined = raw.join(listed, "file_path").unionByName(empty)
     else:
-        raw = spark.createDataFrame([], "file_path string, content binary")
-    joined = meta.join(raw, "file_path", "left").where(
-        (F.col("size_bytes") == 0) | F.col("content").isNotNull()
-    )
+        joined = empty
     content = F.coalesce(F.col("content"), F.lit(b""))
     return joined.select(
         "file_path",
@@ -122,30 +125,41 @@ def mark_duplicates(files: DataFrame, manifest: DataFrame) -> DataFrame:
     """Add ``duplicate_of``: the path of an earlier file with the same content, or null.
 
     Earlier means landed by a previous run (manifest) or, within this run, first by path.
-    Empty files are never duplicates.
+    Empty files are never duplicates. Decided once, here, from the files' paths and hashes
+    (one row per file reaches the driver, as the listing did) and joined back to the files
+    by broadcast: the content is not shuffled, and a later evaluation of the result (after
+    the manifest commit, say) cannot decide otherwise.
     """
-    # Never the file itself: a re-evaluation after the manifest commit must agree.
+    # Never the file itself (a rerun after a commit must agree with the run that landed it).
     m = manifest.where(F.col("status") != "duplicate").select(
         F.col("file_sha256").alias("m_sha"), F.col("file_path").alias("m_path")
     )
+    keys = files.select("file_path", "file_sha256", "size_bytes")
     taken = (
-        files.select("file_path", "file_sha256")
-        .join(m, (F.col("file_sha256") == F.col("m_sha")) & (F.col("file_path") != F.col("m_path")))
+        keys.join(
+            m, (F.col("file_sha256") == F.col("m_sha")) & (F.col("file_path") != F.col("m_path"))
+        )
         .groupBy("file_path")
         .agg(F.min("m_path").alias("prior_path"))
     )
     first_in_run = F.first("file_path").over(Window.partitionBy("file_sha256").orderBy("file_path"))
-    return (
-        files.join(taken, "file_path", "left")
+    decided = (
+        keys.join(taken, "file_path", "left")
         .withColumn("run_first", first_in_run)
-        .withColumn(
-            "duplicate_of",
+        .select(
+            "file_path",
             F.when(F.col("size_bytes") == 0, F.lit(None))
             .when(F.col("prior_path").isNotNull(), F.col("prior_path"))
-            .when(F.col("run_first") != F.col("file_path"), F.col("run_first")),
+            .when(F.col("run_first") != F.col("file_path"), F.col("run_first"))
+            .alias("duplicate_of"),
         )
-        .drop("prior_path", "run_first")
+        .collect()
     )
+    marks = files.sparkSession.createDataFrame(
+        [(r["file_path"], r["duplicate_of"]) for r in decided],
+        "file_path string, duplicate_of string",
+    )
+    return files.join(F.broadcast(marks), "file_path", "left")
 
 
 def empty_file_records(files: DataFrame) -> DataFrame:
