@@ -608,17 +608,10 @@ class DataTools:
         guarded ``COUNT(DISTINCT institution, patient)``; the row filter scopes it, no
         patient id is named or returned. ValueError for a malformed code or comparison."""
         froms, versions = self._cohort(icd10, lab, since)
-        (first, a, where), rest = froms[0], froms[1:]
+        a = froms[0][1]
         key = [_col("institution_code", a), _col("patient_id", a)]
         count = exp.Count(this=exp.Distinct(expressions=key))
-        query = exp.select(exp.alias_(count, "patients")).from_(
-            _table(first, versions[first.name]).as_(a)
-        )
-        conds = [*where, _live(a)]
-        for spec, b, more in rest:
-            query = query.join(_table(spec, versions[spec.name]).as_(b), on=_same_patient(a, b))
-            conds += [*more, _live(b)]
-        query = query.where(exp.and_(*conds))
+        query = _cohort_select(froms, versions, exp.alias_(count, "patients"))
         rows = self.access.query(who, query.sql(dialect="spark"), purpose=PURPOSE, limit=1)
         n = int(rows[0]["patients"]) if rows else 0
         return CohortCount(n, tuple(f"{k}@{v}" for k, v in versions.items()))
@@ -654,14 +647,7 @@ class DataTools:
             partition_by=[_col("institution_code", a), _col("patient_id", a)],
             order=exp.Order(expressions=order),
         )
-        inner = exp.select(*select, exp.alias_(newest, "rn")).from_(
-            _table(froms[0][0], versions[froms[0][0].name]).as_(a)
-        )
-        conds = [*froms[0][2], _live(a)]
-        for spec, b, more in froms[1:]:
-            inner = inner.join(_table(spec, versions[spec.name]).as_(b), on=_same_patient(a, b))
-            conds += [*more, _live(b)]
-        inner = inner.where(exp.and_(*conds))
+        inner = _cohort_select(froms, versions, *select, exp.alias_(newest, "rn"))
         total = exp.Window(this=exp.Count(this=exp.Star()))
         query = (
             exp.select(exp.Star(), exp.alias_(total, "total"))
@@ -883,6 +869,22 @@ class DataTools:
 
     def _version(self, name: str) -> int:
         return delta_version(self.spark, name)
+
+
+def _cohort_select(
+    froms: Sequence[tuple[TableSpec, str, list[exp.Expr]]],
+    versions: dict[str, int],
+    *select: exp.Expr,
+) -> exp.Select:
+    """``SELECT select`` from a cohort's pinned tables (:meth:`DataTools._cohort`), joined
+    on the patient, where every table's conditions hold and no row is tombstoned."""
+    (first, a, where), rest = froms[0], froms[1:]
+    query = exp.select(*select).from_(_table(first, versions[first.name]).as_(a))
+    conds = [*where, _live(a)]
+    for spec, b, more in rest:
+        query = query.join(_table(spec, versions[spec.name]).as_(b), on=_same_patient(a, b))
+        conds += [*more, _live(b)]
+    return query.where(exp.and_(*conds))
 
 
 def _same_patient(a: str, b: str) -> exp.Expr:
