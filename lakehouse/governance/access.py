@@ -87,15 +87,10 @@ class AccessService:
         def run() -> list[Row]:
             return self.spark.sql(guarded.sql).limit(limit).collect()
 
-        if patients_in is not None and not guarded.patients:
-            try:
-                rows = run()
-            except Exception as exc:  # on the record as failed, like any failed read
-                failure = exc
-                return audited(self.audit, named, lambda: _reraise(failure))
-            returned = tuple(dict.fromkeys(str(r[patients_in]) for r in rows))
-            return audited(self.audit, self._named(event, returned), lambda: rows)
-        if not guarded.patients or glass:
+        # A cohort list names no patient but returns patients: its events, one per patient
+        # returned, are known only after the read.
+        per_patient = None if guarded.patients else patients_in
+        if per_patient is None and (not guarded.patients or glass):
             return audited(self.audit, named, run)
         # A query naming patients runs first (nothing is returned yet): rows of the one named
         # patient prove the patient in scope (the row filter let them through); otherwise
@@ -105,6 +100,9 @@ class AccessService:
         except Exception as exc:  # on the record as failed, like any failed read
             failure = exc
             return audited(self.audit, named, lambda: _reraise(failure))
+        if per_patient is not None:
+            returned = tuple(dict.fromkeys(str(r[per_patient]) for r in rows))
+            return audited(self.audit, self._named(event, returned), lambda: rows)
         try:
             if not self._shows(rows, guarded.patients):
                 self._require_in_scope(who, guarded.patients)
