@@ -21,6 +21,8 @@ from pyspark.sql.types import StringType
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _NOT_LETTER = re.compile(r"[^A-Z]")
+#: What a normalized name drops (Java and Python regex alike): spaces, dots, hyphens, ·.
+_NAME_NOISE = r"[\s.\-·]+"
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +46,14 @@ def simplified(name: str) -> str:
     """Python reference of :func:`simplified_col`."""
     src, dst = traditional_table()
     return name.translate(str.maketrans(src, dst))
+
+
+def name_key(name: str | None) -> str | None:
+    """Python reference of :func:`simplified_col` (the features' ``name_s``): ``張 三`` ->
+    ``张三``, ``John Smith`` -> ``JOHNSMITH``; ``None`` when nothing is left."""
+    if name is None:
+        return None
+    return re.sub(_NAME_NOISE, "", simplified(name.strip()).upper()) or None
 
 
 def pinyin_key(name: str | None) -> str | None:
@@ -81,7 +91,7 @@ def simplified_col(name: Column) -> Column:
     with spaces removed (so ``John Smith`` and ``JOHN SMITH`` agree)."""
     src, dst = traditional_table()
     text = F.translate(F.trim(name), src, dst)
-    return F.nullif(F.regexp_replace(F.upper(text), r"[\s.\-·]+", ""), F.lit(""))
+    return F.nullif(F.regexp_replace(F.upper(text), _NAME_NOISE, ""), F.lit(""))
 
 
 def _pinyin_batch(names: pd.Series) -> pd.Series:

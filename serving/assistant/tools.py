@@ -324,12 +324,14 @@ class DataTools:
         """``silver.patient`` rows joined to their ``silver.person_features`` row by record,
         whose name is ``name`` (as written or normalized) or sounds like it (the same
         toneless pinyin); one guarded query, both tables pinned."""
-        from lakehouse.empi.names import pinyin_key, simplified
+        from lakehouse.empi.names import name_key, pinyin_key
 
         patient, features = self.tables.patient, self.person_features
         vp, vf = self._version(patient.name), self._version(features.name)
-        key = re.sub(r"[\s.\-·]+", "", simplified(name).upper())
-        said = exp.or_(_col("name", "p").eq(_str(name)), _col("name_s", "f").eq(_str(key)))
+        key = name_key(name)
+        said: exp.Expr = _col("name", "p").eq(_str(name))
+        if key is not None:
+            said = exp.or_(said, _col("name_s", "f").eq(_str(key)))
         sounds = pinyin_key(name)
         where = exp.or_(said, _col("name_py", "f").eq(_str(sounds))) if sounds else said
         on = exp.and_(*[_col(k, "p").eq(_col(k, "f")) for k in patient.keys])
