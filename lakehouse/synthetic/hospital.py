@@ -39,6 +39,7 @@ from lakehouse.synthetic.notes import Notes
 from lakehouse.synthetic.population import build_sites, build_staff, generate_patient
 from lakehouse.synthetic.questions import add_questions
 from lakehouse.synthetic.truth import TruthWriter
+from lakehouse.synthetic.wording import WORDINGS
 
 logger = logging.getLogger(__name__)
 MAX_SITES = 9
@@ -58,6 +59,12 @@ class HospitalConfig:
     #: "final": the HIS holds corrected rows (updated_at > created_at); "later": it holds
     #: the first, wrong values, and his.apply_late_corrections delivers the corrections.
     his_corrections: Literal["final", "later"] = "final"
+    #: Note wording: "standard" (the default templates, the NLP rules' own phrasings) or
+    #: "varied-train" / "varied-validation" / "varied-held-out": many more frames and entity
+    #: names outside the NLP lexicon, one disjoint part each (lakehouse/synthetic/wording.py).
+    note_wording: Literal["standard", "varied-train", "varied-validation", "varied-held-out"] = (
+        "standard"
+    )
 
     def validate(self) -> None:
         checks = [
@@ -65,6 +72,7 @@ class HospitalConfig:
             ("sites", 1 <= self.sites <= MAX_SITES, f"must be between 1 and {MAX_SITES}"),
             ("chunk_size", self.chunk_size >= 1, "must be at least 1"),
             ("his_corrections", self.his_corrections in ("final", "later"), "final or later"),
+            ("note_wording", self.note_wording in WORDINGS, f"one of {', '.join(WORDINGS)}"),
         ]
         for name, ok, reason in checks:
             if not ok:
@@ -216,7 +224,8 @@ def generate(out: Path, config: HospitalConfig, *, overwrite: bool = False) -> H
     his_url = config.his_url or f"sqlite:///{(out / 'his' / 'his.sqlite').resolve()}"
     his = HisWriter(his_url, main, staff, corrections=config.his_corrections)
     lis, emr = Lis(main, landing, truth), Emr(main, landing, truth)
-    notes, pacs = Notes(main, landing, truth, config.seed), Pacs(main, landing, truth, config.seed)
+    notes = Notes(main, landing, truth, config.seed, config.note_wording)
+    pacs = Pacs(main, landing, truth, config.seed)
     fhir = [FhirSite(s, landing, truth) for s in sites if s.kind == "fhir"]
     csvs = [CsvSite(s, landing, truth) for s in sites if s.kind == "csv"]
     for s in sites:
@@ -302,6 +311,7 @@ def _manifest(
             "his": "sqlite" if config.his_url is None else config.his_url.split(":", 1)[0],
             # Only when not the default, so default output keeps its bytes.
             **({"his_corrections": "later"} if config.his_corrections == "later" else {}),
+            **({"note_wording": config.note_wording} if config.note_wording != "standard" else {}),
         },
         "sites": [
             {"institution_code": s.code, "name": s.name, "kind": s.kind, "oid": s.oid}

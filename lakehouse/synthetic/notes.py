@@ -17,6 +17,7 @@ from lakehouse.synthetic import catalog
 from lakehouse.synthetic.dirt import Dirt, Landing
 from lakehouse.synthetic.model import Encounter, Patient, Registration, Site, Staff
 from lakehouse.synthetic.truth import TruthWriter
+from lakehouse.synthetic.wording import part_of, varied_assertions
 
 
 @dataclass
@@ -138,8 +139,12 @@ def _smoking(b: NoteBuilder, rng: random.Random, p: Patient, lang: str) -> None:
 class Notes:
     """Writes the free-text notes of one site and their annotations."""
 
-    def __init__(self, site: Site, landing: Landing, truth: TruthWriter, seed: int) -> None:
+    def __init__(
+        self, site: Site, landing: Landing, truth: TruthWriter, seed: int, wording: str = "standard"
+    ) -> None:
         self.site, self.landing, self.truth, self.seed = site, landing, truth, seed
+        #: ``standard`` (the default templates) or ``varied-<part>`` (``wording.py``).
+        self.wording = wording
 
     def add_patient(self, p: Patient, staff: dict[str, Staff], dirt: Dirt) -> None:
         reg = p.registrations.get(self.site.code)
@@ -182,6 +187,10 @@ class Notes:
             else:
                 b.mark(text, "entity", "FINDING", "present", finding)
             b.text("\n")
+        elif self.wording != "standard":
+            # Its own random stream: the varied wording draws differ from the default's.
+            own = random.Random(f"{self.seed}:wording:{e.encounter_id}:{kind}")
+            varied_assertions(b, own, p, e, lang, part_of(self.wording))
         else:
             _assertions(b, rng, p, e, lang)
         _smoking(b, random.Random(f"{self.seed}:smoking:{e.encounter_id}:{kind}"), p, lang)
