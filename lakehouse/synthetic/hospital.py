@@ -39,7 +39,7 @@ from lakehouse.synthetic.notes import Notes
 from lakehouse.synthetic.population import build_sites, build_staff, generate_patient
 from lakehouse.synthetic.questions import add_questions
 from lakehouse.synthetic.truth import TruthWriter
-from lakehouse.synthetic.wording import WORDINGS
+from lakehouse.synthetic.wording import WORDINGS, NoteWording
 
 logger = logging.getLogger(__name__)
 MAX_SITES = 9
@@ -62,9 +62,7 @@ class HospitalConfig:
     #: Note wording: "standard" (the default templates, the NLP rules' own phrasings) or
     #: "varied-train" / "varied-validation" / "varied-held-out": many more frames and entity
     #: names outside the NLP lexicon, one disjoint part each (lakehouse/synthetic/wording.py).
-    note_wording: Literal["standard", "varied-train", "varied-validation", "varied-held-out"] = (
-        "standard"
-    )
+    note_wording: NoteWording = "standard"
 
     def validate(self) -> None:
         checks = [

@@ -20,13 +20,19 @@ import json
 import random
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from lakehouse.synthetic import catalog
 from lakehouse.synthetic.model import Encounter, Patient
 
 #: ``HospitalConfig.note_wording`` values: the default notes, or varied notes of one part.
-WORDINGS = ("standard", "varied-train", "varied-validation", "varied-held-out")
+NoteWording = Literal["standard", "varied-train", "varied-validation", "varied-held-out"]
+WORDINGS: tuple[NoteWording, ...] = (
+    "standard",
+    "varied-train",
+    "varied-validation",
+    "varied-held-out",
+)
 PARTS = ("train", "validation", "held_out")
 SPLIT_KEY = "wording-split-v1"
 #: Status weights of the extra (vocabulary) mentions, per label.
