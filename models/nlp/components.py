@@ -48,11 +48,19 @@ def register_extensions() -> None:
             Doc.set_extension(name, default=None)
 
 
+def text_length(doc: Doc) -> int:
+    """``len(doc.text)`` from the last token: ``doc.text`` joins every token anew."""
+    if not len(doc):
+        return 0
+    last = doc[-1]
+    return int(last.idx) + len(last.text_with_ws)
+
+
 def sentence_at(doc: Doc, char: int) -> tuple[int, int]:
     """Character bounds of the sentence that holds ``char`` (no ``doc.sents`` walk)."""
     starts: list[int] = doc._.sent_starts or [0]
     i = bisect.bisect_right(starts, char) - 1
-    end = starts[i + 1] if i + 1 < len(starts) else len(doc.text)
+    end = starts[i + 1] if i + 1 < len(starts) else text_length(doc)
     return starts[max(i, 0)], end
 
 
@@ -136,26 +144,27 @@ def make_sentences(nlp: Language, name: str, lang: str) -> Any:
         if flags:
             values: Any = numpy.array(flags, dtype="int64").astype("uint64")
             doc.from_array([SENT_START], values)
+        text = doc.text
         doc._.sent_starts = starts
-        doc._.list_items = list_items(doc.text, starts, ctx)
+        doc._.list_items = list_items(text, starts, ctx)
         doc._.sections = [
-            (m.start(), names[(m.group(1) or m.group(2)).lower()])
-            for m in pattern.finditer(doc.text)
+            (m.start(), names[(m.group(1) or m.group(2)).lower()]) for m in pattern.finditer(text)
         ]
         return doc
 
     return sentences
 
 
-def _finding_spans(doc: Doc, lang: str) -> list[tuple[int, int, rules.Concept]]:
-    """In a findings section, each sentence holding a finding keyword is a FINDING."""
+def _finding_spans(doc: Doc, doc_text: str, lang: str) -> list[tuple[int, int, rules.Concept]]:
+    """In a findings section, each sentence holding a finding keyword is a FINDING
+    (``doc_text``: ``doc.text``)."""
     lex, pattern = rules.lexicon(lang), rules.finding_pattern(lang)
     out = []
     starts: list[int] = doc._.sent_starts or []
     for i, sent_start in enumerate(starts):
         if section_at(doc, sent_start) != "findings":
             continue
-        text = doc.text[sent_start : starts[i + 1] if i + 1 < len(starts) else len(doc.text)]
+        text = doc_text[sent_start : starts[i + 1] if i + 1 < len(starts) else len(doc_text)]
         m = pattern.search(text)
         if m is None:
             continue
@@ -178,9 +187,11 @@ def _lexicon_matches(text: str, lang: str) -> list[tuple[int, int, rules.Concept
     return out
 
 
-def _attributes(span: Span, doc: Doc, sent_end: int) -> None:
+def _attributes(span: Span, text: str, sent_end: int) -> None:
+    """Dose, route and frequency of a drug, value of a lab, from what follows it in ``text``
+    (``doc.text``) up to ``sent_end``."""
     attrs = load_resource("lexicon")["attributes"]
-    tail = doc.text[span.end_char : min(sent_end, span.end_char + 40)]
+    tail = text[span.end_char : min(sent_end, span.end_char + 40)]
     if span.label_ == "DRUG":
         dose = re.search(attrs["dose"], tail)
         span._.dose = dose[0] if dose else None
@@ -239,8 +250,10 @@ def make_entities(nlp: Language, name: str, lang: str, merge: str = "add") -> An
                 known = lex.lookup(ent.text)
                 concept = known if known is not None and known.label == ent.label_ else None
                 proposed.append((ent.start_char, ent.end_char, ent.label_, concept))
-        candidates: list[_Candidate] = [(s, e, c.label, c) for s, e, c in _finding_spans(doc, lang)]
-        found = sorted(_lexicon_matches(doc.text, lang), key=lambda m: (-(m[1] - m[0]), m[0]))
+        text = doc.text  # one join of the tokens; doc.text builds it anew on every access
+        findings = _finding_spans(doc, text, lang)
+        candidates: list[_Candidate] = [(s, e, c.label, c) for s, e, c in findings]
+        found = sorted(_lexicon_matches(text, lang), key=lambda m: (-(m[1] - m[0]), m[0]))
         taken: list[tuple[int, int]] = [(s, e) for s, e, _, _ in candidates]
         for s, e, c in found:
             if all(e <= ts or s >= te for ts, te in taken):
@@ -258,7 +271,7 @@ def make_entities(nlp: Language, name: str, lang: str, merge: str = "add") -> An
         doc.ents = spans
         for ent in doc.ents:
             if ent.label_ in ("DRUG", "LAB", "VITAL"):
-                _attributes(ent, doc, sentence_at(doc, ent.start_char)[1])
+                _attributes(ent, text, sentence_at(doc, ent.start_char)[1])
         return doc
 
     return entities

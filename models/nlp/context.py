@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def _phrase_ends(text: str, lo: int, hi: int) -> bool:
 
 def _outside_item(items: Sequence[tuple[int, int]], cue: int, ent: Span) -> bool:
     """The cue at character ``cue`` lies inside a list item that does not hold ``ent``."""
-    i = bisect.bisect_right(items, (cue, len(ent.doc.text) + 1)) - 1
+    i = bisect.bisect_right(items, (cue, sys.maxsize)) - 1
     if i < 0 or not items[i][0] <= cue < items[i][1]:
         return False
     lo, hi = items[i]
@@ -59,12 +60,15 @@ def assert_span(
     bounds: tuple[int, int],
     ctx: rules.ContextRules,
     items: Sequence[tuple[int, int]] = (),
+    doc_text: str | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """The assertion of ``ent`` in its sentence (character ``bounds``) and every category
     whose cue reached it; a cue inside one of the sorted list ``items`` reaches only an
-    entity in the same item."""
+    entity in the same item. ``doc_text``: ``ent.doc.text``, when the caller holds it."""
     base = bounds[0]
-    text = _mask(ent.doc.text[base : bounds[1]], ctx.pseudo_pattern)
+    if doc_text is None:
+        doc_text = ent.doc.text
+    text = _mask(doc_text[base : bounds[1]], ctx.pseudo_pattern)
     s, e = ent.start_char - base, ent.end_char - base
     # The entity's own characters are neither cues nor terminators.
     text = text[:s] + " " * (e - s) + text[e:]
@@ -101,10 +105,11 @@ def make_context(nlp: Language, name: str, lang: str) -> Any:
 
     def context(doc: Doc) -> Doc:
         items: list[tuple[int, int]] = doc._.list_items or []
-        for ent in doc.ents:
-            if ent.label_ in ASSERTED_LABELS:
-                bounds = sentence_at(doc, ent.start_char)
-                ent._.assertion, ent._.modifiers = assert_span(ent, bounds, ctx, items)
+        ents = [e for e in doc.ents if e.label_ in ASSERTED_LABELS]
+        text = doc.text if ents else ""  # built once: doc.text joins every token anew
+        for ent in ents:
+            bounds = sentence_at(doc, ent.start_char)
+            ent._.assertion, ent._.modifiers = assert_span(ent, bounds, ctx, items, text)
         return doc
 
     return context

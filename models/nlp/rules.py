@@ -51,8 +51,72 @@ def _bounded(term: str) -> str:
     return body
 
 
-def _alternation(terms: list[str]) -> str:
+def _flat_alternation(terms: list[str]) -> str:
+    """``term|term|...``, longest first: at each position the longest term that matches."""
     return "|".join(_bounded(t) for t in sorted(set(terms), key=len, reverse=True))
+
+
+def _exclusive(chars: list[str], flags: int) -> bool:
+    """No text character matches two of ``chars`` (case folding under ``re.IGNORECASE``)."""
+    if not flags & re.IGNORECASE:
+        return True
+    cased = [c for c in chars if c.lower() != c or c.upper() != c]
+    return not any(
+        re.fullmatch(re.escape(a), b, flags) for i, a in enumerate(cased) for b in cased[i + 1 :]
+    )
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def _trie_alternation(terms: list[str], flags: int) -> str | None:
+    """The terms as a prefix tree (``di(?:abetes|zziness)``) that matches exactly what
+    :func:`_flat_alternation` matches; ``None`` where it cannot (two branches that match the
+    same character, an empty term).
+
+    Same matches: at a node the regex tries the longer continuations before ending there, and
+    the branches of a node are exclusive (checked), so the first success is the longest term,
+    as in the flat form. The boundaries of :func:`_bounded` keep their meaning: the end check
+    follows the term's last character; the start check, "no ASCII letter or digit before",
+    is a lookbehind placed after the first character (``d(?<![A-Za-z0-9]d)``), so that the
+    pattern starts with a literal character, which ``re`` scans for quickly. A flat
+    alternation of 67 lexicon terms starting with lookbehinds ran ~6x slower on the Synthea
+    notes.
+    """
+    if not terms or "" in terms:
+        return None
+    root: _Trie = {}
+    for term in set(terms):
+        node = root
+        for ch in term:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: _Trie, prefix: str) -> str | None:
+        chars = sorted(c for c in node if c)
+        if not _exclusive(chars, flags):
+            return None
+        alts = []
+        for ch in chars:
+            rest = emit(node[ch], prefix + ch)
+            if rest is None:
+                return None
+            edge = re.escape(ch)
+            if not prefix and ch.isascii() and ch.isalnum():
+                edge += f"(?<![{_ASCII_WORD}]{re.escape(ch)})"
+            alts.append(edge + rest)
+        if "" in node:  # a term ends here: after every longer one
+            last = prefix[-1:]
+            alts.append(f"(?![{_ASCII_WORD}])" if last.isascii() and last.isalnum() else "")
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(root, "")
+
+
+def _alternation(terms: list[str], flags: int = 0) -> re.Pattern[str]:
+    """One regex for ``terms`` under ``flags``: at each position the longest term, bounded by
+    :func:`_bounded`; compiled as a prefix tree where that is exact (faster)."""
+    return re.compile(_trie_alternation(terms, flags) or _flat_alternation(terms), flags)
 
 
 @dataclass(frozen=True)
@@ -92,20 +156,18 @@ def lexicon(lang: str) -> Lexicon:
                 exact[t] = c
             else:
                 concepts.setdefault(t.lower(), c)
-    ci = _alternation(list(concepts)) if concepts else ""
-    cs = _alternation(list(exact)) if exact else ""
     return Lexicon(
         concepts,
         exact,
-        re.compile(ci, re.IGNORECASE) if ci else None,
-        re.compile(cs) if cs else None,
+        _alternation(list(concepts), re.IGNORECASE) if concepts else None,
+        _alternation(list(exact)) if exact else None,
         findings,
     )
 
 
 @cache
 def finding_pattern(lang: str) -> re.Pattern[str]:
-    return re.compile(_alternation(list(lexicon(lang).findings)), re.IGNORECASE)
+    return _alternation(list(lexicon(lang).findings), re.IGNORECASE)
 
 
 @cache
@@ -152,9 +214,9 @@ def context_rules(lang: str) -> ContextRules:
     tag_alt = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
     return ContextRules(
         cues,
-        re.compile(_alternation(list(cues)), re.IGNORECASE),
-        re.compile(_alternation(pseudo), re.IGNORECASE) if pseudo else None,
-        re.compile(_alternation(terms), re.IGNORECASE) if terms else None,
+        _alternation(list(cues), re.IGNORECASE),
+        _alternation(pseudo, re.IGNORECASE) if pseudo else None,
+        _alternation(terms, re.IGNORECASE) if terms else None,
         tuple(data["priority"]),
         re.compile(rf"\((?:{tag_alt})\)", re.IGNORECASE) if tags else None,
         "".join(items.get(lang, {}).get("separators", [])),
