@@ -161,8 +161,11 @@ def _finding_spans(doc: Doc, doc_text: str, lang: str) -> list[tuple[int, int, r
     lex, pattern = rules.lexicon(lang), rules.finding_pattern(lang)
     out = []
     starts: list[int] = doc._.sent_starts or []
+    sections: list[tuple[int, str]] = doc._.sections or []
+    section_starts = [s for s, _ in sections]  # section_at, without rebuilding this per sentence
     for i, sent_start in enumerate(starts):
-        if section_at(doc, sent_start) != "findings":
+        j = bisect.bisect_right(section_starts, sent_start) - 1
+        if j < 0 or sections[j][1] != "findings":
             continue
         text = doc_text[sent_start : starts[i + 1] if i + 1 < len(starts) else len(doc_text)]
         m = pattern.search(text)
