@@ -11,6 +11,8 @@ member site, ``--per-file`` lines each) are read three ways, the warm run of thr
   and lineage kept), evaluated into a no-op sink;
 * DuckDB (the peer): ``read_ndjson_objects`` with the file name, type and id extracted and
   the JSON kept, materialized into a table of an on-disk database (what a landing keeps);
+* Spark's floor (:func:`benchmarks.landing.spark_floor`): the files read and split into
+  lines, the JSON-looking ones counted, nothing else: the bound on any Spark landing here;
 * then the whole Spark landing (``jobs.ingest.run``: discovery, SHA-256 of every file, the
   manifest, quarantine and the Delta MERGE into ``bronze.fhir_resources``): first of a
   small delivery (``--warmup`` resources of another site: the run that creates the tables
@@ -148,16 +150,20 @@ def main(argv: list[str] | None = None) -> int:
             ingest={"landing_root": landing, "sources": ["fhir"]},
         )
         spark = build_spark(cfg)
+        from benchmarks.landing import spark_floor
+
         root_uri = "file:" + str(staging)
         folder = staging / "fhir"
         # Alternated, warm runs: the machine's other load falls on both alike.
-        spark_runs, duck_runs = [], []
+        spark_runs, duck_runs, floor_runs = [], [], []
         for _ in range(3):
             spark_runs.append(spark_parse(spark, folder, root_uri))
             duck_runs.append(duckdb_read(folder / "H0002", tmp / "peer.duckdb"))
+            floor_runs.append(spark_floor(spark, folder, "\n", r"^\{"))
         n_spark, s_spark = spark_runs[-1]
         n_duck, s_duck = duck_runs[-1]
-        assert n_spark == n_duck == args.resources, (n_spark, n_duck)
+        n_floor, s_floor = floor_runs[-1]
+        assert n_spark == n_duck == n_floor == args.resources, (n_spark, n_duck, n_floor)
         print(f"resources: {args.resources:,} in {len(paths)} NDJSON files, {mb:.1f} MB")
         print(
             f"spark parse (cold, warm): {spark_runs[0][1]:.1f}s, {s_spark:.1f}s "
@@ -168,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{s_duck:.1f}s -> {mb / s_duck:.1f} MB/s warm"
         )
         print(f"ratio spark/duckdb: {s_duck / s_spark:.2f}x (target >= 0.5x)")
+        print(
+            f"spark floor (read, split into lines, count; warm): {s_floor:.1f}s "
+            f"-> {mb / s_floor:.1f} MB/s; ratio to duckdb: {s_duck / s_floor:.2f}x"
+        )
         if not args.no_landing:
             from jobs import ingest
 

@@ -7,7 +7,9 @@ The same ORU^R01 messages (FHS/BHS batch files, CR separators) are split and the
 fields extracted by :func:`lakehouse.sources.hl7v2.parse_messages` (Spark functions only,
 evaluated into a no-op sink; the warm run of three is reported) and by ``python-hl7``
 (``hl7.split_file`` + ``hl7.parse`` + the same fields) in a pool of two processes. Then the
-whole landing (``jobs.ingest.run``: hashing, manifest, Delta MERGE) is timed once.
+whole landing (``jobs.ingest.run``: hashing, manifest, Delta MERGE) is timed once. Also
+timed: Spark's floor (:func:`benchmarks.landing.spark_floor`: files read, split on CR, MSH
+segments counted, nothing else), the bound on any Spark landing on this machine.
 """
 
 from __future__ import annotations
@@ -104,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         spark = build_spark(cfg)
         root_uri = "file:" + str(landing)
+        from benchmarks.landing import spark_floor
+
         runs = [spark_parse(spark, landing / "lis", root_uri) for _ in range(3)]
+        floors = [spark_floor(spark, landing / "lis", "\r", "^MSH") for _ in range(3)]
         n_spark, s_spark = runs[-1]
+        n_floor, s_floor = floors[-1]
         n_py, s_py = python_hl7(paths)
-        assert n_spark == n_py == args.messages, (n_spark, n_py)
+        assert n_spark == n_py == n_floor == args.messages, (n_spark, n_py, n_floor)
         spark_rate, py_rate = n_spark / s_spark, n_py / s_py
         print(f"messages: {args.messages} in {len(paths)} batch files")
         print(
@@ -116,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"python-hl7, 2 processes:         {s_py:.1f}s -> {py_rate:,.0f} msg/s")
         print(f"ratio spark/python-hl7: {spark_rate / py_rate:.1f}x (target >= 20x)")
+        print(
+            f"spark floor (read, split on CR, count MSH; warm): {s_floor:.1f}s -> "
+            f"{n_floor / s_floor:,.0f} msg/s; ratio to python-hl7: "
+            f"{n_floor / s_floor / py_rate:.1f}x"
+        )
         if not args.no_landing:
             from jobs import ingest
 

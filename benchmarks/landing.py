@@ -3,6 +3,7 @@ columns the bronze parsers take (path, SHA-256, source, institution, size, conte
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +27,23 @@ def landing_files(spark: Any, folder: Path, root_uri: str, source: str) -> Any:
             "content",
         )
     )
+
+
+def spark_floor(spark: Any, folder: Path, separator: str, keep: str) -> tuple[int, float]:
+    """The least any Spark landing of ``folder`` does: read each file, split its text on
+    ``separator`` (a regex) and count the pieces that start with ``keep`` (a regex), into a
+    no-op sink. No hashing, no checks, no field extraction, no write: what Spark itself
+    costs on this machine, so a target above it is out of reach for any Spark code."""
+    from pyspark.sql import functions as F
+
+    t0 = time.perf_counter()
+    pieces = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(str(folder))
+        .select(F.explode(F.split(F.col("content").cast("string"), separator)).alias("piece"))
+        .where(F.col("piece").rlike(keep))
+    )
+    pieces.write.format("noop").mode("overwrite").save()
+    seconds = time.perf_counter() - t0
+    return int(pieces.count()), seconds
