@@ -54,6 +54,7 @@ from models.nlp.resources import load_resource, versions
 
 if TYPE_CHECKING:
     from lakehouse.settings import Settings
+    from lakehouse.synthetic.wording import NoteWording
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ CHALLENGE = (
 SUBSTITUTED_LABELS = ("CONDITION", "SYMPTOM")
 
 Span3 = tuple[int, int, str]
+#: Metric prefixes: ``validation`` (what the policy is chosen on: varied notes of the
+#: validation part, or the default notes' split when ``varied_patients`` is 0),
+#: ``validation_standard`` (the default notes' split), ``held_out`` (a default hospital of
+#: ``held_out_seed``), ``held_out_varied`` (its varied held-out part), ``challenge``.
+SPLITS = ("validation", "validation_standard", "held_out", "held_out_varied", "challenge")
 
 
 def model_name(lang: str) -> str:
@@ -112,6 +118,18 @@ class TrainConfig:
     embed_size: int = 2000
     held_out_seed: int = 9001
     held_out_patients: int = 60
+    #: Varied wording (lakehouse/synthetic/wording.py): a hospital of ``seed`` in its train
+    #: part is added to the training notes; the policy is chosen on a hospital of
+    #: ``validation_seed`` in its validation part, and a hospital of ``held_out_seed`` in its
+    #: held-out part is scored. 0 patients: the default notes only (split for validation).
+    varied_patients: int = 400
+    validation_seed: int = 7002
+    validation_patients: int = 100
+    varied_held_out_patients: int = 60
+    #: Substituted copies of each varied note; when > 0, substitution (of every note) also
+    #: draws on the varied vocabulary's train part. 0 by default: 1 scored lower on the
+    #: validation notes (docs/nlp.md).
+    varied_substitutions: int = 0
     langs: tuple[str, ...] = rules.LANGS
 
 
@@ -147,19 +165,21 @@ class TrainReport:
                 f"merge={r.merge}"
                 + (f"; run {r.run_id} -> {model_name(r.lang)} v{r.version}" if r.run_id else "")
             )
-            for split in ("validation", "held_out", "challenge"):
+            for split in SPLITS:
                 shown = ", ".join(
                     f"{p} {m.get(f'{split}_{p}_f1', float('nan')):.4f}" for p in MERGE_POLICIES
                 )
-                lines.append(f"  {split:<10} entity F1: {shown}")
+                if any(f"{split}_{p}_f1" in m for p in MERGE_POLICIES):
+                    lines.append(f"  {split:<19} entity F1: {shown}")
         return "\n".join(lines)
 
 
 # --- data ---------------------------------------------------------------------------------
 
 
-def read_notes(hospital: Path) -> list[Note]:
-    """The annotated notes of a synthetic hospital (entities of ``TRAINED_LABELS`` only).
+def read_notes(hospital: Path, tag: str = "") -> list[Note]:
+    """The annotated notes of a synthetic hospital (entities of ``TRAINED_LABELS`` only);
+    ``tag`` prefixes the note ids (two hospitals of one seed share them).
 
     Annotations that dirt cut off (past the end of the file) or whose text no longer matches
     the file are dropped with their note: a note with a missing span would teach "no entity".
@@ -181,7 +201,7 @@ def read_notes(hospital: Path) -> list[Note]:
             dropped += 1
             continue
         spans = tuple(sorted((g["start"], g["end"], g["label"]) for g in gold))
-        notes.append(Note(str(d["doc_id"]), str(d["language"]), text, spans))
+        notes.append(Note(f"{tag}{d['doc_id']}", str(d["language"]), text, spans))
     logger.info("read %d annotated notes (%d dropped: cut or altered)", len(notes), dropped)
     return notes
 
@@ -197,19 +217,27 @@ def split_notes(notes: Sequence[Note], share: float, seed: int) -> tuple[list[No
     return train, [n for n in notes if bucket(n) < share]
 
 
-def surfaces(lang: str) -> dict[str, list[str]]:
-    """Label -> every ``lang`` surface form of that label in ``lexicon.json``."""
+def surfaces(lang: str, varied: bool = False) -> dict[str, list[str]]:
+    """Label -> every ``lang`` surface form of that label in ``lexicon.json``; ``varied``:
+    also the ``train`` part of the synthetic varied-wording vocabulary (never its validation
+    or held-out parts)."""
     out: dict[str, list[str]] = defaultdict(list)
     for concept in load_resource("lexicon")["concepts"]:
         if concept["label"] in SUBSTITUTED_LABELS:
             out[concept["label"]].extend(concept.get(lang) or [])
+    if varied:
+        from lakehouse.synthetic.wording import vocabulary
+
+        for label in SUBSTITUTED_LABELS:
+            out[label].extend(t for t, _ in vocabulary(label, lang, "train"))
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
-def substitute(note: Note, rng: random.Random) -> Note:
+def substitute(note: Note, rng: random.Random, varied: bool = False) -> Note:
     """``note`` with each CONDITION/SYMPTOM surface replaced by a random same-label lexicon
-    surface (English: the original's capitalisation of the first letter kept)."""
-    forms = surfaces(note.lang)
+    surface (``varied``: or varied-wording ``train`` vocabulary surface; English: the
+    original's capitalisation of the first letter kept)."""
+    forms = surfaces(note.lang, varied)
     parts, spans, pos, shift = [], [], 0, 0
     for start, end, label in note.spans:
         old = note.text[start:end]
@@ -225,10 +253,10 @@ def substitute(note: Note, rng: random.Random) -> Note:
     return Note(f"{note.note_id}~{rng.random():.6f}", note.lang, "".join(parts), tuple(spans))
 
 
-def augment(notes: Sequence[Note], copies: int, seed: int) -> list[Note]:
+def augment(notes: Sequence[Note], copies: int, seed: int, varied: bool = False) -> list[Note]:
     """``copies`` substituted variants of each note (deterministic for ``seed``)."""
     rng = random.Random(seed)  # noqa: S311 (augmentation, not security)
-    return [substitute(n, rng) for n in notes for _ in range(copies)]
+    return [substitute(n, rng, varied) for n in notes for _ in range(copies)]
 
 
 def to_docs(nlp: Language, notes: Iterable[Note]) -> tuple[list[Doc], int]:
@@ -349,38 +377,60 @@ def choose(metrics: Mapping[str, float]) -> str:
     return max(order, key=lambda p: (metrics[f"validation_{p}_f1"], -order.index(p)))
 
 
-def train_language(
-    lang: str,
-    cfg: TrainConfig,
-    train: Sequence[Note],
-    validation: Sequence[Note],
-    held_out: Path | None,
-    challenge: list[dict[str, Any]] | None,
-) -> LangResult:
+@dataclass(frozen=True)
+class TrainData:
+    """The notes and hospitals one training run uses (see ``SPLITS``)."""
+
+    train: Sequence[Note]
+    validation: Sequence[Note]
+    validation_standard: Sequence[Note] = ()
+    held_out: Path | None = None
+    held_out_varied: Path | None = None
+    challenge: list[dict[str, Any]] | None = None
+
+
+#: Note id prefix of varied-wording notes (not augmented: their surfaces already vary).
+VARIED_TAG = "varied/"
+
+
+def train_language(lang: str, cfg: TrainConfig, data: TrainData) -> LangResult:
     """Train ``lang``'s NER, score every policy on validation, held-out and challenge data."""
     started = time.monotonic()
-    train = [n for n in train if n.lang == lang]
-    validation = [n for n in validation if n.lang == lang]
+    train = [n for n in data.train if n.lang == lang]
+    validation = [n for n in data.validation if n.lang == lang]
     if not validation:
         raise error(ErrorCode.NLP_TRAINING_DATA_INVALID, stage="validation", name=lang,
                     reason="the split left no notes; generate more patients")  # fmt: skip
-    extra = augment(train, cfg.substitutions, cfg.seed)
+    standard = [n for n in train if not n.note_id.startswith(VARIED_TAG)]
+    varied = cfg.varied_patients > 0 and cfg.varied_substitutions > 0
+    extra = augment(standard, cfg.substitutions, cfg.seed, varied)
+    if varied and cfg.varied_substitutions:
+        notes = [n for n in train if n.note_id.startswith(VARIED_TAG)]
+        extra += augment(notes, cfg.varied_substitutions, cfg.seed + 1, varied)
     tokenizer = build_pipeline(lang)
     docs, misaligned = to_docs(tokenizer, [*train, *extra])
     model = fit(lang, docs, cfg)
     metrics: dict[str, float] = {}
+    scored = {"validation": validation}
+    if data.validation_standard:
+        scored["validation_standard"] = [n for n in data.validation_standard if n.lang == lang]
+    hospitals = {"held_out": data.held_out, "held_out_varied": data.held_out_varied}
+    challenge = data.challenge
     for policy in MERGE_POLICIES:
         nlp = combined(lang, model, policy)
-        counts = score_notes(nlp, validation)
-        metrics.update(
-            _f1_metrics(f"validation_{policy}", {k: c.scores() for k, c in counts.items()})
-        )
-        if held_out is not None:
-            rep = evaluate(held_out, pipelines={lang: nlp}, phi=False)["entities"].get(lang)
+        for split, notes in scored.items():
+            counts = score_notes(nlp, notes)
+            metrics.update(
+                _f1_metrics(f"{split}_{policy}", {k: c.scores() for k, c in counts.items()})
+            )
+        for split, hospital in hospitals.items():
+            if hospital is None:
+                continue
+            rep = evaluate(hospital, pipelines={lang: nlp}, phi=False)["entities"].get(lang)
             if rep:
                 per = {"micro": rep["micro"], **rep["per_label"]}
-                metrics.update(_f1_metrics(f"held_out_{policy}", per))
-                metrics[f"held_out_{policy}_assertion_accuracy"] = rep["assertion_accuracy"]
+                metrics.update(_f1_metrics(f"{split}_{policy}", per))
+                metrics[f"{split}_{policy}_assertion_accuracy"] = rep["assertion_accuracy"]
         if challenge is not None:
             cases = [c for c in challenge if c["lang"] == lang]
             rep = score_cases(cases, pipelines={lang: nlp}).get(lang)
@@ -391,6 +441,7 @@ def train_language(
     model.meta["lakehouse"] = {"merge": chosen, "seed": cfg.seed, "resources": versions()}
     sizes = {
         "train_notes": len(train),
+        "varied_train_notes": len(train) - len(standard),
         "augmented_notes": len(extra),
         "train_docs": len(docs),
         "misaligned_notes": misaligned,
@@ -411,6 +462,7 @@ def train(
     generated with ``cfg.seed`` (else one is generated); ``held_out``: an evaluation hospital
     (else one of ``cfg.held_out_seed`` is generated when ``cfg.held_out_patients`` > 0)."""
     check_seed(cfg.seed)
+    check_seed(cfg.validation_seed)
     if cfg.held_out_seed == cfg.seed:
         raise error(ErrorCode.NLP_TRAINING_SEED_HELD_OUT, found=cfg.held_out_seed,
                     expected=", ".join(map(str, sorted(HELD_OUT_SEEDS))))  # fmt: skip
@@ -428,11 +480,31 @@ def train(
                 HospitalConfig(patients=cfg.held_out_patients, sites=3, seed=cfg.held_out_seed),
             )
         train_notes, validation = split_notes(read_notes(hospital), cfg.validation_share, cfg.seed)
+        data = TrainData(train_notes, validation, held_out=held_out, challenge=cases)
+        if cfg.varied_patients > 0:
+            varied: dict[str, tuple[int, int, NoteWording]] = {
+                "train": (cfg.seed, cfg.varied_patients, "varied-train"),
+                "validation": (cfg.validation_seed, cfg.validation_patients, "varied-validation"),
+                "held_out": (cfg.held_out_seed, cfg.varied_held_out_patients, "varied-held-out"),
+            }
+            where = {}
+            for part, (seed, patients, wording) in varied.items():
+                if patients > 0:
+                    where[part] = Path(tmp) / f"varied_{part}"
+                    config = HospitalConfig(
+                        patients=patients, sites=3, seed=seed, note_wording=wording
+                    )
+                    generate(where[part], config)
+            data = replace(
+                data,
+                train=[*train_notes, *read_notes(where["train"], VARIED_TAG)],
+                validation=read_notes(where["validation"], VARIED_TAG),
+                validation_standard=validation,
+                held_out_varied=where.get("held_out"),
+            )
         report = TrainReport(cfg)
         for lang in cfg.langs:
-            report.results.append(
-                train_language(lang, cfg, train_notes, validation, held_out, cases)
-            )
+            report.results.append(train_language(lang, cfg, data))
     return report
 
 
@@ -539,10 +611,15 @@ def log_and_register(settings: Settings, report: TrainReport) -> TrainReport:
 
 
 def save(report: TrainReport, out: Path) -> None:
-    """Write ``out/<lang>`` (spaCy folders ``nlp.trained_dir`` points at)."""
+    """Write ``out/<lang>`` (spaCy folders ``nlp.trained_dir`` points at) and
+    ``out/metrics.json`` (per language: chosen policy, sizes, every metric)."""
     out.mkdir(parents=True, exist_ok=True)
     for result in report.results:
         result.nlp.to_disk(out / result.lang)
+    summary = {
+        r.lang: {"merge": r.merge, "sizes": r.sizes, "metrics": r.metrics} for r in report.results
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1, sort_keys=True), "utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--substitutions", type=int, default=d.substitutions)
     ap.add_argument("--held-out-seed", type=int, default=d.held_out_seed)
     ap.add_argument("--held-out-patients", type=int, default=d.held_out_patients)
+    ap.add_argument("--varied-patients", type=int, default=d.varied_patients, help="0: none")
+    ap.add_argument("--validation-seed", type=int, default=d.validation_seed)
+    ap.add_argument("--validation-patients", type=int, default=d.validation_patients)
+    ap.add_argument("--varied-held-out-patients", type=int, default=d.varied_held_out_patients)
+    ap.add_argument("--varied-substitutions", type=int, default=d.varied_substitutions)
     ap.add_argument("--lang", action="append", choices=rules.LANGS, help="default: both")
     ap.add_argument("--out", type=Path, help="also write the trained pipelines here")
     ap.add_argument("--no-mlflow", action="store_true", help="train and score only")
@@ -568,6 +650,11 @@ def main(argv: list[str] | None = None) -> int:
         substitutions=args.substitutions,
         held_out_seed=args.held_out_seed,
         held_out_patients=args.held_out_patients,
+        varied_patients=args.varied_patients,
+        validation_seed=args.validation_seed,
+        validation_patients=args.validation_patients,
+        varied_held_out_patients=args.varied_held_out_patients,
+        varied_substitutions=args.varied_substitutions,
         langs=tuple(args.lang or rules.LANGS),
     )
     report = train(cfg)

@@ -30,7 +30,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_training_is_tracked_and_registered(mlflow_server: Any) -> None:
-    cfg = dataclasses.replace(TrainConfig(), patients=120, epochs=3, held_out_patients=20)
+    cfg = dataclasses.replace(
+        TrainConfig(),
+        patients=120,
+        epochs=3,
+        held_out_patients=20,
+        varied_patients=60,
+        validation_patients=30,
+        varied_held_out_patients=20,
+    )
     report = log_and_register(mlflow_server.settings, train(cfg))
     client = mlflow.MlflowClient()
     for result in report.results:
@@ -43,11 +51,13 @@ def test_training_is_tracked_and_registered(mlflow_server: Any) -> None:
         assert params["lang"] == result.lang
         assert params["merge"] in MERGE_POLICIES
         assert params["rules_lexicon_version"]
-        for split in ("validation", "held_out", "challenge"):
+        splits = ("validation", "validation_standard", "held_out", "held_out_varied", "challenge")
+        for split in splits:
             for policy in MERGE_POLICIES:
                 assert 0.0 <= metrics[f"{split}_{policy}_f1"] <= 1.0
         for label in ("CONDITION", "SYMPTOM"):
             assert f"held_out_rules_{label}_f1" in metrics
+            assert f"held_out_varied_rules_{label}_f1" in metrics
         # the rules alone and the chosen combination keep the held-out target
         assert metrics["held_out_rules_f1"] >= 0.95
         assert metrics[f"held_out_{result.merge}_f1"] >= 0.95

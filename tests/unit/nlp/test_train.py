@@ -167,3 +167,22 @@ def test_the_trained_component_must_earn_its_place() -> None:
     tie = {"validation_rules_f1": 1.0, "validation_add_f1": 1.0, "validation_longest_f1": 1.0}
     assert choose(tie) == "rules"
     assert choose({**tie, "validation_rules_f1": 0.9, "validation_longest_f1": 0.95}) == "add"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_varied_substitution_draws_only_on_the_train_vocabulary(lang: str) -> None:
+    from lakehouse.synthetic.wording import vocabulary
+
+    lexicon, varied = surfaces(lang), surfaces(lang, varied=True)
+    for label in ("CONDITION", "SYMPTOM"):
+        train_part = {t for t, _ in vocabulary(label, lang, "train")}
+        assert set(varied[label]) == set(lexicon[label]) | train_part
+        for part in ("validation", "held_out"):
+            assert not {t for t, _ in vocabulary(label, lang, part)} & set(varied[label])
+
+
+def test_the_policy_is_chosen_on_validation_only() -> None:
+    # held-out and challenge figures never decide
+    metrics = {"validation_rules_f1": 0.7, "validation_add_f1": 0.8, "validation_longest_f1": 0.75}
+    metrics |= {"held_out_varied_rules_f1": 1.0, "challenge_rules_f1": 1.0}
+    assert choose(metrics) == "add"
