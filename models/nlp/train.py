@@ -130,6 +130,8 @@ class TrainConfig:
     #: draws on the varied vocabulary's train part. 0 by default: 1 scored lower on the
     #: validation notes (docs/nlp.md).
     varied_substitutions: int = 0
+    #: Keep notes with a span off token boundaries, its tokens marked unknown (else: drop).
+    misaligned_missing: bool = False
     langs: tuple[str, ...] = rules.LANGS
 
 
@@ -259,17 +261,29 @@ def augment(notes: Sequence[Note], copies: int, seed: int, varied: bool = False)
     return [substitute(n, rng, varied) for n in notes for _ in range(copies)]
 
 
-def to_docs(nlp: Language, notes: Iterable[Note]) -> tuple[list[Doc], int]:
-    """Reference docs (tokenized by ``nlp``, entities set exactly); notes whose spans do not
-    fall on token boundaries are left out and counted."""
+def to_docs(nlp: Language, notes: Iterable[Note], missing: bool = False) -> tuple[list[Doc], int]:
+    """Reference docs (tokenized by ``nlp``, entities set exactly) and the count of notes with
+    a span that does not fall on token boundaries. Such notes are left out, or with
+    ``missing`` kept with the tokens the span touches marked unknown (neither entity nor
+    outside: no loss either way), unless that overlaps another entity."""
     docs, misaligned = [], 0
     for note in notes:
         doc = nlp.make_doc(note.text)
         ents = [doc.char_span(s, e, label=lb, alignment_mode="strict") for s, e, lb in note.spans]
-        if any(span is None for span in ents):
+        bad = [note.spans[i] for i, span in enumerate(ents) if span is None]
+        if bad:
             misaligned += 1
+            if not missing:
+                continue
+        unknown = [doc.char_span(s, e, alignment_mode="expand") for s, e, _ in bad]
+        try:
+            doc.set_ents(
+                [s for s in ents if s is not None],
+                missing=[s for s in unknown if s is not None],
+                default="outside",
+            )
+        except ValueError:  # the widened span overlaps an entity: leave the note out
             continue
-        doc.set_ents([s for s in ents if s is not None], default="outside")
         docs.append(doc)
     return docs, misaligned
 
@@ -408,7 +422,7 @@ def train_language(lang: str, cfg: TrainConfig, data: TrainData) -> LangResult:
         notes = [n for n in train if n.note_id.startswith(VARIED_TAG)]
         extra += augment(notes, cfg.varied_substitutions, cfg.seed + 1, varied)
     tokenizer = build_pipeline(lang)
-    docs, misaligned = to_docs(tokenizer, [*train, *extra])
+    docs, misaligned = to_docs(tokenizer, [*train, *extra], missing=cfg.misaligned_missing)
     model = fit(lang, docs, cfg)
     metrics: dict[str, float] = {}
     scored = {"validation": validation}
@@ -637,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation-patients", type=int, default=d.validation_patients)
     ap.add_argument("--varied-held-out-patients", type=int, default=d.varied_held_out_patients)
     ap.add_argument("--varied-substitutions", type=int, default=d.varied_substitutions)
+    ap.add_argument("--misaligned-missing", action="store_true", help="keep misaligned notes")
     ap.add_argument("--lang", action="append", choices=rules.LANGS, help="default: both")
     ap.add_argument("--out", type=Path, help="also write the trained pipelines here")
     ap.add_argument("--no-mlflow", action="store_true", help="train and score only")
@@ -655,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         validation_patients=args.validation_patients,
         varied_held_out_patients=args.varied_held_out_patients,
         varied_substitutions=args.varied_substitutions,
+        misaligned_missing=args.misaligned_missing,
         langs=tuple(args.lang or rules.LANGS),
     )
     report = train(cfg)

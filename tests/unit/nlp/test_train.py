@@ -186,3 +186,19 @@ def test_the_policy_is_chosen_on_validation_only() -> None:
     metrics = {"validation_rules_f1": 0.7, "validation_add_f1": 0.8, "validation_longest_f1": 0.75}
     metrics |= {"held_out_varied_rules_f1": 1.0, "challenge_rules_f1": 1.0}
     assert choose(metrics) == "add"
+
+
+def test_misaligned_spans_can_stay_as_unknown_tokens() -> None:
+    note = Note(
+        "x", "en", "Denies anemias. No headache.", ((7, 13, "CONDITION"), (19, 27, "SYMPTOM"))
+    )
+    docs, misaligned = to_docs(build_pipeline("en"), [note], missing=True)
+    assert misaligned == 1
+    assert [(t.text, t.ent_iob_, t.ent_type_) for t in docs[0]] == [
+        ("Denies", "O", ""),
+        ("anemias", "", ""),  # unknown: no loss for entity or outside
+        (".", "O", ""),
+        ("No", "O", ""),
+        ("headache", "B", "SYMPTOM"),
+        (".", "O", ""),
+    ]
