@@ -13,6 +13,12 @@ medspaCy ConText's five flags
   (and ``same_sentences_cues``: ``CATEGORY:cue text`` of each modifier per target);
 * ``same_units``: the same, and a cue inside one of our list items modifies only targets in
   that item (each default rule gets an ``on_modifies`` callback; the rules are unchanged);
+* ``same_units_pruned``: ``same_units`` with ConText's own ``prune_on_target_overlap=True``
+  (a cue that overlaps a target is dropped, instead of only not modifying that target);
+* ``concepts_pruned``: ConText as shipped (no callback) on our sentences with
+  ``prune_on_target_overlap=True``, given each list item, the name of a coded concept
+  ("not in labor force (finding)"), as one more target (span group ``targets``, label
+  ``CONCEPT_NAME``, not scored), so a cue word inside a concept name is dropped;
 * ``pyrush_sentences``: ConText over medspaCy's own PyRuSH sentences; ``pyrush_units``: the
   same with our list items;
 
@@ -71,12 +77,23 @@ def _within_item(target: Any, modifier: Any, _between: Any) -> bool:
     return True
 
 
-def _units_context() -> Any:
-    """A second ConText with the default rules, each given the :func:`_within_item` callback."""
-    context: Any = spacy.blank("en").add_pipe("medspacy_context")
+def _units_context(**config: Any) -> Any:
+    """A ConText with the default rules, each given the :func:`_within_item` callback."""
+    context: Any = spacy.blank("en").add_pipe("medspacy_context", config=config)
     for rule in context.rules:
         rule.on_modifies = _within_item
     return context
+
+
+def _concept_targets(doc: Doc, targets: list[list[Any]], items: list[list[int]]) -> list[Any]:
+    """Our targets and the list items as span group ``targets`` (they overlap; ConText reads
+    a group when ``input_span_type`` is ``group``); returns our targets' spans."""
+    spans = [doc.char_span(s, e, label=label, alignment_mode="strict") for s, e, label in targets]
+    names = [
+        doc.char_span(lo, hi, label="CONCEPT_NAME", alignment_mode="contract") for lo, hi in items
+    ]
+    doc.spans["targets"] = [s for s in spans + names if s is not None and len(s)]
+    return spans
 
 
 def _flags(spans: list[Any]) -> list[list[bool] | None]:
@@ -152,6 +169,32 @@ def main(argv: list[str]) -> int:
         units_context(doc)
         units.append(_flags(spans))
         units_cues.append(_cues(spans))
+    # The same with ConText's own option that drops a cue overlapping a target.
+    pruned_context = _units_context(prune_on_target_overlap=True)
+    pruned: list[list[list[bool] | None]] = []
+    pruned_cues: list[list[list[str]]] = []
+    for (doc, spans), its in zip(prepared(), items, strict=True):
+        doc.user_data["list_items"] = [tuple(i) for i in its]
+        pruned_context(doc)
+        pruned.append(_flags(spans))
+        pruned_cues.append(_cues(spans))
+    # ConText as shipped with that option, the concept names of the lists as extra targets.
+    concept_context: Any = spacy.blank("en").add_pipe(
+        "medspacy_context",
+        config={
+            "prune_on_target_overlap": True,
+            "input_span_type": "group",
+            "span_group_name": "targets",
+        },
+    )
+    concepts: list[list[list[bool] | None]] = []
+    concepts_cues: list[list[list[str]]] = []
+    for text, starts, tg, its in zip(texts, sent_starts, targets, items, strict=True):
+        doc = _doc(blank, text, starts)
+        spans = _concept_targets(doc, tg, its)
+        concept_context(doc)
+        concepts.append(_flags(spans))
+        concepts_cues.append(_cues(spans))
     for doc, _ in prepared(warm):
         context(doc)
     context_s = [0.0, 0.0]
@@ -200,6 +243,10 @@ def main(argv: list[str]) -> int:
         "same_sentences_cues": cues,
         "same_units": units,
         "same_units_cues": units_cues,
+        "same_units_pruned": pruned,
+        "same_units_pruned_cues": pruned_cues,
+        "concepts_pruned": concepts,
+        "concepts_pruned_cues": concepts_cues,
         "pyrush_sentences": rush,
         "pyrush_units": rush_units,
         "context_only_s": [x / repeat for x in context_s],
