@@ -31,6 +31,13 @@ def synth(
         str | None,
         typer.Option("--his-url", help="SQLAlchemy URL of the HIS database (default: SQLite)."),
     ] = None,
+    note_wording: Annotated[
+        str,
+        typer.Option(
+            "--note-wording",
+            help="standard (default) or varied-train / varied-validation / varied-held-out.",
+        ),
+    ] = "standard",
 ) -> None:
     """Generate a synthetic multi-site hospital: source systems, dirt and ground truth."""
     from lakehouse.logging import configure_logging
@@ -48,6 +55,7 @@ def synth(
             chunk_size=chunk_size if chunk_size is not None else s.chunk_size,
             dirt=DirtRates.clean() if clean or s.clean else DirtRates(),
             his_url=his_url,
+            note_wording=note_wording,  # type: ignore[arg-type]  # validate() checks it
         )
         report = generate(out, config, overwrite=overwrite)
     except LakehouseError as exc:

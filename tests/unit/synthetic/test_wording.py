@@ -150,3 +150,18 @@ def test_an_unknown_wording_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LakehouseError) as info:
         generate(tmp_path, _config("varied-everything"))
     assert info.value.code is ErrorCode.SYNTH_PARAMETER_INVALID
+
+
+def test_the_synth_command_takes_a_wording(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse_cli.main import app
+
+    out = tmp_path / "h"
+    args = ["synth", "--patients", "3", "--seed", "3", "--clean", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--note-wording", "varied-held-out"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    assert manifest["parameters"]["note_wording"] == "varied-held-out"
+    bad = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "x"), "--note-wording", "odd"])
+    assert bad.exit_code == ErrorCode.SYNTH_PARAMETER_INVALID.exit_status
