@@ -236,15 +236,28 @@ def _land_source(
         # read it rather than aggregating the records again.
         rows = _manifest_rows(files, records, run_id).persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(rows)
-        batch.manifest_rows = rows
-        _count(rows, report)
+        batch.manifest_rows = rows.drop("index_clashes")
+        clashes = _count(rows, report)
+        if clashes:
+            # A parser numbered two rows of one file alike: their keys would clash. Refused
+            # before any commit, so the MERGEs below can take the keys as unique.
+            raise error(
+                ErrorCode.DUPLICATE_KEYS,
+                table=fmt.table.name,
+                count=clashes,
+                keys=", ".join(fmt.table.keys),
+            )
         if report.records_landed:
             # Insert-only: a replayed record keeps the lineage of the run that landed it.
+            # Keys are unique by construction: the fresh files' SHA-256 differ (duplicates
+            # are not parsed, empty files only quarantined) and each file's record indexes
+            # were just counted distinct, so no per-key window shuffles the payloads.
             upsert(
                 spark,
                 fmt.table,
                 _stamped(landed_rows(records, fmt.columns), run_id),
                 insert_only=True,
+                unique_keys=True,
             )
         if report.records_quarantined:
             batch.quarantine = _stamped(quarantine_rows(records), run_id)
@@ -255,12 +268,21 @@ def _land_source(
 
 def _finish(spark: SparkSession, batches: list[_Batch], *, run_id: str) -> None:
     """After every bronze MERGE: quarantine, then the manifest, then the reports."""
+    # Keys are unique by construction (see _land_source): quarantine rows are keyed by
+    # file path, content and record index (paths differ across sources, indexes within a
+    # file were counted distinct), manifest rows are one per listed file path.
     quarantine = [b.quarantine for b in batches if b.quarantine is not None]
     if quarantine:
-        upsert(spark, QUARANTINE, reduce(DataFrame.unionByName, quarantine), insert_only=True)
+        upsert(
+            spark,
+            QUARANTINE,
+            reduce(DataFrame.unionByName, quarantine),
+            insert_only=True,
+            unique_keys=True,
+        )
     manifest = [b.manifest_rows for b in batches if b.manifest_rows is not None]
     if manifest:
-        upsert(spark, LANDING_FILES, reduce(DataFrame.unionByName, manifest))
+        upsert(spark, LANDING_FILES, reduce(DataFrame.unionByName, manifest), unique_keys=True)
     rows = [{"run_id": run_id, "started_at": b.started_at, **asdict(b.report)} for b in batches]
     if rows:
         append(spark, INGEST_RUNS, spark.createDataFrame(rows, INGEST_RUNS.schema))
@@ -277,12 +299,15 @@ def _stamped(df: DataFrame, run_id: str) -> DataFrame:
 
 
 def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFrame:
-    """One ``ops.landing_files`` row per new file: status and record counts."""
+    """One ``ops.landing_files`` row per new file: status and record counts, and
+    ``index_clashes`` (not a manifest column): the file's rows beyond its distinct record
+    indexes, zero unless a parser numbered two rows (records or findings) alike."""
     record = ~F.col("finding")
     per_file = records.groupBy("file_path", "file_sha256").agg(
         F.sum((record & F.col("error_name").isNull()).cast("long")).alias("records_landed"),
         F.sum((record & F.col("error_name").isNotNull()).cast("long")).alias("records_quarantined"),
         F.sum(F.col("finding").cast("long")).alias("findings_quarantined"),
+        (F.count(F.lit(1)) - F.count_distinct("record_index")).alias("index_clashes"),
     )
     landed = F.coalesce(F.col("records_landed"), F.lit(0))
     quarantined = F.coalesce(F.col("records_quarantined"), F.lit(0))
@@ -305,11 +330,13 @@ def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFra
         F.coalesce(F.col("findings_quarantined"), F.lit(0)).alias("findings_quarantined"),
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("recorded_at"),
+        F.coalesce(F.col("index_clashes"), F.lit(0)).alias("index_clashes"),
     )
 
 
-def _count(rows: DataFrame, report: SourceReport) -> None:
-    """Fill the report's file and record counts from the manifest rows (one small action)."""
+def _count(rows: DataFrame, report: SourceReport) -> int:
+    """Fill the report's file and record counts from the manifest rows (one small action);
+    return the rows whose record index repeats within their file (zero when sound)."""
     totals = rows.agg(
         F.sum((F.col("status") == "landed").cast("long")).alias("landed"),
         F.sum((F.col("status") == "quarantined").cast("long")).alias("quarantined"),
@@ -318,6 +345,7 @@ def _count(rows: DataFrame, report: SourceReport) -> None:
         F.sum("records_quarantined").alias("records_quarantined"),
         F.sum("findings_quarantined").alias("findings"),
         F.sum("size_bytes").alias("bytes"),
+        F.sum("index_clashes").alias("clashes"),
     ).first()
     assert totals is not None
     report.files_landed = int(totals["landed"] or 0)
@@ -328,6 +356,7 @@ def _count(rows: DataFrame, report: SourceReport) -> None:
     report.records_seen = report.records_landed + report.records_quarantined
     report.findings_quarantined = int(totals["findings"] or 0)
     report.bytes_read = int(totals["bytes"] or 0)
+    return int(totals["clashes"] or 0)
 
 
 def _uri(spark: SparkSession, cfg: Settings) -> str:

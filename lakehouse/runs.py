@@ -86,8 +86,15 @@ def _record(spark: SparkSession, cfg: Settings, run: JobRun) -> None:
     }
     try:
         # A run is recorded once, under a fresh UUID4: an insert-only MERGE has nothing to
-        # update and skips the duplicate-key count and the matched-rows join (7 of 17 jobs).
-        upsert(spark, JOB_RUNS, spark.createDataFrame([row], JOB_RUNS.schema), insert_only=True)
+        # update and skips the duplicate-key count and the matched-rows join (7 of 17 jobs),
+        # and one fresh key needs no per-key window (one more job and its shuffle).
+        upsert(
+            spark,
+            JOB_RUNS,
+            spark.createDataFrame([row], JOB_RUNS.schema),
+            insert_only=True,
+            unique_keys=True,
+        )
     except Exception:
         # Never hide the run's own outcome behind a failure to record it.
         logger.exception("could not record run %s of %s", run.run_id, run.job)

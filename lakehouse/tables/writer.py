@@ -357,6 +357,7 @@ def upsert(
     *,
     insert_only: bool = False,
     delete_unmatched: bool = False,
+    unique_keys: bool = False,
 ) -> WriteReport:
     """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first).
 
@@ -365,13 +366,21 @@ def upsert(
     rewriting matched files. Within the input, one row per key is kept deterministically.
     ``delete_unmatched``: ``df`` is the whole table; stored rows whose key it lacks are
     deleted (one MERGE: unchanged rows are not rewritten, unlike an overwrite).
+    ``unique_keys``: the caller vouches that ``df`` holds at most one row per key, by
+    construction or by a check it already runs (one row per listed file, a fresh UUID, a
+    per-file count of record indexes). The writer then neither keeps one row per key
+    (a window that hashes and shuffles every row, payloads included) nor counts clashing
+    keys (an extra Spark job). A caller wrong about it stores duplicate keys: inputs that
+    can repeat a key (re-read rows, late deliveries, derived tables) leave it ``False``.
     """
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
     ensure_table(spark, spec)
     before = log_version(spark, spec.name)
     source = conform(df, spec)
-    if insert_only or spec.sequence_by:
+    if unique_keys:
+        pass  # one row per key already: nothing to choose between, nothing to check
+    elif insert_only or spec.sequence_by:
         source = latest_per_key(source, spec)
     else:
         source = _check_unique(source, spec)

@@ -117,3 +117,38 @@ def test_sigkill_mid_run_then_rerun_lands_once(spark: Any, tmp_path: Path, uniqu
     assert quarantine.count() == 20 * 20
     files = spark.read.format("delta").load(str(manifest))
     assert files.where("status = 'landed'").count() == 20
+
+
+def test_a_record_index_repeated_within_a_file_is_refused_before_any_commit(spark: Any) -> None:
+    """Bronze MERGEs take (file_sha256, record_index) as unique without a per-key window:
+    the run's one counting action counts each file's rows beyond its distinct indexes, and
+    a run with any refuses the source (LH-TBL-004) before its MERGEs."""
+    files = spark.createDataFrame(
+        [
+            ("f1", "a" * 64, "lis", "H001", 9, None, None),
+            ("f2", "b" * 64, "lis", "H001", 9, None, None),
+        ],
+        "file_path string, file_sha256 string, source_system string, institution_code string, "
+        "size_bytes long, modified_at timestamp, duplicate_of string",
+    )
+    records = spark.createDataFrame(
+        [
+            ("f1", "a" * 64, 0, None, False),
+            ("f1", "a" * 64, 1, "HL7_NO_MSH", False),
+            ("f1", "a" * 64, -1, "HL7_TRAILER_COUNT_MISMATCH", True),  # a finding: own index
+            ("f2", "b" * 64, 0, None, False),
+            ("f2", "b" * 64, 0, None, False),  # the clash
+        ],
+        "file_path string, file_sha256 string, record_index long, error_name string, "
+        "finding boolean",
+    )
+    report = ingest.SourceReport("lis")
+    rows = ingest._manifest_rows(files, records, "run-1")
+    assert ingest._count(rows, report) == 1
+    assert (report.records_landed, report.records_quarantined, report.findings_quarantined) == (
+        3,
+        1,
+        1,
+    )
+    sound = records.distinct()  # f2's two rows are one record
+    assert ingest._count(ingest._manifest_rows(files, sound, "run-1"), report) == 0
