@@ -17,7 +17,7 @@ from lakehouse.synthetic import catalog
 from lakehouse.synthetic.dirt import Dirt, Landing
 from lakehouse.synthetic.model import Encounter, Patient, Registration, Site, Staff
 from lakehouse.synthetic.truth import TruthWriter
-from lakehouse.synthetic.wording import part_of, varied_assertions
+from lakehouse.synthetic.wording import conditions_at, part_of, varied_assertions
 
 
 @dataclass
@@ -86,12 +86,7 @@ def _phi_header(b: NoteBuilder, reg: Registration, lang: str, when: str) -> None
 
 def _assertions(b: NoteBuilder, rng: random.Random, p: Patient, e: Encounter, lang: str) -> None:
     ph, cond = catalog.phrases(), catalog.conditions()
-    day = e.start.date()
-    active = [
-        c.key for c in p.conditions if c.onset <= day and (c.chronic or (day - c.onset).days < 30)
-    ]
-    past = [c.key for c in p.conditions if not c.chronic and (day - c.onset).days >= 30]
-    absent = [k for k in cond if all(c.key != k for c in p.conditions)]
+    active, past, absent = conditions_at(p, e)
     name = "zh" if lang == "zh" else "en"
     n = str(rng.randrange(1, 11))
 

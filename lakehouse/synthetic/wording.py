@@ -119,6 +119,19 @@ def slots(frame: str) -> int:
     return frame.count("{c}") + frame.count("{C}")
 
 
+def conditions_at(p: Patient, e: Encounter) -> tuple[list[str], list[str], list[str]]:
+    """Catalog condition keys at the encounter's day: the patient's active ones (chronic, or
+    begun within 30 days), past ones (not chronic, begun 30 days or more before) and the
+    catalog's conditions the patient does not have, in catalog order."""
+    day = e.start.date()
+    active = [
+        c.key for c in p.conditions if c.onset <= day and (c.chronic or (day - c.onset).days < 30)
+    ]
+    past = [c.key for c in p.conditions if not c.chronic and (day - c.onset).days >= 30]
+    absent = [k for k in catalog.conditions() if all(c.key != k for c in p.conditions)]
+    return active, past, absent
+
+
 def varied_assertions(
     b: Any, rng: random.Random, p: Patient, e: Encounter, lang: str, part: str
 ) -> None:
@@ -127,12 +140,7 @@ def varied_assertions(
     one negated catalog symptom, and 2-5 mentions of ``part``'s vocabulary; a frame with
     more slots than mentions is filled up from the vocabulary (same label and status)."""
     ph, cond = catalog.phrases(), catalog.conditions()
-    day = e.start.date()
-    active = [
-        c.key for c in p.conditions if c.onset <= day and (c.chronic or (day - c.onset).days < 30)
-    ]
-    past = [c.key for c in p.conditions if not c.chronic and (day - c.onset).days >= 30]
-    absent = [k for k in cond if all(c.key != k for c in p.conditions)]
+    active, past, absent = conditions_at(p, e)
     name = "zh" if lang == "zh" else "en"
     sep = "" if lang == "zh" else " "
     planned: list[tuple[str, str, tuple[str, str | None] | None]] = []
