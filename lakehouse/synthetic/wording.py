@@ -82,8 +82,9 @@ def frames(label: str, status: str, lang: str, part: str) -> list[str]:
 
 @cache
 def vocabulary(label: str, lang: str, part: str) -> list[tuple[str, str | None]]:
-    """(surface, concept) of ``part`` for one label and language; English concepts are
-    ``ICD10CM:<code>``, Chinese ones ``None`` (not coded by the generator)."""
+    """(surface, concept) of ``part`` for one label and language; a name with a code in the
+    data file has concept ``ICD10CM:<code>``, the others (all today's) ``None``: not coded by
+    the generator."""
     items = wording()["vocabulary"][lang][label]
     chosen = split(list(items), part, key=lambda x: str(x[0]))
     return [(t, f"ICD10CM:{c}" if c else None) for t, c in chosen]
