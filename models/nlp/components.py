@@ -67,7 +67,7 @@ def sentence_at(doc: Doc, char: int) -> tuple[int, int]:
 def section_at(doc: Doc, char: int) -> str | None:
     """The section (``sections.json`` name) that holds character ``char`` of ``doc``."""
     sections: list[tuple[int, str]] = doc._.sections or []
-    i = bisect.bisect_right([s for s, _ in sections], char) - 1
+    i = bisect.bisect_right(sections, char, key=lambda section: section[0]) - 1
     return sections[i][1] if i >= 0 else None
 
 
@@ -161,11 +161,8 @@ def _finding_spans(doc: Doc, doc_text: str, lang: str) -> list[tuple[int, int, r
     lex, pattern = rules.lexicon(lang), rules.finding_pattern(lang)
     out = []
     starts: list[int] = doc._.sent_starts or []
-    sections: list[tuple[int, str]] = doc._.sections or []
-    section_starts = [s for s, _ in sections]  # section_at, without rebuilding this per sentence
     for i, sent_start in enumerate(starts):
-        j = bisect.bisect_right(section_starts, sent_start) - 1
-        if j < 0 or sections[j][1] != "findings":
+        if section_at(doc, sent_start) != "findings":
             continue
         text = doc_text[sent_start : starts[i + 1] if i + 1 < len(starts) else len(doc_text)]
         m = pattern.search(text)
