@@ -419,7 +419,7 @@ def train_language(lang: str, cfg: TrainConfig, data: TrainData) -> LangResult:
     standard = [n for n in train if not n.note_id.startswith(VARIED_TAG)]
     varied = cfg.varied_patients > 0 and cfg.varied_substitutions > 0
     extra = augment(standard, cfg.substitutions, cfg.seed, varied)
-    if varied and cfg.varied_substitutions:
+    if varied:
         notes = [n for n in train if n.note_id.startswith(VARIED_TAG)]
         extra += augment(notes, cfg.varied_substitutions, cfg.seed + 1, varied)
     tokenizer = build_pipeline(lang)
