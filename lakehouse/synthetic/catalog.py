@@ -14,7 +14,8 @@ from importlib import resources
 from typing import Any
 
 
-def _load(name: str) -> dict[str, Any]:
+def load(name: str) -> dict[str, Any]:
+    """One JSON file of ``lakehouse/synthetic/data``."""
     text = resources.files("lakehouse.synthetic").joinpath("data", name).read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
@@ -23,13 +24,13 @@ def _load(name: str) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def clinical() -> dict[str, Any]:
     """The whole clinical catalog (labs, panels, drugs, conditions, departments, fees)."""
-    return _load("clinical.json")
+    return load("clinical.json")
 
 
 @lru_cache(maxsize=1)
 def phrases() -> dict[str, Any]:
     """Note phrase templates by assertion status and language."""
-    return _load("phrases.json")
+    return load("phrases.json")
 
 
 def labs() -> dict[str, dict[str, Any]]:

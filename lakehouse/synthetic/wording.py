@@ -16,23 +16,16 @@ it never saw. Annotations (offsets, label, assertion, concept) come from the sam
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from functools import cache
-from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from lakehouse.synthetic import catalog
 from lakehouse.synthetic.model import Encounter, Patient
 
 #: ``HospitalConfig.note_wording`` values: the default notes, or varied notes of one part.
 NoteWording = Literal["standard", "varied-train", "varied-validation", "varied-held-out"]
-WORDINGS: tuple[NoteWording, ...] = (
-    "standard",
-    "varied-train",
-    "varied-validation",
-    "varied-held-out",
-)
+WORDINGS: tuple[NoteWording, ...] = get_args(NoteWording)
 PARTS = ("train", "validation", "held_out")
 SPLIT_KEY = "wording-split-v1"
 #: Status weights of the extra (vocabulary) mentions, per label.
@@ -45,9 +38,7 @@ EXTRA_STATUS = {
 @cache
 def wording() -> dict[str, Any]:
     """``data/wording.json``: frames, relatives, vocabulary and split shares."""
-    text = resources.files("lakehouse.synthetic").joinpath("data/wording.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return catalog.load("wording.json")
 
 
 def part_of(wording_value: str) -> str:
