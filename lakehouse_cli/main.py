@@ -931,7 +931,12 @@ def _with_train_stage(pipeline: list[Any]) -> list[Any]:
         "tabular baseline and text/image/tabular/joint models in MLflow, champion scored",
         train_stage,
     )
-    at = [s.name for s in pipeline].index("features") + 1
+    return _after(pipeline, "features", stage)
+
+
+def _after(pipeline: list[Any], name: str, stage: Any) -> list[Any]:
+    """``pipeline`` with ``stage`` inserted right after the stage called ``name``."""
+    at = [s.name for s in pipeline].index(name) + 1
     return [*pipeline[:at], stage, *pipeline[at:]]
 
 
@@ -978,8 +983,7 @@ def _with_assistant_stage(pipeline: list[Any]) -> list[Any]:
         "clinical assistant (grounded mode) asked the evaluation's questions, with citations",
         assistant_stage,
     )
-    at = [s.name for s in pipeline].index("deid") + 1
-    return [*pipeline[:at], stage, *pipeline[at:]]
+    return _after(pipeline, "deid", stage)
 
 
 # --- LoRA fine-tuning of the local LLM (models/llm, docs/llm-tuning.md) ---
