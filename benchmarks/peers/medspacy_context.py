@@ -154,30 +154,27 @@ def main(argv: list[str]) -> int:
             out.append((doc, _set_targets(doc, tg)))
         return out
 
-    same: list[list[list[bool] | None]] = []
-    cues: list[list[list[str]]] = []
-    for doc, spans in prepared():
-        context(doc)
-        same.append(_flags(spans))
-        cues.append(_cues(spans))
+    def decide(
+        ctx: Any, docs: list[tuple[Doc, list[Any]]], with_items: bool
+    ) -> tuple[list[list[list[bool] | None]], list[list[list[str]]]]:
+        """``ctx`` over ``docs`` (``with_items``: our list items given to its callback):
+        per document, each target's flags and the cues behind them."""
+        flags, found = [], []
+        for (doc, spans), its in zip(docs, items, strict=True):
+            if with_items:
+                doc.user_data["list_items"] = [tuple(i) for i in its]
+            ctx(doc)
+            flags.append(_flags(spans))
+            found.append(_cues(spans))
+        return flags, found
+
+    same, cues = decide(context, prepared(), with_items=False)
     # The same, with our list items as scope units.
     units_context = _units_context()
-    units: list[list[list[bool] | None]] = []
-    units_cues: list[list[list[str]]] = []
-    for (doc, spans), its in zip(prepared(), items, strict=True):
-        doc.user_data["list_items"] = [tuple(i) for i in its]
-        units_context(doc)
-        units.append(_flags(spans))
-        units_cues.append(_cues(spans))
+    units, units_cues = decide(units_context, prepared(), with_items=True)
     # The same with ConText's own option that drops a cue overlapping a target.
     pruned_context = _units_context(prune_on_target_overlap=True)
-    pruned: list[list[list[bool] | None]] = []
-    pruned_cues: list[list[list[str]]] = []
-    for (doc, spans), its in zip(prepared(), items, strict=True):
-        doc.user_data["list_items"] = [tuple(i) for i in its]
-        pruned_context(doc)
-        pruned.append(_flags(spans))
-        pruned_cues.append(_cues(spans))
+    pruned, pruned_cues = decide(pruned_context, prepared(), with_items=True)
     # ConText as shipped with that option, the concept names of the lists as extra targets.
     concept_context: Any = spacy.blank("en").add_pipe(
         "medspacy_context",
@@ -187,14 +184,11 @@ def main(argv: list[str]) -> int:
             "span_group_name": "targets",
         },
     )
-    concepts: list[list[list[bool] | None]] = []
-    concepts_cues: list[list[list[str]]] = []
+    concept_docs = []
     for text, starts, tg, its in zip(texts, sent_starts, targets, items, strict=True):
         doc = _doc(blank, text, starts)
-        spans = _concept_targets(doc, tg, its)
-        concept_context(doc)
-        concepts.append(_flags(spans))
-        concepts_cues.append(_cues(spans))
+        concept_docs.append((doc, _concept_targets(doc, tg, its)))
+    concepts, concepts_cues = decide(concept_context, concept_docs, with_items=False)
     for doc, _ in prepared(warm):
         context(doc)
     context_s = [0.0, 0.0]
