@@ -163,35 +163,29 @@ def _lost_msh_cut(piece: Column) -> Column:
     )
 
 
-def _segment_starts(piece: Column, name: str) -> tuple[Column, Column]:
-    """Where the first and the second segment called ``name`` start: 1-based positions in
-    the piece behind a line feed, 0 when there is none. Substring searches, no regex."""
-    text = F.concat(F.lit("\n"), piece)  # a segment at the very start counts too
-
-    def found_from(pos: Column) -> Column:
-        a, b = (F.call_function("locate", F.lit(sep + name), text, pos) for sep in "\r\n")
-        return F.when(a == 0, b).when(b == 0, a).otherwise(F.least(a, b))
-
-    first = found_from(F.lit(1))
-    second = F.when(first == 0, F.lit(0)).otherwise(found_from(first + 1))
-    return first, second
-
-
 def _may_hold_lost_msh(piece: Column) -> Column:
     """A superset of the pieces :data:`_MAYBE_LOST` matches, found with substring searches.
 
-    Each of its alternatives needs two opener segments: an EVN after the first EVN, PID or
-    OBR; a second PID; a second OBR. A well-formed ORU (one PID, one OBR) or ADT (EVN right
-    after MSH, then one PID) fails this test and never reaches the regex, which scans the
-    piece three times. Exact: a piece this rejects cannot match the regex.
+    Each of its alternatives needs two opener segments: an EVN after an EVN, PID or OBR; a
+    second PID; a second OBR. So the piece must hold "EVN" with another "EVN" after it or a
+    "PID" or "OBR" before it, or hold "PID" twice, or "OBR" twice (as substrings: the test
+    may pass for a piece the regex then rejects, never the other way). None of the three
+    names can overlap itself or another, so each search starts just past the last one found.
+    A well-formed ORU (one PID, one OBR) or ADT (EVN right after MSH, then one PID) fails
+    it and never reaches the regex, which scans the piece three times.
+
+    Lambdas are evaluated interpreted, without common subexpressions: each search appears
+    once in the expression, so none runs twice.
     """
-    evn1, evn2 = _segment_starts(piece, "EVN")
-    pid1, pid2 = _segment_starts(piece, "PID")
-    obr1, obr2 = _segment_starts(piece, "OBR")
-    evn_late = (evn2 > 0) | (
-        (evn1 > 0) & (((pid1 > 0) & (pid1 < evn1)) | ((obr1 > 0) & (obr1 < evn1)))
+
+    def twice(name: str) -> Column:
+        return F.call_function("locate", F.lit(name), piece, F.instr(piece, name) + 1) > 0
+
+    before_evn = F.substring_index(piece, "EVN", 1)
+    evn_late = (F.instr(piece, "EVN") > 0) & (
+        twice("EVN") | (F.instr(before_evn, "PID") > 0) | (F.instr(before_evn, "OBR") > 0)
     )
-    return evn_late | (pid2 > 0) | (obr2 > 0)
+    return evn_late | twice("PID") | twice("OBR")
 
 
 def _pieces(text: Column) -> Column:
