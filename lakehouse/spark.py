@@ -69,6 +69,16 @@ def spark_conf(cfg: Settings) -> dict[str, str]:
         # Delta: schema evolution in MERGE is explicit (TableSpec), never implicit.
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+        # Delta 4.4 keeps a copy of a small table's file list in each commit's checksum (.crc)
+        # and, when any of the session/JVM time zones is not UTC (ours is the hospital's),
+        # checks that copy after every commit by rebuilding the table's whole state: 2 more
+        # Spark jobs per commit (SnapshotManagement.createSnapshotAfterCommit ->
+        # validateFileListAgainstCRC; allFilesInCrc.verificationMode.forceOnNonUTC). The copy
+        # is used for nothing but such checks (Snapshot.allFiles always rebuilds state), so
+        # leaving it out removes the check with nothing left to check; the checksum's counts,
+        # sizes, protocol and metadata stay. A 1-row append: 3 -> 1 jobs, ~1.7 s -> ~0.3 s on
+        # 2 busy cores; append + read 5 -> 4 jobs. benchmarks/landing.py's delta_floor.
+        "spark.databricks.delta.allFilesInCrc.enabled": "false",
     }
     if s.is_local:
         host = s.driver_host or "127.0.0.1"
