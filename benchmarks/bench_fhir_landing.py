@@ -13,6 +13,9 @@ member site, ``--per-file`` lines each) are read three ways, the warm run of thr
   the JSON kept, materialized into a table of an on-disk database (what a landing keeps);
 * Spark's floor (:func:`benchmarks.landing.spark_floor`): the files read and split into
   lines, the JSON-looking ones counted, nothing else: the bound on any Spark landing here;
+* Delta's floor (:func:`benchmarks.landing.delta_floor`): the same lines appended as (path,
+  raw JSON) to an existing Delta table and a report row to another, two commits, the best
+  of the three runs: the bound on any landing that keeps its records and report in Delta;
 * then the whole Spark landing (``jobs.ingest.run``: discovery, SHA-256 of every file, the
   manifest, quarantine and the Delta MERGE into ``bronze.fhir_resources``): first of a
   small delivery (``--warmup`` resources of another site: the run that creates the tables
@@ -150,20 +153,28 @@ def main(argv: list[str] | None = None) -> int:
             ingest={"landing_root": landing, "sources": ["fhir"]},
         )
         spark = build_spark(cfg)
-        from benchmarks.landing import spark_floor
+        from benchmarks.landing import delta_floor, delta_floor_tables, spark_floor
 
         root_uri = "file:" + str(staging)
         folder = staging / "fhir"
         # Alternated, warm runs: the machine's other load falls on both alike.
-        spark_runs, duck_runs, floor_runs = [], [], []
+        spark_runs, duck_runs, floor_runs, delta_runs = [], [], [], []
+        tables = delta_floor_tables(spark, tmp / "delta_floor")
         for _ in range(3):
             spark_runs.append(spark_parse(spark, folder, root_uri))
             duck_runs.append(duckdb_read(folder / "H0002", tmp / "peer.duckdb"))
             floor_runs.append(spark_floor(spark, folder, "\n", r"^\{"))
+            delta_runs.append(delta_floor(spark, folder, "\n", r"^\{", tables))
         n_spark, s_spark = spark_runs[-1]
         n_duck, s_duck = duck_runs[-1]
         n_floor, s_floor = floor_runs[-1]
-        assert n_spark == n_duck == n_floor == args.resources, (n_spark, n_duck, n_floor)
+        n_delta, s_delta = min(delta_runs, key=lambda run: run[1])
+        assert n_spark == n_duck == n_floor == n_delta == args.resources, (
+            n_spark,
+            n_duck,
+            n_floor,
+            n_delta,
+        )
         print(f"resources: {args.resources:,} in {len(paths)} NDJSON files, {mb:.1f} MB")
         print(
             f"spark parse (cold, warm): {spark_runs[0][1]:.1f}s, {s_spark:.1f}s "
@@ -177,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"spark floor (read, split into lines, count; warm): {s_floor:.1f}s "
             f"-> {mb / s_floor:.1f} MB/s; ratio to duckdb: {s_duck / s_floor:.2f}x"
+        )
+        print(
+            f"delta floor (resources + a report row appended to existing Delta tables, "
+            f"2 commits; warm, best of 3): {s_delta:.2f}s -> {mb / s_delta:.1f} MB/s; "
+            f"ratio to duckdb: {s_duck / s_delta:.2f}x"
         )
         if not args.no_landing:
             from jobs import ingest

@@ -9,7 +9,10 @@ evaluated into a no-op sink; the warm run of three is reported) and by ``python-
 (``hl7.split_file`` + ``hl7.parse`` + the same fields) in a pool of two processes. Then the
 whole landing (``jobs.ingest.run``: hashing, manifest, Delta MERGE) is timed once. Also
 timed: Spark's floor (:func:`benchmarks.landing.spark_floor`: files read, split on CR, MSH
-segments counted, nothing else), the bound on any Spark landing on this machine.
+segments counted, nothing else), the bound on any Spark landing on this machine, and Delta's
+floor (:func:`benchmarks.landing.delta_floor`: the messages appended as (path, raw text) to
+an existing Delta table and a report row to another, two commits, best of three warm runs),
+the bound on any landing that keeps its records and its run report in Delta.
 """
 
 from __future__ import annotations
@@ -106,14 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         spark = build_spark(cfg)
         root_uri = "file:" + str(landing)
-        from benchmarks.landing import spark_floor
+        from benchmarks.landing import delta_floor, delta_floor_tables, spark_floor
 
         runs = [spark_parse(spark, landing / "lis", root_uri) for _ in range(3)]
         floors = [spark_floor(spark, landing / "lis", "\r", "^MSH") for _ in range(3)]
+        tables = delta_floor_tables(spark, tmp / "delta_floor")
+        deltas = [
+            delta_floor(spark, landing / "lis", r"\r(?=MSH\|)", "^MSH", tables) for _ in range(3)
+        ]
         n_spark, s_spark = runs[-1]
         n_floor, s_floor = floors[-1]
+        n_delta, s_delta = min(deltas, key=lambda run: run[1])
         n_py, s_py = python_hl7(paths)
-        assert n_spark == n_py == n_floor == args.messages, (n_spark, n_py, n_floor)
+        assert n_spark == n_py == n_floor == n_delta == args.messages, (
+            n_spark,
+            n_py,
+            n_floor,
+            n_delta,
+        )
         spark_rate, py_rate = n_spark / s_spark, n_py / s_py
         print(f"messages: {args.messages} in {len(paths)} batch files")
         print(
@@ -126,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             f"spark floor (read, split on CR, count MSH; warm): {s_floor:.1f}s -> "
             f"{n_floor / s_floor:,.0f} msg/s; ratio to python-hl7: "
             f"{n_floor / s_floor / py_rate:.1f}x"
+        )
+        print(
+            f"delta floor (messages + a report row appended to existing Delta tables, 2 commits; "
+            f"warm, best of 3): {s_delta:.2f}s -> {n_delta / s_delta:,.0f} msg/s; ratio to "
+            f"python-hl7: {n_delta / s_delta / py_rate:.1f}x"
         )
         if not args.no_landing:
             from jobs import ingest
