@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -41,9 +42,11 @@ from lakehouse.settings import Settings
 from lakehouse.sources import cda, csv_rows, dicom, fhir, hl7v2, notes
 from lakehouse.sources.encoding import charsets_enabled
 from lakehouse.sources.files import (
+    FileKey,
+    decide_duplicates,
     discover,
     empty_file_records,
-    list_files,
+    list_landing,
     mark_duplicates,
     read_files,
 )
@@ -214,16 +217,19 @@ def _land_source(
     batch = _Batch(SourceReport(name), datetime.now(UTC))
     report = batch.report
     folder = str(cfg.landing_root / name)
-    found = discover(list_files(spark, folder), manifest, limit=cfg.ingest.max_files_per_run)
+    found = discover(
+        spark, list_landing(spark, folder), manifest, limit=cfg.ingest.max_files_per_run
+    )
     report.files_seen, report.files_unchanged = found.files_seen, found.files_unchanged
     if found.new_files:
         root = _uri(spark, cfg)
         # Read and hashed once (the content is cached as read, never shuffled); duplicates
-        # are decided from the cached hashes.
+        # are decided on the driver from the files' keys.
         files = read_files(spark, found.new_files, source=name, root_uri=root)
         files = files.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(files)
-        files = mark_duplicates(files, manifest)
+        keys = decide_duplicates(files, manifest)
+        files = mark_duplicates(files, keys)
         fresh = files.where(F.col("duplicate_of").isNull())
         parsed = fmt.parse(fresh.where(F.col("size_bytes") > 0))
         records = empty_file_records(fresh).unionByName(parsed, allowMissingColumns=True)
@@ -232,11 +238,12 @@ def _land_source(
         records = records.withColumn("finding", F.coalesce(finding, F.lit(False)))
         records = records.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(records)
-        # One row per file, computed once: the count, the check of its keys and the MERGE
-        # read it rather than aggregating the records again.
-        rows = _manifest_rows(files, records, run_id).persist(StorageLevel.MEMORY_AND_DISK)
-        batch.cached.append(rows)
-        batch.manifest_rows = rows.drop("index_clashes")
+        # One row per file, computed once on the driver from one counting action: the
+        # report's counts, the check of the keys and the manifest MERGE read them, and the
+        # MERGE's source is a small local table (not a plan over the cached records).
+        modified = {path: ms for path, _, ms in found.new_files}
+        rows = _manifest_rows(keys, _file_counts(records), modified, run_id, source=name)
+        batch.manifest_rows = _manifest_frame(spark, rows)
         clashes = _count(rows, report)
         if clashes:
             # A parser numbered two rows of one file alike: their keys would clash. Refused
@@ -298,65 +305,122 @@ def _stamped(df: DataFrame, run_id: str) -> DataFrame:
     )
 
 
-def _manifest_rows(files: DataFrame, records: DataFrame, run_id: str) -> DataFrame:
-    """One ``ops.landing_files`` row per new file: status and record counts, and
-    ``index_clashes`` (not a manifest column): the file's rows beyond its distinct record
-    indexes, zero unless a parser numbered two rows (records or findings) alike."""
+@dataclass(frozen=True)
+class _FileCounts:
+    """One file's records: landed, quarantined, findings, and rows beyond its distinct
+    record indexes (zero unless a parser numbered two rows, records or findings, alike)."""
+
+    landed: int = 0
+    quarantined: int = 0
+    findings: int = 0
+    index_clashes: int = 0
+
+
+def _file_counts(records: DataFrame) -> dict[tuple[str, str], _FileCounts]:
+    """Per (file path, SHA-256): its :class:`_FileCounts` (one Spark action; one row per
+    file reaches the driver, as the listing did)."""
     record = ~F.col("finding")
     per_file = records.groupBy("file_path", "file_sha256").agg(
-        F.sum((record & F.col("error_name").isNull()).cast("long")).alias("records_landed"),
-        F.sum((record & F.col("error_name").isNotNull()).cast("long")).alias("records_quarantined"),
-        F.sum(F.col("finding").cast("long")).alias("findings_quarantined"),
+        F.sum((record & F.col("error_name").isNull()).cast("long")).alias("landed"),
+        F.sum((record & F.col("error_name").isNotNull()).cast("long")).alias("quarantined"),
+        F.sum(F.col("finding").cast("long")).alias("findings"),
         (F.count(F.lit(1)) - F.count_distinct("record_index")).alias("index_clashes"),
     )
-    landed = F.coalesce(F.col("records_landed"), F.lit(0))
-    quarantined = F.coalesce(F.col("records_quarantined"), F.lit(0))
-    status = (
-        F.when(F.col("duplicate_of").isNotNull(), "duplicate")
-        .when((landed == 0) & (quarantined > 0), "quarantined")
-        .otherwise("landed")
-    )
-    return files.join(per_file, ["file_path", "file_sha256"], "left").select(
+    return {
+        (r["file_path"], r["file_sha256"]): _FileCounts(
+            int(r["landed"] or 0),
+            int(r["quarantined"] or 0),
+            int(r["findings"] or 0),
+            int(r["index_clashes"] or 0),
+        )
+        for r in per_file.collect()
+    }
+
+
+#: ``ops.landing_files`` columns a run computes on the driver (the rest are added in Spark).
+_MANIFEST_ROW = (
+    "file_path string, file_sha256 string, source_system string, institution_code string, "
+    "size_bytes long, modified_ms long, status string, duplicate_of string, "
+    "records_landed long, records_quarantined long, findings_quarantined long, run_id string, "
+    "index_clashes long"
+)
+
+
+def _manifest_rows(
+    keys: list[FileKey],
+    counts: dict[tuple[str, str], _FileCounts],
+    modified_ms: dict[str, int],
+    run_id: str,
+    *,
+    source: str,
+) -> list[tuple[Any, ...]]:
+    """One ``ops.landing_files`` row per new file (:data:`_MANIFEST_ROW`): status and record
+    counts, and ``index_clashes`` (not a manifest column)."""
+    out = []
+    for k in keys:
+        c = counts.get((k.path, k.sha256), _FileCounts())
+        if k.duplicate_of is not None:
+            status = "duplicate"
+        elif c.landed == 0 and c.quarantined > 0:
+            status = "quarantined"
+        else:
+            status = "landed"
+        out.append(
+            (
+                k.path,
+                k.sha256,
+                source,
+                k.institution,
+                k.size,
+                modified_ms[k.path],
+                status,
+                k.duplicate_of,
+                c.landed,
+                c.quarantined,
+                c.findings,
+                run_id,
+                c.index_clashes,
+            )
+        )
+    return out
+
+
+def _manifest_frame(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFrame:
+    """The manifest rows as the MERGE takes them (a local table: nothing is recomputed)."""
+    return spark.createDataFrame(rows, _MANIFEST_ROW).select(
         "file_path",
         "file_sha256",
         "source_system",
         "institution_code",
         "size_bytes",
-        "modified_at",
-        status.alias("status"),
+        F.timestamp_millis("modified_ms").alias("modified_at"),
+        "status",
         "duplicate_of",
-        landed.alias("records_landed"),
-        quarantined.alias("records_quarantined"),
-        F.coalesce(F.col("findings_quarantined"), F.lit(0)).alias("findings_quarantined"),
-        F.lit(run_id).alias("run_id"),
+        "records_landed",
+        "records_quarantined",
+        "findings_quarantined",
+        "run_id",
         F.current_timestamp().alias("recorded_at"),
-        F.coalesce(F.col("index_clashes"), F.lit(0)).alias("index_clashes"),
     )
 
 
-def _count(rows: DataFrame, report: SourceReport) -> int:
-    """Fill the report's file and record counts from the manifest rows (one small action);
-    return the rows whose record index repeats within their file (zero when sound)."""
-    totals = rows.agg(
-        F.sum((F.col("status") == "landed").cast("long")).alias("landed"),
-        F.sum((F.col("status") == "quarantined").cast("long")).alias("quarantined"),
-        F.sum((F.col("status") == "duplicate").cast("long")).alias("duplicate"),
-        F.sum("records_landed").alias("records_landed"),
-        F.sum("records_quarantined").alias("records_quarantined"),
-        F.sum("findings_quarantined").alias("findings"),
-        F.sum("size_bytes").alias("bytes"),
-        F.sum("index_clashes").alias("clashes"),
-    ).first()
-    assert totals is not None
-    report.files_landed = int(totals["landed"] or 0)
-    report.files_quarantined = int(totals["quarantined"] or 0)
-    report.files_duplicate = int(totals["duplicate"] or 0)
-    report.records_landed = int(totals["records_landed"] or 0)
-    report.records_quarantined = int(totals["records_quarantined"] or 0)
+def _count(rows: list[tuple[Any, ...]], report: SourceReport) -> int:
+    """Fill the report's file and record counts from the manifest rows; return the rows
+    whose record index repeats within their file (zero when sound)."""
+    named = [dict(zip(_MANIFEST_COLUMNS, r, strict=True)) for r in rows]
+    status = [r["status"] for r in named]
+    report.files_landed = status.count("landed")
+    report.files_quarantined = status.count("quarantined")
+    report.files_duplicate = status.count("duplicate")
+    report.records_landed = sum(r["records_landed"] for r in named)
+    report.records_quarantined = sum(r["records_quarantined"] for r in named)
     report.records_seen = report.records_landed + report.records_quarantined
-    report.findings_quarantined = int(totals["findings"] or 0)
-    report.bytes_read = int(totals["bytes"] or 0)
-    return int(totals["clashes"] or 0)
+    report.findings_quarantined = sum(r["findings_quarantined"] for r in named)
+    report.bytes_read = sum(r["size_bytes"] for r in named)
+    return sum(r["index_clashes"] for r in named)
+
+
+_MANIFEST_COLUMNS = tuple(c.split()[0] for c in _MANIFEST_ROW.split(", "))
 
 
 def _uri(spark: SparkSession, cfg: Settings) -> str:

@@ -13,9 +13,11 @@ quarantined on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode
@@ -23,7 +25,7 @@ from lakehouse.sources.records import LINEAGE
 
 _GLOB_CHARS = re.compile(r"([\[\]{}*?\\])")
 #: Files a writer is still producing, or hidden files: never taken.
-_SKIP_NAME = r"(^|/)\.[^/]*$|\.(tmp|part|partial|crdownload)$"
+_SKIP = re.compile(r"(^|/)\.[^/]*$|\.(tmp|part|partial|crdownload)$")
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,11 @@ class Discovery:
     new_files: list[tuple[str, int, int]]  # (path, size in bytes, modification time in ms)
 
 
-def list_files(spark: SparkSession, folder: str) -> DataFrame:
-    """Metadata of every file under ``folder``, listed by Hadoop's file system (no content).
+def list_landing(spark: SparkSession, folder: str) -> list[tuple[str, int, int]]:
+    """(path, size in bytes, modification time in ms) of every file under ``folder``, listed
+    by Hadoop's file system on the driver (metadata only; any Hadoop file system: local,
+    HDFS, S3A); hidden files and files a writer is still producing are left out.
 
-    Listing runs on the driver (metadata only; any Hadoop file system: local, HDFS, S3A).
     Spark's file sources skip zero-byte files, which must be seen to be quarantined.
     """
     jvm = spark._jvm
@@ -50,31 +53,56 @@ def list_files(spark: SparkSession, folder: str) -> DataFrame:
         it = fs.listFiles(path, True)
         while it.hasNext():
             st = it.next()
-            rows.append(
-                (str(st.getPath().toString()), int(st.getLen()), int(st.getModificationTime()))
-            )
-    df = spark.createDataFrame(rows, "file_path string, size_bytes long, modified_ms long")
-    return df.where(~F.col("file_path").rlike(_SKIP_NAME)).select(
+            name = str(st.getPath().toString())
+            if not _SKIP.search(name):
+                rows.append((name, int(st.getLen()), int(st.getModificationTime())))
+    return rows
+
+
+def list_files(spark: SparkSession, folder: str) -> DataFrame:
+    """:func:`list_landing` as a DataFrame (path, size, modification time)."""
+    df = spark.createDataFrame(
+        list_landing(spark, folder), "file_path string, size_bytes long, modified_ms long"
+    )
+    return df.select(
         "file_path", "size_bytes", F.timestamp_millis("modified_ms").alias("modified_at")
     )
 
 
-def discover(listing: DataFrame, manifest: DataFrame, *, limit: int) -> Discovery:
+def discover(
+    spark: SparkSession, listing: list[tuple[str, int, int]], manifest: DataFrame, *, limit: int
+) -> Discovery:
     """Split a listing into unchanged files (in the manifest) and new ones (at most ``limit``).
 
-    Only the new files' metadata reaches the driver, and at most ``limit`` of them.
+    One Spark job: the manifest's rows that match a listed file (path, size and time) are
+    found by a join with the listing broadcast (the manifest is never shuffled) and reach
+    the driver, which holds the listing already.
     """
-    known = manifest.select("file_path", "size_bytes", "modified_at")
-    fresh = listing.join(known, ["file_path", "size_bytes", "modified_at"], "left_anti")
-    counts = listing.agg(F.count("*").alias("n")).first()
-    seen = int(counts["n"]) if counts else 0
-    taken = fresh.orderBy("file_path").limit(limit)
-    new = [
+    if not listing:
+        return Discovery(files_seen=0, files_unchanged=0, new_files=[])
+    listed = spark.createDataFrame(listing, "file_path string, size_bytes long, modified_ms long")
+    keys = ["file_path", "size_bytes", "modified_at"]
+    known = {
         (r["file_path"], int(r["size_bytes"]), int(r["ms"]))
-        for r in taken.select("*", F.unix_millis("modified_at").alias("ms")).collect()
-    ]
-    new_total = fresh.count() if len(new) == limit else len(new)
-    return Discovery(files_seen=seen, files_unchanged=seen - new_total, new_files=new)
+        for r in manifest.select(*keys)
+        .join(
+            F.broadcast(
+                listed.select(
+                    "file_path",
+                    "size_bytes",
+                    F.timestamp_millis("modified_ms").alias("modified_at"),
+                )
+            ),
+            keys,
+            "left_semi",
+        )
+        .select("file_path", "size_bytes", F.unix_millis("modified_at").alias("ms"))
+        .collect()
+    }
+    fresh = sorted(f for f in listing if f not in known)
+    return Discovery(
+        files_seen=len(listing), files_unchanged=len(listing) - len(fresh), new_files=fresh[:limit]
+    )
 
 
 def read_files(
@@ -92,11 +120,12 @@ def read_files(
     )
     paths = [_GLOB_CHARS.sub(r"\\\1", p) for p, size, _ in found if size > 0]
     if paths:
-        raw = (
-            spark.read.format("binaryFile")
-            .load(paths)
-            .select(F.col("path").alias("file_path"), "content")
-        )
+        with _listed_on_driver(spark, len(paths), local=root_uri.startswith("file:")):
+            raw = (
+                spark.read.format("binaryFile")
+                .load(paths)
+                .select(F.col("path").alias("file_path"), "content")
+            )
         listed = F.broadcast(meta.where(F.col("size_bytes") > 0))
         joined = raw.join(listed, "file_path").unionByName(empty)
     else:
@@ -121,43 +150,86 @@ def institution_of(path: Column, root_uri: str, source: str) -> Column:
     return F.coalesce(inst, F.lit("unknown"))
 
 
-def mark_duplicates(files: DataFrame, manifest: DataFrame) -> DataFrame:
-    """Add ``duplicate_of``: the path of an earlier file with the same content, or null.
+@contextmanager
+def _listed_on_driver(spark: SparkSession, paths: int, *, local: bool) -> Iterator[None]:
+    """While a reader is built: stat ``paths`` files on the driver, not in a Spark job.
+
+    Spark lists more than ``parallelPartitionDiscovery.threshold`` (32) paths in a Spark job
+    of one task per path (~2 s for 200 files here). On a local file system a stat costs
+    microseconds and the driver has just listed these files itself; elsewhere (HDFS, S3A,
+    a round trip per file) the parallel listing is kept.
+    """
+    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(key, None)
+    if local and paths > int(before or 32):
+        spark.conf.set(key, str(paths))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """A new file as its manifest row needs it: path, content hash, institution, size, and
+    the path of an earlier file with the same content (``None`` unless a duplicate)."""
+
+    path: str
+    sha256: str
+    institution: str
+    size: int
+    duplicate_of: str | None
+
+
+def decide_duplicates(files: DataFrame, manifest: DataFrame) -> list[FileKey]:
+    """Each file's key, and ``duplicate_of``: the path of an earlier file with the same
+    content, or ``None``.
 
     Earlier means landed by a previous run (manifest) or, within this run, first by path.
-    Empty files are never duplicates. Decided once, here, from the files' paths and hashes
-    (one row per file reaches the driver, as the listing did) and joined back to the files
-    by broadcast: the content is not shuffled, and a later evaluation of the result (after
-    the manifest commit, say) cannot decide otherwise.
+    Empty files are never duplicates. Two Spark jobs: the files' keys (one row per file,
+    as the listing was) and the manifest rows with the same content; the rest is decided on
+    the driver, so a later evaluation of ``files`` (after the manifest commit, say) cannot
+    decide otherwise.
     """
-    # Never the file itself (a rerun after a commit must agree with the run that landed it).
-    m = manifest.where(F.col("status") != "duplicate").select(
-        F.col("file_sha256").alias("m_sha"), F.col("file_path").alias("m_path")
-    )
-    keys = files.select("file_path", "file_sha256", "size_bytes")
-    taken = (
-        keys.join(
-            m, (F.col("file_sha256") == F.col("m_sha")) & (F.col("file_path") != F.col("m_path"))
-        )
-        .groupBy("file_path")
-        .agg(F.min("m_path").alias("prior_path"))
-    )
-    first_in_run = F.first("file_path").over(Window.partitionBy("file_sha256").orderBy("file_path"))
-    decided = (
-        keys.join(taken, "file_path", "left")
-        .withColumn("run_first", first_in_run)
-        .select(
-            "file_path",
-            F.when(F.col("size_bytes") == 0, F.lit(None))
-            .when(F.col("prior_path").isNotNull(), F.col("prior_path"))
-            .when(F.col("run_first") != F.col("file_path"), F.col("run_first"))
-            .alias("duplicate_of"),
-        )
-        .collect()
-    )
+    keys = files.select("file_path", "file_sha256", "institution_code", "size_bytes").collect()
+    hashes = sorted({r["file_sha256"] for r in keys if r["size_bytes"] > 0})
+    prior: dict[str, list[str]] = {}
+    if hashes:
+        # Never a duplicate-status row (it is not the landed copy); never the file itself
+        # (a rerun after a commit must agree with the run that landed it), below.
+        for r in (
+            manifest.where((F.col("status") != "duplicate") & F.col("file_sha256").isin(hashes))
+            .select("file_sha256", "file_path")
+            .collect()
+        ):
+            prior.setdefault(r["file_sha256"], []).append(r["file_path"])
+    first_in_run: dict[str, str] = {}
+    for r in sorted(keys, key=lambda r: r["file_path"]):
+        first_in_run.setdefault(r["file_sha256"], r["file_path"])
+    out = []
+    for r in keys:
+        path, sha = r["file_path"], r["file_sha256"]
+        earlier = min((p for p in prior.get(sha, ()) if p != path), default=None)
+        if r["size_bytes"] == 0:
+            dup = None
+        elif earlier is not None:
+            dup = earlier
+        elif first_in_run[sha] != path:
+            dup = first_in_run[sha]
+        else:
+            dup = None
+        out.append(FileKey(path, sha, r["institution_code"], int(r["size_bytes"]), dup))
+    return out
+
+
+def mark_duplicates(files: DataFrame, keys: list[FileKey]) -> DataFrame:
+    """``files`` with ``duplicate_of`` (:func:`decide_duplicates`), joined by broadcast: the
+    content is not shuffled."""
     marks = files.sparkSession.createDataFrame(
-        [(r["file_path"], r["duplicate_of"]) for r in decided],
-        "file_path string, duplicate_of string",
+        [(k.path, k.duplicate_of) for k in keys], "file_path string, duplicate_of string"
     )
     return files.join(F.broadcast(marks), "file_path", "left")
 

@@ -15,6 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import ingest
+from lakehouse.sources.files import FileKey
 from lakehouse.tables.ops.ingest import LANDING_FILES
 from tests.integration.bronze.conftest import Landing
 
@@ -123,14 +124,11 @@ def test_a_record_index_repeated_within_a_file_is_refused_before_any_commit(spar
     """Bronze MERGEs take (file_sha256, record_index) as unique without a per-key window:
     the run's one counting action counts each file's rows beyond its distinct indexes, and
     a run with any refuses the source (LH-TBL-004) before its MERGEs."""
-    files = spark.createDataFrame(
-        [
-            ("f1", "a" * 64, "lis", "H001", 9, None, None),
-            ("f2", "b" * 64, "lis", "H001", 9, None, None),
-        ],
-        "file_path string, file_sha256 string, source_system string, institution_code string, "
-        "size_bytes long, modified_at timestamp, duplicate_of string",
-    )
+    keys = [
+        FileKey("f1", "a" * 64, "H001", 9, None),
+        FileKey("f2", "b" * 64, "H001", 9, None),
+    ]
+    modified = {"f1": 0, "f2": 0}
     records = spark.createDataFrame(
         [
             ("f1", "a" * 64, 0, None, False),
@@ -143,7 +141,9 @@ def test_a_record_index_repeated_within_a_file_is_refused_before_any_commit(spar
         "finding boolean",
     )
     report = ingest.SourceReport("lis")
-    rows = ingest._manifest_rows(files, records, "run-1")
+    rows = ingest._manifest_rows(
+        keys, ingest._file_counts(records), modified, "run-1", source="lis"
+    )
     assert ingest._count(rows, report) == 1
     assert (report.records_landed, report.records_quarantined, report.findings_quarantined) == (
         3,
@@ -151,4 +151,8 @@ def test_a_record_index_repeated_within_a_file_is_refused_before_any_commit(spar
         1,
     )
     sound = records.distinct()  # f2's two rows are one record
-    assert ingest._count(ingest._manifest_rows(files, sound, "run-1"), report) == 0
+    counts = ingest._file_counts(sound)
+    assert (
+        ingest._count(ingest._manifest_rows(keys, counts, modified, "run-1", source="lis"), report)
+        == 0
+    )
