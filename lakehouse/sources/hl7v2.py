@@ -41,6 +41,8 @@ Findings are counted apart from records (``finding`` is true; ``findings_quarant
 
 from __future__ import annotations
 
+from functools import reduce
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -62,7 +64,6 @@ _SPLIT = r"(?=\x0b)|(?<=\x0b)|(?=\x1c)|(?<=[\r\n])(?=(?:MSH|FHS|BHS|BTS|FTS))"
 #: the four alternatives above each cost a look-around (the split is ~4x faster).
 _SPLIT_UNFRAMED = r"(?=[MBF])(?<=[\r\n])(?=(?:MSH|FHS|BHS|BTS|FTS))"
 _HEAD = r"^(\x1c|(?:FHS|BHS|BTS|FTS)[^\r\n]*)(\r\n|\r|\n)?"
-_FIRST_SEGMENT = r"^([^\r\n]*)"
 #: Candidate cuts inside a piece: before segments that may open a message whose MSH was lost.
 _OPENERS = r"(?<=[\r\n])(?=(?:EVN|PID|OBR)[^A-Za-z0-9\r\n])"
 #: A cheap test for pieces the walk may cut: an EVN after the first EVN, PID or OBR; a PID
@@ -170,41 +171,40 @@ def _may_hold_lost_msh(piece: Column) -> Column:
     second PID; a second OBR. So the piece must hold "EVN" with another "EVN" after it or a
     "PID" or "OBR" before it, or hold "PID" twice, or "OBR" twice (as substrings: the test
     may pass for a piece the regex then rejects, never the other way). None of the three
-    names can overlap itself or another, so each search starts just past the last one found.
-    A well-formed ORU (one PID, one OBR) or ADT (EVN right after MSH, then one PID) fails
-    it and never reaches the regex, which scans the piece three times.
+    names can overlap itself or another. A well-formed ORU (one PID, one OBR) or ADT (EVN
+    right after MSH, then one PID) fails it and never reaches the regex, which scans the
+    piece three times.
 
-    Lambdas are evaluated interpreted, without common subexpressions: each search appears
-    once in the expression, so none runs twice.
+    This runs once per message, inside a lambda, which Spark evaluates interpreted and
+    without common subexpressions: each search appears once in the expression, and all are
+    byte searches (``contains``, ``substring_index``), not ``instr``/``locate``, which
+    count characters as they go.
     """
 
     def twice(name: str) -> Column:
-        return F.call_function("locate", F.lit(name), piece, F.instr(piece, name) + 1) > 0
+        # The text before the second occurrence is the whole piece when there is none.
+        return F.substring_index(piece, name, 2) != piece
 
     before_evn = F.substring_index(piece, "EVN", 1)
-    evn_late = (F.instr(piece, "EVN") > 0) & (
-        twice("EVN") | (F.instr(before_evn, "PID") > 0) | (F.instr(before_evn, "OBR") > 0)
+    evn_late = piece.contains("EVN") & (
+        twice("EVN") | before_evn.contains("PID") | before_evn.contains("OBR")
     )
     return evn_late | twice("PID") | twice("OBR")
 
 
-def _pieces(text: Column) -> Column:
-    """The text cut into messages, envelope segments, frame bytes and orphans."""
-    framed = (F.instr(text, "\x0b") > 0) | (F.instr(text, "\x1c") > 0)
-    chunks = F.when(framed, F.split(text, _SPLIT)).otherwise(F.split(text, _SPLIT_UNFRAMED))
-
-    def cut(c: Column) -> Column:
-        head = F.regexp_extract(c, _HEAD, 0)
-        rest = F.substring(c, F.length(head) + 1, 2**31 - 1)
-        return F.when(F.length(head) > 0, F.array(head, rest)).otherwise(F.array(c))
-
-    pieces = F.flatten(F.transform(chunks, cut))
-    return F.flatten(F.transform(pieces, _lost_msh_cut))
+def _general_pieces(chunk: Column) -> Column:
+    """A chunk cut after its envelope segment (or frame end) and before lost MSHs."""
+    head = F.regexp_extract(chunk, _HEAD, 0)
+    rest = F.substring(chunk, F.length(head) + 1, 2**31 - 1)
+    return F.when(F.length(head) > 0, F.concat(F.array(head), _lost_msh_cut(rest))).otherwise(
+        _lost_msh_cut(chunk)
+    )
 
 
 def _kind(piece: Column) -> Column:
     return (
-        F.when(piece == "\x0b", "frame_start")
+        F.when(piece.startswith("MSH"), "MSH")
+        .when(piece == "\x0b", "frame_start")
         .when(piece.startswith("\x1c"), "frame_end")
         # Only a piece of at most one character, or one that starts with a blank, can be
         # blank (Java's `$` also matches before one final line terminator): the regex runs
@@ -221,41 +221,81 @@ def _kind(piece: Column) -> Column:
             | piece.startswith("FTS"),
             F.substring(piece, 1, 3),
         )
-        .when(piece.startswith("MSH"), "MSH")
         .otherwise("orphan")
     )
+
+
+def _chunk_pieces(chunk: Column, is_open: Column) -> Column:
+    """One chunk's pieces, each with its kind and whether its MLLP frame stays open.
+
+    The common chunk, a message that cannot hold a lost MSH, is one piece of kind MSH
+    without further tests: this runs once per message, interpreted (inside ``transform``).
+    """
+
+    def element(piece: Column, kind: Column) -> Column:
+        return F.struct(piece.alias("piece"), kind.alias("kind"), is_open.alias("open"))
+
+    return F.when(
+        chunk.startswith("MSH") & ~_may_hold_lost_msh(chunk),
+        F.array(element(chunk, F.lit("MSH"))),
+    ).otherwise(F.transform(_general_pieces(chunk), lambda p: element(p, _kind(p))))
+
+
+def _frame_pieces(frame: Column, is_open: Column) -> Column:
+    framed = frame.contains("\x0b") | frame.contains("\x1c")
+    chunks = F.when(framed, F.split(frame, _SPLIT)).otherwise(F.split(frame, _SPLIT_UNFRAMED))
+    return F.flatten(F.transform(chunks, lambda c: _chunk_pieces(c, is_open)))
 
 
 def _framed_pieces(text: Column) -> Column:
     """Every piece with its kind and whether it sits in an MLLP frame that never closes.
 
-    The text is first cut before each frame start byte, so a frame is a chunk that starts
-    with 0x0B; it is open when no 0x1C follows in it. All array functions: no shuffle.
+    A text with MLLP start bytes is first cut before each of them, so a frame is a chunk
+    that starts with 0x0B; it is open when no 0x1C follows in it. A text without (most
+    files) is one frame, not open. All array functions: no shuffle.
     """
-
-    def per_frame(chunk: Column) -> Column:
-        is_open = chunk.startswith("\x0b") & (F.instr(chunk, "\x1c") == 0)
-        return F.transform(
-            _pieces(chunk),
-            lambda p: F.struct(p.alias("piece"), _kind(p).alias("kind"), is_open.alias("open")),
+    return F.when(~text.contains("\x0b"), _frame_pieces(text, F.lit(False))).otherwise(
+        F.flatten(
+            F.transform(
+                F.split(text, r"(?=\x0b)"),
+                lambda frame: _frame_pieces(
+                    frame, frame.startswith("\x0b") & ~frame.contains("\x1c")
+                ),
+            )
         )
+    )
 
-    return F.flatten(F.transform(F.split(text, r"(?=\x0b)"), per_frame))
+
+#: Piece kinds that are structure, neither records nor envelope segments.
+_LAYOUT = ("blank", "frame_start", "frame_end")
+#: Piece kinds that are records.
+_RECORDS = ("MSH", "orphan")
 
 
-def _envelope(pieces: Column) -> Column:
-    """The file's envelope: ``problem`` (structural, or null) and trailer ``findings``.
+def _count(kinds: Column, kind: str) -> Column:
+    """How many elements of ``kinds`` are ``kind`` (array functions only, no lambda)."""
+    return F.size(kinds) - F.size(F.array_remove(kinds, kind))
 
-    ``problem``: two FHS, an FHS that is not the first segment, a BHS inside an open batch.
+
+def _envelope_state(pieces: Column) -> Column:
+    """The walk over a file's piece kinds: whether a BHS comes inside an open batch
+    (``nested``), and the trailer ``findings`` (null elements where a trailer agrees).
+
     ``findings``: each BTS whose count differs from the records (messages and orphans)
     since its BHS, each FTS whose count differs from the file's batches (one without BHS),
     with the trailer's number among the file's BTS and FTS (from 0), its text and counts.
+
+    ``pieces`` must be a column of its own (not an expression): the walk reads a trailer's
+    text from it. Spark evaluates the walk interpreted, once per reference, so it runs only
+    where it can find something (a file with a trailer, or with two BHS or more: null
+    otherwise), and its result must be a column of its own too (see :func:`split_messages`).
     """
-    kinds = F.transform(pieces, lambda x: x["kind"])
-    structural = F.filter(kinds, lambda k: ~k.isin("blank", "frame_start", "frame_end"))
-    fhs = F.size(F.filter(kinds, lambda k: k == "FHS"))
+    kinds = pieces["kind"]
+    bhs = _count(kinds, "BHS")
+    trailers = _count(kinds, "BTS") + _count(kinds, "FTS")
     finding_type = "struct<pos:int,piece:string,reason:string,declared:string,found:int>"
     init = F.struct(
+        F.lit(0).alias("i"),
         F.lit(0).alias("pos"),
         F.lit(False).alias("open"),
         F.lit(False).alias("nested"),
@@ -264,49 +304,52 @@ def _envelope(pieces: Column) -> Column:
         F.array().cast(f"array<{finding_type}>").alias("findings"),
     )
 
-    def step(acc: Column, x: Column) -> Column:
-        k = x["kind"]
+    def step(acc: Column, k: Column) -> Column:
         trailer = k.isin("BTS", "FTS")
-        declared = F.when(trailer, F.regexp_extract(x["piece"], r"^...[^\r\n](\d{1,9})", 1))
+        text = F.get(pieces, acc["i"])["piece"]
+        declared = F.regexp_extract(text, r"^...[^\r\n](\d{1,9})", 1)
         found = F.when(k == "BTS", acc["msgs"]).otherwise(F.greatest(acc["batches"], F.lit(1)))
         finding = F.when(
             trailer & (declared != "") & (declared.cast("int") != found),
             F.struct(
                 acc["pos"].alias("pos"),
-                x["piece"].alias("piece"),
+                text.alias("piece"),
                 F.when(k == "BTS", BTS_COUNT).otherwise(FTS_COUNT).alias("reason"),
                 declared.alias("declared"),
                 found.alias("found"),
             ),
         )
         return F.struct(
+            (acc["i"] + 1).alias("i"),
             F.when(trailer, acc["pos"] + 1).otherwise(acc["pos"]).alias("pos"),
             F.when(k == "BHS", True).when(k == "BTS", False).otherwise(acc["open"]).alias("open"),
             (acc["nested"] | ((k == "BHS") & acc["open"])).alias("nested"),
             F.when(k == "BHS", 0)
-            .when(k.isin("MSH", "orphan"), acc["msgs"] + 1)
+            .when(k.isin(*_RECORDS), acc["msgs"] + 1)
             .otherwise(acc["msgs"])
             .alias("msgs"),
             F.when(k == "BHS", acc["batches"] + 1).otherwise(acc["batches"]).alias("batches"),
-            F.when(finding.isNotNull(), F.concat(acc["findings"], F.array(finding)))
+            F.when(trailer, F.concat(acc["findings"], F.array(finding)))
             .otherwise(acc["findings"])
             .alias("findings"),
         )
 
-    state = F.aggregate(pieces, init, step)
+    return F.when((trailers > 0) | (bhs > 1), F.aggregate(kinds, init, step))
+
+
+def _envelope(pieces: Column, state: Column) -> tuple[Column, Column]:
+    """The file's structural ``problem`` (or null) and its trailer ``findings``, from the
+    pieces and the walk's :func:`_envelope_state` (each a column of its own)."""
+    kinds = pieces["kind"]
+    fhs = _count(kinds, "FHS")
+    structural = reduce(F.array_remove, _LAYOUT, kinds)
     problem = (
         F.when(fhs > 1, "more than one FHS")
         .when((fhs == 1) & (F.get(structural, 0) != "FHS"), "FHS is not the first segment")
-        .when(state["nested"], "BHS inside an open batch")
+        .when(F.coalesce(state["nested"], F.lit(False)), "BHS inside an open batch")
     )
-    return F.struct(problem.alias("problem"), state["findings"].alias("findings"))
-
-
-#: One element per record or finding of a file (see :func:`split_messages`).
-_ELEMENT = (
-    "struct<record_index:bigint,piece:string,kind:string,open:boolean,"
-    "reason:string,declared:string,found:int>"
-)
+    findings = F.filter(F.coalesce(state["findings"], F.array()), lambda f: f.isNotNull())
+    return problem, findings
 
 
 def split_messages(files: DataFrame) -> DataFrame:
@@ -317,55 +360,75 @@ def split_messages(files: DataFrame) -> DataFrame:
     only kept when the envelope has no structural problem (then the file is quarantined).
     """
     text = F.decode(strip_utf8_bom(F.col("content")), LATIN1)
-    framed = files.select(*LINEAGE, _framed_pieces(text).alias("pieces"))
-    framed = framed.select(*LINEAGE, "pieces", _envelope(F.col("pieces")).alias("env"))
-    records = F.transform(
-        F.filter("pieces", lambda x: x["kind"].isin("MSH", "orphan")),
-        lambda r, i: F.struct(
-            i.cast("long").alias("record_index"),
-            r["piece"].alias("piece"),
-            r["kind"].alias("kind"),
-            r["open"].alias("open"),
-            F.lit(None).cast("string").alias("reason"),
-            F.lit(None).cast("string").alias("declared"),
-            F.lit(None).cast("int").alias("found"),
-        ),
-    )
-    findings = F.transform(
-        F.col("env.findings"),
-        lambda f: F.struct(
-            (F.lit(-1) - f["pos"]).cast("long").alias("record_index"),
-            f["piece"].alias("piece"),
-            F.lit("finding").alias("kind"),
-            F.lit(False).alias("open"),
-            f["reason"].alias("reason"),
-            f["declared"].alias("declared"),
-            f["found"].alias("found"),
-        ),
-    )
-    elements = F.when(
-        F.col("env.problem").isNull() & (F.size("env.findings") > 0),
-        F.concat(records, findings.cast(f"array<{_ELEMENT}>")),
-    ).otherwise(records)
-    rows = framed.select(
-        *LINEAGE, F.col("env.problem").alias("envelope_problem"), F.explode(elements).alias("r")
-    )
-    return rows.select(
+    # Each step is a select of its own: a column computed by a lambda (evaluated
+    # interpreted, once per reference) is read by the next step several times, which keeps
+    # Spark from inlining it (CollapseProject inlines a struct's fields, so none is a struct).
+    pieces, kinds = F.col("pieces"), F.col("pieces.kind")
+    df = files.select(*LINEAGE, text.alias("text"))
+    df = df.select(*LINEAGE, _framed_pieces(F.col("text")).alias("pieces"))
+    df = df.select(*LINEAGE, "pieces", _envelope_state(pieces).alias("state"))
+    problem, findings = _envelope(pieces, F.col("state"))
+    only_records = F.size(kinds) == _count(kinds, "MSH") + _count(kinds, "orphan")
+    df = df.select(
         *LINEAGE,
-        F.col("r.record_index").alias("record_index"),
-        F.col("r.piece").alias("piece"),
-        F.col("r.kind").alias("kind"),
-        F.col("r.open").alias("frame_open"),
-        F.col("envelope_problem"),
-        F.col("r.reason").alias("finding_reason"),
-        F.col("r.declared").alias("finding_declared"),
-        F.col("r.found").alias("finding_found"),
-        F.encode(F.col("r.piece"), LATIN1).alias("raw_bytes"),
+        problem.alias("envelope_problem"),
+        findings.alias("findings"),
+        F.when(only_records, pieces)
+        .otherwise(F.filter(pieces, lambda x: x["kind"].isin(*_RECORDS)))
+        .alias("records"),
     )
+    as_piece = F.transform(
+        F.col("findings"),
+        lambda f: F.struct(
+            f["piece"].alias("piece"), F.lit("finding").alias("kind"), F.lit(False).alias("open")
+        ),
+    )
+    records = F.col("records")
+    with_findings = F.col("envelope_problem").isNull() & (F.size("findings") > 0)
+    elements = df.select(
+        *LINEAGE,
+        "envelope_problem",
+        "findings",
+        F.size(records).alias("n_records"),
+        F.posexplode(F.when(with_findings, F.concat(records, as_piece)).otherwise(records)),
+    )
+    finding = F.get(F.col("findings"), F.col("pos") - F.col("n_records"))
+    is_finding = F.col("col.kind") == "finding"
+    return elements.select(
+        *LINEAGE,
+        F.when(is_finding, F.lit(-1) - finding["pos"])
+        .otherwise(F.col("pos"))
+        .cast("long")
+        .alias("record_index"),
+        F.col("col.piece").alias("piece"),
+        F.col("col.kind").alias("kind"),
+        F.col("col.open").alias("frame_open"),
+        F.col("envelope_problem"),
+        F.when(is_finding, finding["reason"]).alias("finding_reason"),
+        F.when(is_finding, finding["declared"]).alias("finding_declared"),
+        F.when(is_finding, finding["found"]).alias("finding_found"),
+        F.encode(F.col("col.piece"), LATIN1).alias("raw_bytes"),
+    )
+
+
+def _first_segment(text: Column) -> Column:
+    """The text up to its first CR or LF (byte searches, no regex)."""
+    return F.substring_index(F.substring_index(text, "\r", 1), "\n", 1)
 
 
 def _fields(segment: Column, separator: Column) -> Column:
-    return F.split(segment, F.concat(F.lit("\\Q"), separator, F.lit("\\E")))
+    """``segment`` split on the one-character ``separator``, taken literally.
+
+    A backslash and a character that is not a letter or a digit is the pattern Java's
+    ``String.split`` splits on without compiling a regex (its fast path, once per message);
+    any other separator (a letter, a digit, none: the message is quarantined anyway) is
+    quoted.
+    """
+    fast = (F.length(separator) == 1) & ~separator.rlike("[A-Za-z0-9]")
+    pattern = F.when(fast, F.concat(F.lit("\\"), separator)).otherwise(
+        F.concat(F.lit("\\Q"), separator, F.lit("\\E"))
+    )
+    return F.split(segment, pattern)
 
 
 def parse_messages(files: DataFrame) -> DataFrame:
@@ -378,7 +441,7 @@ def parse_messages(files: DataFrame) -> DataFrame:
     piece = F.col("piece")
     fs = F.substring(piece, 4, 1)
     enc = F.expr("substring_index(substring(piece, 5, 10), substring(piece, 4, 1), 1)")
-    raw_fields = _fields(F.regexp_extract(piece, _FIRST_SEGMENT, 1), fs)
+    raw_fields = _fields(_first_segment(piece), fs)
     df = df.select(
         "*",
         fs.alias("fs"),
@@ -406,7 +469,7 @@ def parse_messages(files: DataFrame) -> DataFrame:
     found_charset = (
         F.when(utf8, "UTF-8").when(kind == "gb18030", "not GB18030").otherwise("not UTF-8")
     )
-    fields = _fields(F.regexp_extract(text, _FIRST_SEGMENT, 1), F.col("fs"))
+    fields = _fields(_first_segment(text), F.col("fs"))
 
     def msh(n: int) -> Column:
         """MSH-n (MSH-1 is the separator itself, so MSH-n is element n-1 of the split)."""
