@@ -23,6 +23,8 @@ from pyspark.sql import functions as F
 from lakehouse.errors import ErrorCode
 from lakehouse.sources.records import LINEAGE
 
+#: Most hashes a manifest lookup names in its plan (more are broadcast: one Spark job more).
+_IN_LIST_MAX = 1000
 _GLOB_CHARS = re.compile(r"([\[\]{}*?\\])")
 #: Files a writer is still producing, or hidden files: never taken.
 _SKIP = re.compile(r"(^|/)\.[^/]*$|\.(tmp|part|partial|crdownload)$")
@@ -199,12 +201,17 @@ def decide_duplicates(files: DataFrame, manifest: DataFrame) -> list[FileKey]:
     prior: dict[str, list[str]] = {}
     if hashes:
         # Never a duplicate-status row (it is not the landed copy); never the file itself
-        # (a rerun after a commit must agree with the run that landed it), below.
-        for r in (
-            manifest.where((F.col("status") != "duplicate") & F.col("file_sha256").isin(hashes))
-            .select("file_sha256", "file_path")
-            .collect()
-        ):
+        # (a rerun after a commit must agree with the run that landed it), below. Many
+        # hashes (up to max_files_per_run) are broadcast rather than put in the plan.
+        landed = manifest.where(F.col("status") != "duplicate")
+        if len(hashes) <= _IN_LIST_MAX:
+            same = landed.where(F.col("file_sha256").isin(hashes))
+        else:
+            wanted = files.sparkSession.createDataFrame(
+                [(h,) for h in hashes], "file_sha256 string"
+            )
+            same = landed.join(F.broadcast(wanted), "file_sha256", "left_semi")
+        for r in same.select("file_sha256", "file_path").collect():
             prior.setdefault(r["file_sha256"], []).append(r["file_path"])
     first_in_run: dict[str, str] = {}
     for r in sorted(keys, key=lambda r: r["file_path"]):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lakehouse.sources import files as files_module
 from lakehouse.sources.files import FileKey, decide_duplicates, discover
 
 pytestmark = pytest.mark.spark
@@ -48,9 +49,11 @@ def test_discover_takes_new_and_changed_files_in_path_order_up_to_the_limit(spar
     assert discover(spark, [], manifest, limit=5).files_seen == 0
 
 
+@pytest.mark.parametrize("in_list_max", [1000, 0], ids=["in-list", "broadcast"])
 def test_duplicates_are_earlier_content_under_another_name_never_the_file_itself(
-    spark: Any,
+    spark: Any, in_list_max: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(files_module, "_IN_LIST_MAX", in_list_max)
     manifest = _manifest(
         spark,
         [
