@@ -229,7 +229,7 @@ def _chunk_pieces(chunk: Column, is_open: Column) -> Column:
     """One chunk's pieces, each with its kind and whether its MLLP frame stays open.
 
     The common chunk, a message that cannot hold a lost MSH, is one piece of kind MSH
-    without further tests: this runs once per message, interpreted (inside ``transform``).
+    without further tests (this runs once per message, inside ``transform``).
     """
 
     def element(piece: Column, kind: Column) -> Column:
