@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -337,7 +337,25 @@ def _file_counts(records: DataFrame) -> dict[tuple[str, str], _FileCounts]:
     }
 
 
-#: ``ops.landing_files`` columns a run computes on the driver (the rest are added in Spark).
+class _ManifestRow(NamedTuple):
+    """The ``ops.landing_files`` columns a run computes on the driver for one new file (the
+    rest are added in Spark), and ``index_clashes`` (not a manifest column)."""
+
+    file_path: str
+    file_sha256: str
+    source_system: str
+    institution_code: str
+    size_bytes: int
+    modified_ms: int
+    status: str
+    duplicate_of: str | None
+    records_landed: int
+    records_quarantined: int
+    findings_quarantined: int
+    run_id: str
+    index_clashes: int
+
+
 _MANIFEST_ROW = (
     "file_path string, file_sha256 string, source_system string, institution_code string, "
     "size_bytes long, modified_ms long, status string, duplicate_of string, "
@@ -353,9 +371,8 @@ def _manifest_rows(
     run_id: str,
     *,
     source: str,
-) -> list[tuple[Any, ...]]:
-    """One ``ops.landing_files`` row per new file (:data:`_MANIFEST_ROW`): status and record
-    counts, and ``index_clashes`` (not a manifest column)."""
+) -> list[_ManifestRow]:
+    """One manifest row per new file: its status and record counts."""
     out = []
     for k in keys:
         c = counts.get((k.path, k.sha256), _FileCounts())
@@ -366,7 +383,7 @@ def _manifest_rows(
         else:
             status = "landed"
         out.append(
-            (
+            _ManifestRow(
                 k.path,
                 k.sha256,
                 source,
@@ -385,7 +402,7 @@ def _manifest_rows(
     return out
 
 
-def _manifest_frame(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFrame:
+def _manifest_frame(spark: SparkSession, rows: list[_ManifestRow]) -> DataFrame:
     """The manifest rows as the MERGE takes them (a local table: nothing is recomputed)."""
     return spark.createDataFrame(rows, _MANIFEST_ROW).select(
         "file_path",
@@ -404,23 +421,19 @@ def _manifest_frame(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFra
     )
 
 
-def _count(rows: list[tuple[Any, ...]], report: SourceReport) -> int:
+def _count(rows: list[_ManifestRow], report: SourceReport) -> int:
     """Fill the report's file and record counts from the manifest rows; return the rows
     whose record index repeats within their file (zero when sound)."""
-    named = [dict(zip(_MANIFEST_COLUMNS, r, strict=True)) for r in rows]
-    status = [r["status"] for r in named]
+    status = [r.status for r in rows]
     report.files_landed = status.count("landed")
     report.files_quarantined = status.count("quarantined")
     report.files_duplicate = status.count("duplicate")
-    report.records_landed = sum(r["records_landed"] for r in named)
-    report.records_quarantined = sum(r["records_quarantined"] for r in named)
+    report.records_landed = sum(r.records_landed for r in rows)
+    report.records_quarantined = sum(r.records_quarantined for r in rows)
     report.records_seen = report.records_landed + report.records_quarantined
-    report.findings_quarantined = sum(r["findings_quarantined"] for r in named)
-    report.bytes_read = sum(r["size_bytes"] for r in named)
-    return sum(r["index_clashes"] for r in named)
-
-
-_MANIFEST_COLUMNS = tuple(c.split()[0] for c in _MANIFEST_ROW.split(", "))
+    report.findings_quarantined = sum(r.findings_quarantined for r in rows)
+    report.bytes_read = sum(r.size_bytes for r in rows)
+    return sum(r.index_clashes for r in rows)
 
 
 def _uri(spark: SparkSession, cfg: Settings) -> str:
