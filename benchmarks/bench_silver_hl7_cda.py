@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from lakehouse.silver.hl7 import transform_lis
     from lakehouse.sources import cda, hl7v2
     from lakehouse.sources.encoding import charsets_enabled
-    from lakehouse.sources.files import list_files, read_files
+    from lakehouse.sources.files import list_landing, read_files
     from lakehouse.sources.records import landed_rows
     from lakehouse.spark import build_spark
     from lakehouse.synthetic import DirtRates, HospitalConfig, generate
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         landing = out / "landing"
 
         def bronze(source: str, parse, columns):  # type: ignore[no-untyped-def]
-            found = [(r[0], r[1], 0) for r in list_files(spark, str(landing / source)).collect()]
+            found = list_landing(spark, str(landing / source))
             files = read_files(spark, found, source=source, root_uri="file:" + str(landing))
             return landed_rows(parse(files.where(F.col("size_bytes") > 0)), columns).cache()
 

@@ -61,16 +61,6 @@ def list_landing(spark: SparkSession, folder: str) -> list[tuple[str, int, int]]
     return rows
 
 
-def list_files(spark: SparkSession, folder: str) -> DataFrame:
-    """:func:`list_landing` as a DataFrame (path, size, modification time)."""
-    df = spark.createDataFrame(
-        list_landing(spark, folder), "file_path string, size_bytes long, modified_ms long"
-    )
-    return df.select(
-        "file_path", "size_bytes", F.timestamp_millis("modified_ms").alias("modified_at")
-    )
-
-
 def discover(
     spark: SparkSession, listing: list[tuple[str, int, int]], manifest: DataFrame, *, limit: int
 ) -> Discovery:

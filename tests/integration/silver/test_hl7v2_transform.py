@@ -19,7 +19,7 @@ from lakehouse.silver.base import SilverOutput
 from lakehouse.silver.hl7 import transform_lis
 from lakehouse.sources import hl7v2
 from lakehouse.sources.encoding import charsets_enabled
-from lakehouse.sources.files import list_files, read_files
+from lakehouse.sources.files import list_landing, read_files
 from lakehouse.sources.records import landed_rows
 
 pytestmark = pytest.mark.spark
@@ -34,8 +34,9 @@ def bronze_rows(spark: Any, landing: Path, source: str) -> DataFrame:
         "emr": (cda.parse_documents, cda.DOCUMENT_COLUMNS),
     }[source]
     folder = landing / source
-    found = [(r[0], r[1], 0) for r in list_files(spark, str(folder)).collect()]
-    files = read_files(spark, found, source=source, root_uri="file:" + str(landing))
+    files = read_files(
+        spark, list_landing(spark, str(folder)), source=source, root_uri="file:" + str(landing)
+    )
     return landed_rows(parse(files.where(F.col("size_bytes") > 0)), columns)
 
 
