@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import resources
 
 from pyspark.sql import SparkSession
@@ -186,3 +188,20 @@ def check_catalog(spark: SparkSession) -> list[str]:
         if "Another instance of Derby may have already booted" in trace:
             reason = "the embedded Derby metastore is in use by another process"
         raise error(ErrorCode.CATALOG_UNAVAILABLE, name=kind, reason=reason) from exc
+
+
+@contextmanager
+def session_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """``conf`` set on the running session for the duration of the block, each key's
+    earlier value (or its absence) restored after, whatever the block raises."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)

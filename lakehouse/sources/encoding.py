@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.spark import session_conf
+
 LATIN1 = "ISO-8859-1"
 _CONF = {
     "spark.sql.legacy.javaCharsets": "true",
@@ -29,17 +31,8 @@ _CHARSET_NAME = r"^[A-Za-z0-9 /_.:-]{1,24}$"
 @contextmanager
 def charsets_enabled(spark: SparkSession) -> Iterator[None]:
     """Allow GB18030 in ``decode``/``encode`` (and substitution on malformed input)."""
-    before = {k: spark.conf.get(k, None) for k in _CONF}
-    for key, value in _CONF.items():
-        spark.conf.set(key, value)
-    try:
+    with session_conf(spark, _CONF):
         yield
-    finally:
-        for key, old in before.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 def is_utf8(data: Column) -> Column:

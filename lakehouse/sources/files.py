@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode
 from lakehouse.sources.records import LINEAGE
+from lakehouse.spark import session_conf
 
 #: Most hashes a manifest lookup names in its plan (more are broadcast: one Spark job more).
 _IN_LIST_MAX = 1000
@@ -152,16 +153,9 @@ def _listed_on_driver(spark: SparkSession, paths: int, *, local: bool) -> Iterat
     a round trip per file) the parallel listing is kept.
     """
     key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
-    before = spark.conf.get(key, None)
-    if local and paths > int(before or 32):
-        spark.conf.set(key, str(paths))
-    try:
+    threshold = int(spark.conf.get(key, None) or 32)
+    with session_conf(spark, {key: str(paths)} if local and paths > threshold else {}):
         yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
 
 
 @dataclass(frozen=True)

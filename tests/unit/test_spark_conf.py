@@ -87,3 +87,26 @@ def test_metastore_servers(
 def test_in_memory_catalog(tmp_path: Path, jars: Path) -> None:
     cfg = Settings(home=tmp_path, spark={"jars_dir": jars}, metastore={"kind": "in-memory"})  # type: ignore[arg-type]
     assert spark_conf(cfg)["spark.sql.catalogImplementation"] == "in-memory"
+
+
+@pytest.mark.spark
+def test_session_conf_restores_each_key_as_it_was_even_when_the_block_raises(spark) -> None:  # type: ignore[no-untyped-def]
+    from lakehouse.spark import session_conf
+
+    absent, present = "spark.lakehouse.test.absent", "spark.lakehouse.test.present"
+    seen: list[tuple[str, str]] = []
+
+    def block() -> None:
+        with session_conf(spark, {absent: "a", present: "b"}):
+            seen.append((spark.conf.get(absent), spark.conf.get(present)))
+            raise RuntimeError("inside")
+
+    spark.conf.set(present, "before")
+    try:
+        with pytest.raises(RuntimeError):
+            block()
+        assert seen == [("a", "b")]
+        assert spark.conf.get(absent, None) is None
+        assert spark.conf.get(present) == "before"
+    finally:
+        spark.conf.unset(present)
