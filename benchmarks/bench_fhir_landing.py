@@ -16,6 +16,10 @@ member site, ``--per-file`` lines each) are read three ways, the warm run of thr
 * Delta's floor (:func:`benchmarks.landing.delta_floor`): the same lines appended as (path,
   raw JSON) to an existing Delta table and a report row to another, two commits, the best
   of the three runs: the bound on any landing that keeps its records and report in Delta;
+* the required floor (:func:`benchmarks.landing.required_floor`): what issue #4 requires of
+  any landing and nothing more: each file hashed (SHA-256), its lines appended with their
+  lineage, type, id and raw JSON, a manifest row per file and a report row, three commits,
+  best of three: the bound on any landing that meets the issue;
 * then the whole Spark landing (``jobs.ingest.run``: discovery, SHA-256 of every file, the
   manifest, quarantine and the Delta MERGE into ``bronze.fhir_resources``): first of a
   small delivery (``--warmup`` resources of another site: the run that creates the tables
@@ -110,6 +114,14 @@ def spark_parse(spark: Any, folder: Path, root_uri: str) -> tuple[int, float]:
     return int(records.count()), seconds
 
 
+def fields(raw: Any) -> list[Any]:
+    """The fields DuckDB extracts too (type and id), from one parse of the line."""
+    from pyspark.sql import functions as F
+
+    head = F.from_json(raw, "struct<resourceType:string,id:string>", {"mode": "PERMISSIVE"})
+    return [head["resourceType"].alias("resource_type"), head["id"].alias("resource_id")]
+
+
 def duckdb_read(folder: Path, db: Path) -> tuple[int, float]:
     import duckdb
 
@@ -153,27 +165,37 @@ def main(argv: list[str] | None = None) -> int:
             ingest={"landing_root": landing, "sources": ["fhir"]},
         )
         spark = build_spark(cfg)
-        from benchmarks.landing import delta_floor, delta_floor_tables, spark_floor
+        from benchmarks.landing import (
+            delta_floor,
+            delta_floor_tables,
+            required_floor,
+            required_floor_tables,
+            spark_floor,
+        )
 
         root_uri = "file:" + str(staging)
         folder = staging / "fhir"
         # Alternated, warm runs: the machine's other load falls on both alike.
-        spark_runs, duck_runs, floor_runs, delta_runs = [], [], [], []
+        spark_runs, duck_runs, floor_runs, delta_runs, required_runs = [], [], [], [], []
         tables = delta_floor_tables(spark, tmp / "delta_floor")
+        required = required_floor_tables(spark, tmp / "required_floor", fields)
         for _ in range(3):
             spark_runs.append(spark_parse(spark, folder, root_uri))
             duck_runs.append(duckdb_read(folder / "H0002", tmp / "peer.duckdb"))
             floor_runs.append(spark_floor(spark, folder, "\n", r"^\{"))
             delta_runs.append(delta_floor(spark, folder, "\n", r"^\{", tables))
+            required_runs.append(required_floor(spark, folder, "\n", r"^\{", fields, required))
         n_spark, s_spark = spark_runs[-1]
         n_duck, s_duck = duck_runs[-1]
         n_floor, s_floor = floor_runs[-1]
         n_delta, s_delta = min(delta_runs, key=lambda run: run[1])
-        assert n_spark == n_duck == n_floor == n_delta == args.resources, (
+        n_required, s_required = min(required_runs, key=lambda run: run[1])
+        assert n_spark == n_duck == n_floor == n_delta == n_required == args.resources, (
             n_spark,
             n_duck,
             n_floor,
             n_delta,
+            n_required,
         )
         print(f"resources: {args.resources:,} in {len(paths)} NDJSON files, {mb:.1f} MB")
         print(
@@ -193,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             f"delta floor (resources + a report row appended to existing Delta tables, "
             f"2 commits; warm, best of 3): {s_delta:.2f}s -> {mb / s_delta:.1f} MB/s; "
             f"ratio to duckdb: {s_duck / s_delta:.2f}x"
+        )
+        print(
+            f"required floor (files hashed, lines + lineage + type/id, a manifest row per "
+            f"file and a report row; 3 commits; warm, best of 3): {s_required:.2f}s -> "
+            f"{mb / s_required:.1f} MB/s; ratio to duckdb: {s_duck / s_required:.2f}x"
         )
         if not args.no_landing:
             from jobs import ingest

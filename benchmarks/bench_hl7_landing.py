@@ -15,7 +15,12 @@ timed: Spark's floor (:func:`benchmarks.landing.spark_floor`: files read, split 
 segments counted, nothing else), the bound on any Spark landing on this machine, and Delta's
 floor (:func:`benchmarks.landing.delta_floor`: the messages appended as (path, raw text) to
 an existing Delta table and a report row to another, two commits, best of three warm runs),
-the bound on any landing that keeps its records and its run report in Delta.
+the bound on any landing that keeps its records and its run report in Delta; and the
+required floor (:func:`benchmarks.landing.required_floor`: what issue #4 requires of any
+landing and nothing more: each file hashed (SHA-256), its messages appended with their
+lineage, the seven MSH fields python-hl7 extracts and the raw text, a manifest row per file
+and a report row, three commits, best of three), the bound on any landing that meets the
+issue.
 """
 
 from __future__ import annotations
@@ -73,6 +78,15 @@ def _python_hl7_file(path: str) -> int:
     return n
 
 
+def fields(raw: Any) -> list[Any]:
+    """The MSH fields python-hl7 extracts here (MSH-3, 4, 7, 9, 10, 12, 18), from one split
+    of the message's first segment (MSH-n is the (n-1)th piece: MSH-1 is the separator)."""
+    from pyspark.sql import functions as F
+
+    msh = F.split(F.substring_index(raw, "\r", 1), r"\|")
+    return [F.get(msh, n - 1).alias(f"msh_{n}") for n in (3, 4, 7, 9, 10, 12, 18)]
+
+
 def python_hl7(paths: list[Path]) -> tuple[int, float]:
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(2) as pool:
@@ -116,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         spark = build_spark(cfg)
         root_uri = "file:" + str(staging)
-        from benchmarks.landing import delta_floor, delta_floor_tables, spark_floor
+        from benchmarks.landing import (
+            delta_floor,
+            delta_floor_tables,
+            required_floor,
+            required_floor_tables,
+            spark_floor,
+        )
 
         runs = [spark_parse(spark, staging / "lis", root_uri) for _ in range(3)]
         floors = [spark_floor(spark, staging / "lis", "\r", "^MSH") for _ in range(3)]
@@ -126,13 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         ]
         n_spark, s_spark = runs[-1]
         n_floor, s_floor = floors[-1]
+        required = required_floor_tables(spark, tmp / "required_floor", fields)
+        requireds = [
+            required_floor(spark, staging / "lis", r"\r(?=MSH\|)", "^MSH", fields, required)
+            for _ in range(3)
+        ]
         n_delta, s_delta = min(deltas, key=lambda run: run[1])
+        n_required, s_required = min(requireds, key=lambda run: run[1])
         n_py, s_py = python_hl7(paths)
-        assert n_spark == n_py == n_floor == n_delta == args.messages, (
+        assert n_spark == n_py == n_floor == n_delta == n_required == args.messages, (
             n_spark,
             n_py,
             n_floor,
             n_delta,
+            n_required,
         )
         spark_rate, py_rate = n_spark / s_spark, n_py / s_py
         print(f"messages: {args.messages} in {len(paths)} batch files")
@@ -151,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             f"delta floor (messages + a report row appended to existing Delta tables, 2 commits; "
             f"warm, best of 3): {s_delta:.2f}s -> {n_delta / s_delta:,.0f} msg/s; ratio to "
             f"python-hl7: {n_delta / s_delta / py_rate:.1f}x"
+        )
+        print(
+            f"required floor (files hashed, messages + lineage + 7 MSH fields, a manifest row "
+            f"per file and a report row; 3 commits; warm, best of 3): {s_required:.2f}s -> "
+            f"{n_required / s_required:,.0f} msg/s; ratio to python-hl7: "
+            f"{n_required / s_required / py_rate:.1f}x"
         )
         if not args.no_landing:
             from jobs import ingest
