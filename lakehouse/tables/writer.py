@@ -468,9 +468,19 @@ def fill(
     return _commit_report(spark, spec.name, token, after=before)
 
 
-def append(spark: SparkSession, spec: TableSpec, df: DataFrame) -> WriteReport:
-    """Append ``df`` to an append-only table (audit logs, run reports)."""
-    if spec.keys:
+def append(
+    spark: SparkSession, spec: TableSpec, df: DataFrame, *, fresh_keys: bool = False
+) -> WriteReport:
+    """Append ``df`` to an append-only table (audit logs, run reports).
+
+    A keyed table takes :func:`upsert`, unless ``fresh_keys``: the caller vouches that every
+    key of ``df`` is new, once in ``df`` and never stored (a UUID4 minted for the row, as
+    ``ops.job_runs`` records a run). A blind append then stores what an insert-only MERGE
+    would, without the MERGE's join of the table; reading no rows, it conflicts with no
+    concurrent write of data (only with a change of the table's metadata, retried like
+    any conflict). A caller wrong about it stores duplicate keys.
+    """
+    if spec.keys and not fresh_keys:
         raise error(
             ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="keyed tables take upsert"
         )

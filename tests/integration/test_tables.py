@@ -224,6 +224,26 @@ def test_append_only_tables(spark: SparkSession, unique: str) -> None:
     assert layout.properties["delta.appendOnly"] == "true"
 
 
+def test_a_keyed_table_takes_an_append_only_of_fresh_keys(spark: SparkSession, unique: str) -> None:
+    spec = people(unique)
+    with pytest.raises(LakehouseError) as info:
+        append(spark, spec, rows(spark, spec, [("p1", "a", 1, T0)]))
+    assert info.value.code is ErrorCode.TABLE_SPEC_INVALID
+    assert not spark.catalog.tableExists(spec.name)  # refused before anything was created
+
+    first = append(spark, spec, rows(spark, spec, [("p1", "a", 1, T0)]), fresh_keys=True)
+    assert (first.version, first.source_rows, first.inserted) == (1, 1, 1)  # 0: the creation
+    report = append(spark, spec, rows(spark, spec, [("p2", "b", 2, T1)]), fresh_keys=True)
+    assert report == writer.WriteReport(
+        table=spec.name, version=first.version + 1, source_rows=1, inserted=1, updated=0
+    )
+    last = DeltaTable.forName(spark, spec.name).history(1).first()
+    assert last is not None
+    assert (last["operation"], last["isBlindAppend"]) == ("WRITE", True)
+    got = sorted(tuple(r) for r in spark.table(spec.name).select("patient_id", "visits").collect())
+    assert got == [("p1", 1), ("p2", 2)]
+
+
 def test_python_udf_over_a_delta_scan_completes(spark: SparkSession, unique: str) -> None:
     """pyspark 4.2.0 hangs here with Arrow UDFs on (SPARK-58241); spark.py turns them off."""
     spec = people(unique)
