@@ -22,7 +22,7 @@ from lakehouse import __version__
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.settings import Settings
 from lakehouse.tables.ops.runs import JOB_RUNS
-from lakehouse.tables.writer import upsert
+from lakehouse.tables.writer import append
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +85,10 @@ def _record(spark: SparkSession, cfg: Settings, run: JobRun) -> None:
         "spark_master": cfg.spark.master,
     }
     try:
-        # A run is recorded once, under a fresh UUID4: an insert-only MERGE has nothing to
-        # update and skips the duplicate-key count and the matched-rows join (7 of 17 jobs),
-        # and one fresh key needs no per-key window (one more job and its shuffle).
-        upsert(
-            spark,
-            JOB_RUNS,
-            spark.createDataFrame([row], JOB_RUNS.schema),
-            insert_only=True,
-            unique_keys=True,
-        )
+        # A run is recorded once, under a fresh UUID4: no stored row can match it, so a
+        # blind append stores what an insert-only MERGE would, without the MERGE's scan and
+        # join of the table, and never conflicts with another run's record.
+        append(spark, JOB_RUNS, spark.createDataFrame([row], JOB_RUNS.schema), fresh_keys=True)
     except Exception:
         # Never hide the run's own outcome behind a failure to record it.
         logger.exception("could not record run %s of %s", run.run_id, run.job)

@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import demo
+from lakehouse import __version__
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.runs import job_run
 from lakehouse.settings import Settings
 
 
 def _run_row(spark: SparkSession, run_id: str) -> dict[str, object]:
-    row = spark.table("ops.job_runs").where(f"run_id = '{run_id}'").first()
-    assert row is not None
-    return row.asDict()
+    rows = spark.table("ops.job_runs").where(f"run_id = '{run_id}'").collect()
+    assert len(rows) == 1  # recorded once, by a blind append of its fresh UUID4
+    return rows[0].asDict()
 
 
 def test_a_succeeding_run_is_recorded_with_its_counts(
@@ -27,10 +29,17 @@ def test_a_succeeding_run_is_recorded_with_its_counts(
         run.count("rows", 3)
         run.count("rows", 2)
     row = _run_row(spark, run.run_id)
+    assert row["job"] == f"test.ok_{unique}"
     assert row["status"] == "succeeded"
     assert row["counts"] == {"rows": 5}
     assert row["error_code"] is None
+    assert row["error_message"] is None
     assert row["finished_at"] >= row["started_at"]  # type: ignore[operator]
+    assert row["duration_s"] >= 0  # type: ignore[operator]
+    assert (row["lakehouse_version"], row["spark_master"]) == (__version__, settings.spark.master)
+    last = DeltaTable.forName(spark, "ops.job_runs").history(1).first()
+    assert last is not None
+    assert (last["operation"], last["isBlindAppend"]) == ("WRITE", True)
 
 
 def test_a_failing_run_is_recorded_with_its_code_and_reraised(
@@ -43,8 +52,9 @@ def test_a_failing_run_is_recorded_with_its_code_and_reraised(
         raise error(ErrorCode.TABLE_NOT_FOUND, table="silver.nothing")
     assert info.value.code is ErrorCode.TABLE_NOT_FOUND
     row = _run_row(spark, run.run_id)
-    assert row["status"] == "failed"
+    assert (row["job"], row["status"]) == (f"test.bad_{unique}", "failed")
     assert row["error_code"] == "LH-TBL-007"
+    assert row["error_message"] == info.value.render()
 
     with pytest.raises(ZeroDivisionError), job_run(spark, settings, f"test.crash_{unique}") as run:
         _ = 1 / 0
