@@ -358,6 +358,7 @@ def upsert(
     insert_only: bool = False,
     delete_unmatched: bool = False,
     unique_keys: bool = False,
+    target_filter: str | None = None,
 ) -> WriteReport:
     """MERGE ``df`` into ``spec.name`` on its keys (creating/evolving the table first).
 
@@ -372,9 +373,21 @@ def upsert(
     (a window that hashes and shuffles every row, payloads included) nor counts clashing
     keys (an extra Spark job). A caller wrong about it stores duplicate keys: inputs that
     can repeat a key (re-read rows, late deliveries, derived tables) leave it ``False``.
+    ``target_filter``: a condition on the stored rows (alias ``t``, e.g. ``t.ingest_date >=
+    DATE'2026-11-26'``) that every row able to match ``df`` satisfies, by the caller's
+    knowledge. It joins the MERGE condition, so Delta reads only the files whose statistics
+    can satisfy it (the MERGE costs the rows it can touch, not the table), and a concurrent
+    commit that adds such rows still conflicts with this one. Stored rows outside it are
+    treated as absent: a caller wrong about it inserts keys already stored.
     """
     if not spec.keys:
         raise error(ErrorCode.TABLE_SPEC_INVALID, table=spec.name, reason="upsert needs keys")
+    if target_filter is not None and delete_unmatched:
+        raise error(
+            ErrorCode.TABLE_SPEC_INVALID,
+            table=spec.name,
+            reason="a MERGE that deletes unmatched rows must read the whole table",
+        )
     ensure_table(spark, spec)
     before = log_version(spark, spec.name)
     source = conform(df, spec)
@@ -387,6 +400,8 @@ def upsert(
 
     value_cols = [c for c in spec.column_names if c not in spec.keys and c not in spec.volatile]
     on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in spec.keys)
+    if target_filter is not None:
+        on = f"({target_filter}) AND {on}"
     differs = " OR ".join(
         f"NOT ({_comparable(spec, c, 't')} <=> {_comparable(spec, c, 's')})" for c in value_cols
     )
