@@ -3,16 +3,20 @@
 ``python -m jobs.ingest [--source NAME] [--reconcile]`` / ``lakehouse ingest [--source NAME]``.
 
 Per source: list the folder (metadata only), take the files the manifest ``ops.landing_files``
-does not hold, hash them in Spark, skip content landed before (duplicates), split the rest
-into records and MERGE the source's bronze table (keys: the file's SHA-256 and the record's
-index). Then, once for all sources: ``bronze.quarantine`` (MERGE), the manifest (MERGE), and
-the run's reports in ``ops.ingest_runs`` (append). A parser may also emit *findings*
-(``finding`` true: an HL7 batch trailer whose count disagrees with the messages, see
-:mod:`lakehouse.sources.hl7v2`): they go to the quarantine like bad records but are counted
-apart (``findings_quarantined``), so records seen = landed + quarantined still holds. A run
-killed before the manifest commit leaves its files unrecorded; the next run takes them again
-and its MERGEs find every record already there, so the tables hold exactly the records of
-one clean run.
+does not hold, hash them in Spark, skip content landed before (duplicates), record an intent
+per file to land (``ops.landing_intents``), split the rest into records and MERGE the
+source's bronze table (keys: the file's SHA-256 and the record's index). Then, once for all
+sources: ``bronze.quarantine`` (MERGE), the manifest (MERGE), and the run's reports in
+``ops.ingest_runs`` (append). A parser may also emit *findings* (``finding`` true: an HL7
+batch trailer whose count disagrees with the messages, see :mod:`lakehouse.sources.hl7v2`):
+they go to the quarantine like bad records but are counted apart (``findings_quarantined``),
+so records seen = landed + quarantined still holds. A run killed before the manifest commit
+leaves its files unrecorded; the next run takes them again and its MERGEs find every record
+already there, so the tables hold exactly the records of one clean run.
+
+The MERGEs read only the stored rows that can match (ADR 0035): a file's records are
+written after its intent, so none is older than the day before the earliest intent recorded
+for its content. A run with nothing to replay reads a day or two of bronze, not the table.
 
 The source ``his`` is the HIS database, extracted over JDBC by watermark with a
 late-correction lookback (:mod:`jobs.ingest_his`). A HIS failure does not stop the file
@@ -26,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import reduce
 from typing import NamedTuple
 
@@ -58,8 +62,9 @@ from lakehouse.tables.bronze.lis import LIS_HL7V2_MESSAGES
 from lakehouse.tables.bronze.notes import NOTES_DOCUMENTS
 from lakehouse.tables.bronze.pacs import PACS_DICOM_INSTANCES
 from lakehouse.tables.bronze.quarantine import QUARANTINE
-from lakehouse.tables.ops.ingest import INGEST_RUNS, LANDING_FILES
+from lakehouse.tables.ops.ingest import INGEST_RUNS, LANDING_FILES, LANDING_INTENTS
 from lakehouse.tables.spec import TableSpec
+from lakehouse.tables.versions import latest_version
 from lakehouse.tables.writer import append, ensure_table, upsert
 
 logger = logging.getLogger(__name__)
@@ -149,6 +154,7 @@ def run(
     with job_run(spark, cfg, "ingest") as rec, charsets_enabled(spark):
         report = IngestReport(rec.run_id)
         ensure_table(spark, LANDING_FILES)
+        _ensure_intents(spark)
         manifest = spark.table(LANDING_FILES.name)
         batches: list[_Batch] = []
         try:
@@ -201,6 +207,8 @@ class _Batch:
     started_at: datetime
     quarantine: DataFrame | None = None
     manifest_rows: DataFrame | None = None
+    #: The earliest day a stored record of this batch's files can carry (see _intend).
+    replay_since: date | None = None
     cached: list[DataFrame] = field(default_factory=list)
 
     def release(self) -> None:
@@ -229,6 +237,10 @@ def _land_source(
         files = files.persist(StorageLevel.MEMORY_AND_DISK)
         batch.cached.append(files)
         keys = decide_duplicates(files, manifest)
+        taken = [k for k in keys if k.duplicate_of is None]
+        if taken:
+            # Before any record of them is written: the bound of this run's MERGEs.
+            batch.replay_since = _intend(spark, taken, run_id=run_id, source=name)
         files = mark_duplicates(files, keys)
         fresh = files.where(F.col("duplicate_of").isNull())
         parsed = fmt.parse(fresh.where(F.col("size_bytes") > 0))
@@ -265,6 +277,7 @@ def _land_source(
                 _stamped(landed_rows(records, fmt.columns), run_id),
                 insert_only=True,
                 unique_keys=True,
+                target_filter=_since(batch.replay_since),
             )
         if report.records_quarantined:
             batch.quarantine = _stamped(quarantine_rows(records), run_id)
@@ -280,12 +293,16 @@ def _finish(spark: SparkSession, batches: list[_Batch], *, run_id: str) -> None:
     # file were counted distinct), manifest rows are one per listed file path.
     quarantine = [b.quarantine for b in batches if b.quarantine is not None]
     if quarantine:
+        # Every batch with quarantine rows took files, so recorded their intents.
+        days = [b.replay_since for b in batches if b.quarantine is not None]
+        dated = [d for d in days if d is not None]
         upsert(
             spark,
             QUARANTINE,
             reduce(DataFrame.unionByName, quarantine),
             insert_only=True,
             unique_keys=True,
+            target_filter=_since(min(dated)) if len(dated) == len(days) else None,
         )
     manifest = [b.manifest_rows for b in batches if b.manifest_rows is not None]
     if manifest:
@@ -293,6 +310,78 @@ def _finish(spark: SparkSession, batches: list[_Batch], *, run_id: str) -> None:
     rows = [{"run_id": run_id, "started_at": b.started_at, **asdict(b.report)} for b in batches]
     if rows:
         append(spark, INGEST_RUNS, spark.createDataFrame(rows, INGEST_RUNS.schema))
+
+
+def _ensure_intents(spark: SparkSession) -> None:
+    """Create ``ops.landing_intents``. While it holds no intent (a new lakehouse, or the
+    first run of a version that records intents), every file whose records bronze or the
+    quarantine already hold gets one, dated by its first record: replays and re-deliveries
+    of files landed before intents existed are then bounded like any other. One scan of the
+    tables' lineage columns, once; an empty append marks it done."""
+    ensure_table(spark, LANDING_INTENTS)
+    if (latest_version(spark, LANDING_INTENTS.name) or 0) > 0:
+        return
+    specs = [f.table for f in FORMATS.values()] + [QUARANTINE]
+    stored = [
+        spark.table(spec.name).select(
+            F.col("ingest_run_id").alias("run_id"),
+            "source_system",
+            "file_path",
+            "file_sha256",
+            "ingested_at",
+        )
+        for spec in specs
+        if spark.catalog.tableExists(spec.name)
+    ]
+    if not stored:
+        return  # nothing landed yet: the first run's own intents come first
+    files = (
+        reduce(DataFrame.unionByName, stored)
+        .groupBy("file_sha256", "file_path", "source_system")
+        .agg(
+            F.coalesce(F.min("run_id"), F.lit("before-intents")).alias("run_id"),
+            # A row without a time bounds nothing: the earliest instant makes it read all.
+            F.coalesce(F.min("ingested_at"), F.timestamp_seconds(F.lit(0))).alias("started_at"),
+        )
+    )
+    append(spark, LANDING_INTENTS, files)
+
+
+def _intend(spark: SparkSession, taken: list[FileKey], *, run_id: str, source: str) -> date:
+    """Record an intent for each file about to be landed, then return the earliest day a
+    stored record of their content can carry: the day before the earliest intent recorded
+    for it (this run's included; the day before, in case the session's time zone moved).
+
+    A record is written after its file's intent, by this run or by one that died before
+    its manifest commit, so it is dated no earlier. Matched by content (bronze keys are
+    content and index), and for empty files by path too (every empty file has one hash).
+    """
+    rows = [(run_id, source, k.path, k.sha256) for k in taken]
+    intents = spark.createDataFrame(
+        rows, "run_id string, source_system string, file_path string, file_sha256 string"
+    ).withColumn("started_at", F.current_timestamp())
+    append(spark, LANDING_INTENTS, intents)
+    wanted = spark.createDataFrame(
+        sorted({(k.sha256, None if k.size > 0 else k.path) for k in taken}, key=str),
+        "want_sha256 string, want_path string",
+    )
+    stored = spark.table(LANDING_INTENTS.name)
+    match = (stored["file_sha256"] == wanted["want_sha256"]) & (
+        wanted["want_path"].isNull() | (stored["file_path"] == wanted["want_path"])
+    )
+    row = (
+        stored.join(F.broadcast(wanted), match, "left_semi")
+        .agg(F.date_sub(F.to_date(F.min("started_at")), 1).alias("since"))
+        .first()
+    )
+    since: date | None = None if row is None else row["since"]
+    assert since is not None, "this run's own intents were just appended"
+    return since
+
+
+def _since(day: date | None) -> str | None:
+    """The MERGE's bound on stored rows: those of ``day`` or later (``None``: no bound)."""
+    return None if day is None else f"t.ingest_date >= DATE'{day.isoformat()}'"
 
 
 def _stamped(df: DataFrame, run_id: str) -> DataFrame:

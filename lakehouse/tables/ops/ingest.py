@@ -1,4 +1,5 @@
-"""``ops.landing_files`` (the file manifest) and ``ops.ingest_runs`` (one report per run)."""
+"""``ops.landing_files`` (the file manifest), ``ops.landing_intents`` (files a run is about to
+land) and ``ops.ingest_runs`` (one report per run)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,28 @@ LANDING_FILES = TableSpec(
     ),
     keys=("file_path", "file_sha256"),
     cluster_by=("source_system", "institution_code"),
+)
+
+LANDING_INTENTS = TableSpec(
+    name="ops.landing_intents",
+    comment="One row per file a run was about to land, appended before any of its records: "
+    "the earliest day a file's records can be stored, so a rerun's insert-only MERGE reads "
+    "bronze from that day on instead of the whole table (ADR 0035). A file here and not in "
+    "ops.landing_files is one whose run died before the manifest commit.",
+    columns=(
+        column("run_id", StringType(), "Run that was about to land the file.", nullable=False),
+        column("source_system", StringType(), "Source system of the landing folder."),
+        column("file_path", StringType(), "Path of the file.", nullable=False),
+        column("file_sha256", StringType(), "SHA-256 (hex) of its bytes.", nullable=False),
+        column(
+            "started_at",
+            TimestampType(),
+            "When the intent was recorded: before any record of the file was written.",
+            nullable=False,
+        ),
+    ),
+    append_only=True,
+    cluster_by=("file_sha256",),
 )
 
 INGEST_RUNS = TableSpec(
