@@ -7,9 +7,12 @@ UTF-8 by definition (a BOM is allowed): a file whose bytes are not UTF-8 is quar
 (LH-ING-010); a line or document that is not a JSON object with a resourceType is quarantined
 with LH-ING-014.
 
-One pass over the files: each file's content is checked, split and parsed by one chain of
-operators (no branch per kind of file re-reading the content), and each line's JSON is
-parsed once.
+One pass over the files: each file's content is checked and cut into its resources (lines,
+a Bundle's entries or the document) per file, exploded once, and each resource's JSON is
+parsed once (a document once more, for its entries). Spark 4.2 evaluates ``from_json``
+interpreted (it is a ``CodegenFallback``): an operator holding it leaves whole-stage code
+generation, so it stands alone in a generator of its own, which also keeps a later filter on
+the outcome from being pushed below it and parsing the JSON again.
 """
 
 from __future__ import annotations
@@ -35,96 +38,90 @@ def _null() -> Column:
     return F.lit(None).cast("string")
 
 
-def _item(text: Column, bundle_id: Column) -> Column:
-    """A resource's text, its bundle's id and its head (type and id), parsed once."""
-    return F.struct(
-        text.alias("text"),
-        bundle_id.alias("bundle_id"),
-        F.from_json(text, _HEAD, _ONE_PARSE).alias("head"),
-    )
+def _without_cr(line: Column) -> Column:
+    """``line`` without the CRs at its end (of a CRLF line end).
+
+    ``rtrim(line, '\\r')`` alone costs a pass over the line and two int arrays of its length
+    (Spark's trimRight with a trim string): it runs only for the lines that end with a CR.
+    """
+    return F.when(line.endswith("\r"), F.rtrim(line, F.lit("\r"))).otherwise(line)
 
 
 def parse_resources(files: DataFrame) -> DataFrame:
     """Files -> records: one per resource, or the error that quarantines it."""
     body = strip_utf8_bom(F.col("content"))
     utf8 = is_utf8(body)
-    text = body.cast("string")
     kind = (
         F.when(~utf8, F.lit(_NOT_UTF8))
         .when(F.lower(F.col("file_path")).endswith(".ndjson"), F.lit(_LINE))
         .otherwise(F.lit(_DOC))
     )
-    # The pieces of a file: its lines (split on LF, a one-character pattern: Java's fast
-    # path, no regex), its whole text, or one empty piece for a file that is not UTF-8 (a
-    # file whose check is null gives none). The content itself is not carried past the
-    # split: only a refused file's bytes are, for its quarantine record.
+    checked = files.select(
+        *LINEAGE,
+        kind.alias("kind"),
+        utf8.alias("utf8"),
+        F.when(~utf8, body).alias("file_bytes"),
+        body.cast("string").alias("text"),
+    )
+    # A document is parsed once, as a Bundle (a projection of its own: the pieces below use
+    # it three times, and Spark does not merge projections that would repeat a parse).
+    text = F.col("text")
+    documents = checked.select(
+        "*", F.when(F.col("kind") == _DOC, F.from_json(text, _BUNDLE, _ONE_PARSE)).alias("doc")
+    )
+    # The pieces of a file, each a struct holding one resource's text: its lines (split on
+    # LF, a one-character pattern: Java's fast path, no regex), a Bundle's entries (a null
+    # entry is a null piece, dropped below, its position kept), the document, or one empty
+    # piece for a file that is not UTF-8 (a file whose check is null gives none). The content
+    # itself is not carried past the split: only a refused file's bytes are, for its
+    # quarantine record.
+    doc = F.col("doc")
+    is_bundle = doc["resourceType"] == "Bundle"
     pieces = (
-        F.when(~utf8, F.array(_null()))
-        .when(kind == _LINE, F.split(text, "\n"))
-        .when(utf8, F.array(text))
+        F.when(~F.col("utf8"), F.array(F.struct(_null().alias("resource"))))
+        .when(F.col("kind") == _LINE, F.arrays_zip(F.split(text, "\n").alias("resource")))
+        .when(is_bundle, doc["entry"])
+        .when(F.col("utf8"), F.array(F.struct(text.alias("resource"))))
     )
-    # Columns first, exploded after, so the check runs once per file, not once per line.
-    # The coalesce changes nothing (no pieces, no rows) but keeps the optimizer from adding
-    # a `size(pieces) > 0` filter below the projection, which would split the text twice.
-    split = (
-        files.select(
-            *LINEAGE,
-            kind.alias("kind"),
-            F.when(~utf8, body).alias("file_bytes"),
-            pieces.alias("pieces"),
-        )
-        .select(
-            *LINEAGE,
-            "kind",
-            "file_bytes",
-            F.posexplode(F.coalesce("pieces", F.array())).alias("piece_index", "piece"),
-        )
-        # Blank lines are no records (trim drops spaces only, as it always has).
-        .where((F.col("kind") != _LINE) | (F.trim(F.col("piece")) != ""))
-    )
-    # Each piece's resources: a line (without the CR of a CRLF end), a document, or a
-    # Bundle's entries (a null entry is none). Parsed inside the generator's input, so the
-    # head of each resource is a column after it: a later filter on the error (say, landed
-    # rows only) reads that column instead of parsing the JSON again.
-    piece = F.col("piece")
-    doc = F.from_json(piece, _BUNDLE, _ONE_PARSE)
-    items = (
-        F.when(F.col("kind") == _NOT_UTF8, F.array(_item(_null(), _null())))
-        .when(F.col("kind") == _LINE, F.array(_item(F.rtrim(piece, F.lit("\r")), _null())))
-        .when(
-            doc["resourceType"] == "Bundle",
-            F.transform(
-                doc["entry"],
-                lambda e: F.when(e.isNotNull(), _item(e["resource"], doc["id"])),
-            ),
-        )
-        .otherwise(F.array(_item(piece, _null())))
-    )
-    records = split.select(
+    # Exploded once, over per-file columns: the check and the split run once per file, not
+    # once per line. The coalesce changes nothing (no pieces, no rows) but keeps the optimizer
+    # from adding a `size(pieces) > 0` filter below the projection, which would split the
+    # text twice.
+    exploded = documents.select(
         *LINEAGE,
         "kind",
         "file_bytes",
-        "piece_index",
-        F.posexplode(items).alias("item_index", "item"),
-    ).where(F.col("item").isNotNull())
-    return records.select(
+        F.when(is_bundle, doc["id"]).alias("bundle_id"),
+        F.posexplode(F.coalesce(pieces, F.array())).alias("record_index", "piece"),
+    )
+    # Blank lines are no records (trim drops spaces only, as it always has); a line loses
+    # the CR of a CRLF end.
+    piece = F.col("piece.resource")
+    resources = exploded.where(
+        F.col("piece").isNotNull() & ((F.col("kind") != _LINE) | (F.trim(piece) != ""))
+    ).select(
         *LINEAGE,
-        *_columns(
-            F.col("kind"),
-            F.col("file_bytes"),
-            F.col("piece_index"),
-            F.col("item_index"),
-            F.col("item"),
+        "kind",
+        "file_bytes",
+        "bundle_id",
+        "record_index",
+        F.when(F.col("kind") == _LINE, _without_cr(piece)).otherwise(piece).alias("raw_json"),
+    )
+    # Each resource's head (type and id), parsed once, as a generator's output: a later
+    # filter on the error (say, landed rows only) reads that column instead of parsing the
+    # JSON again. A text that is no JSON gives a null head, inlined as nulls.
+    heads = resources.select(
+        "*",
+        F.inline(F.array(F.from_json(F.col("raw_json"), _HEAD, _ONE_PARSE))).alias(
+            "resource_type", "resource_id"
         ),
     )
+    return heads.select(*LINEAGE, *_columns())
 
 
-def _columns(
-    kind: Column, file_bytes: Column, piece_index: Column, item_index: Column, item: Column
-) -> list[Column]:
+def _columns() -> list[Column]:
+    kind, json_text, rtype = F.col("kind"), F.col("raw_json"), F.col("resource_type")
     not_utf8 = kind == _NOT_UTF8
-    json_text = item["text"]
-    rtype = item["head"]["resourceType"]
     refused = ~not_utf8 & rtype.isNull()
     # Only a refused text is parsed again, to say why (CASE WHEN evaluates lazily).
     is_object = F.coalesce(F.json_object_keys(json_text).isNotNull(), F.lit(False))
@@ -133,9 +130,9 @@ def _columns(
         F.when(json_text.isNull() | ~is_object, "not a JSON object").otherwise("no resourceType"),
     )
     return [
-        F.when(kind == _LINE, piece_index).otherwise(item_index).cast("long").alias("record_index"),
+        F.col("record_index").cast("long").alias("record_index"),
         # The raw bytes are what quarantine keeps; a landed resource keeps its raw_json.
-        F.when(not_utf8, file_bytes)
+        F.when(not_utf8, F.col("file_bytes"))
         .when(refused, F.encode(F.coalesce(json_text, F.lit("")), "UTF-8"))
         .alias("raw_bytes"),
         F.when(not_utf8, ErrorCode.ENCODING_MISMATCH.name)
@@ -145,7 +142,7 @@ def _columns(
         F.when(not_utf8, "not UTF-8").alias("error_found"),
         F.when(not_utf8, "UTF-8 (JSON)").alias("error_expected"),
         rtype.alias("resource_type"),
-        item["head"]["id"].alias("resource_id"),
-        item["bundle_id"].alias("bundle_id"),
+        F.col("resource_id"),
+        F.col("bundle_id"),
         json_text.alias("raw_json"),
     ]
