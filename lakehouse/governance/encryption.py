@@ -37,7 +37,7 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError, error
 from lakehouse.settings import Settings, environment_path
-from lakehouse.tables.spec import TableSpec, quote_name
+from lakehouse.tables.spec import STATS_COLUMNS_PROPERTY, TableSpec, quote_name, stats_column_list
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ SELECTION = "spark.lakehouse.encryption.selection"
 #: Table properties Delta passes to the Parquet writer.
 COLUMN_KEYS = "parquet.encryption.column.keys"
 FOOTER_KEY = "parquet.encryption.footer.key"
-STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+STATS_COLUMNS = STATS_COLUMNS_PROPERTY
 
 _CRYPTO_MARKERS = ("ParquetCryptoRuntimeException", "KeyAccessDeniedException", "LH-ENC:")
 
@@ -310,8 +310,8 @@ def table_properties(spark: SparkSession, spec: TableSpec) -> dict[str, str]:
     """Table properties that encrypt ``spec``'s chosen columns; empty when none are chosen.
 
     Read from the session's ``SELECTION`` conf (so settings alone decide). The statistics
-    columns are every other top-level column: Delta never writes an encrypted column's
-    min/max into its log.
+    columns are the spec's (:meth:`TableSpec.stats_columns`) less the encrypted ones: Delta
+    never writes an encrypted column's min/max into its log.
     """
     raw = spark.conf.get(SELECTION, None)
     if not raw:
@@ -321,16 +321,11 @@ def table_properties(spark: SparkSession, spec: TableSpec) -> dict[str, str]:
     if not cols:
         return {}
     paths = [p for c in cols for p in leaf_paths(c, spec.column(c).dataType)]
-    # Delta gathers statistics of atomic columns only (and refuses lists and maps here).
-    stats = [
-        c.name
-        for c in spec.columns
-        if c.name not in cols and not isinstance(c.dataType, (ArrayType, MapType, StructType))
-    ]
     return {
         COLUMN_KEYS: f"{chosen['column_key']}:{','.join(paths)}",
         FOOTER_KEY: chosen["footer_key"],
-        STATS_COLUMNS: ",".join(stats),
+        # The spec's statistics columns (no raw payloads, none Delta refuses) less these.
+        STATS_COLUMNS: stats_column_list(spec.stats_columns(without=cols)),
     }
 
 

@@ -3,7 +3,8 @@
 Name, schema (each column with a comment, a PHI tag where it holds protected health
 information, and the WS 445 data-element code where one exists), merge keys, a sequence
 column for choosing the newest version of a key, partitioning or clustering, table
-properties and a comment. :func:`lakehouse.tables.writer.ensure_table` and
+properties (those it derives: change data feed, append-only, and which columns carry
+Delta statistics) and a comment. :func:`lakehouse.tables.writer.ensure_table` and
 :func:`~lakehouse.tables.writer.upsert` are the only writers; the data dictionary in
 ``docs/data-dictionary.md`` is rendered from the specs.
 """
@@ -11,13 +12,22 @@ properties and a comment. :func:`lakehouse.tables.writer.ensure_table` and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from pyspark.sql.types import DataType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    DateType,
+    NumericType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from lakehouse.errors import ErrorCode, error
 
@@ -28,6 +38,17 @@ LAYERS = (
     "deid", "governance",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_PLAIN_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The Delta table property naming the columns whose min/max/null counts each data file's
+#: log entry carries (every other column gets none).
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+#: How many leaf columns, from the first, Delta keeps statistics on when a table names none
+#: (``delta.dataSkippingNumIndexedCols``' default).
+DELTA_INDEXED_LEAVES = 32
+#: Types Delta keeps min/max of (numbers, decimals included), the only ones
+#: ``delta.dataSkippingStatsColumns`` may name (it refuses booleans, binary, maps and
+#: arrays; a struct stands for its fields).
+_STATS_TYPES = (NumericType, StringType, DateType, TimestampType, TimestampNTZType, StructType)
 
 
 class Phi(StrEnum):
@@ -122,6 +143,12 @@ class TableSpec:
         nullable_keys = [c.name for c in self.columns if c.name in self.keys and c.nullable]
         if nullable_keys:
             bad(f"key columns must be non-nullable: {', '.join(nullable_keys)}")
+        for col in self.unindexed_columns:
+            if col in (*self.keys, *self.cluster_by, *self.partition_by):
+                bad(
+                    f"column {col} is a raw payload (no statistics) and cannot be a key, "
+                    "clustering or partition column"
+                )
 
     @property
     def schema_name(self) -> str:
@@ -149,11 +176,45 @@ class TableSpec:
         return {c.name: Phi(c.metadata["phi"]) for c in self.columns if "phi" in c.metadata}
 
     @property
+    def unindexed_columns(self) -> tuple[str, ...]:
+        """Columns Delta keeps no statistics on: the raw payloads (``Phi.RAW``).
+
+        Nothing filters on a raw message, document or line, so the min/max Delta would
+        compute over every written row of them is write CPU for nothing (and would put the
+        first 32 characters of each file's smallest and largest payload into ``_delta_log``).
+        Keys, clustering and partition columns are never among them (validation refuses it).
+        """
+        return tuple(c.name for c in self.columns if c.metadata.get("phi") == Phi.RAW.value)
+
+    def stats_columns(self, *, without: Iterable[str] = ()) -> tuple[str, ...]:
+        """The columns Delta keeps statistics on, for ``delta.dataSkippingStatsColumns``.
+
+        Those Delta would keep by default (the first 32 leaf columns) plus the keys and
+        clustering columns wherever they are (MERGE prunes files on the keys; clustering
+        needs statistics), less :attr:`unindexed_columns` and ``without`` (e.g. encrypted
+        columns), less what the property cannot name: partition columns (their values are
+        in the file's path) and columns of a type without min/max (booleans, binary, maps,
+        arrays: by default they get a null count only), which Delta refuses there.
+        """
+        dropped = {*self.unindexed_columns, *without, *self.partition_by}
+        always = {*self.keys, *self.cluster_by}
+        kept, leaves = [], 0
+        for c in self.columns:
+            leaves += _leaf_count(c.dataType)
+            if c.name in dropped or not isinstance(c.dataType, _STATS_TYPES):
+                continue
+            if leaves <= DELTA_INDEXED_LEAVES or c.name in always:
+                kept.append(c.name)
+        return tuple(kept)
+
+    @property
     def table_properties(self) -> dict[str, str]:
         """Delta table properties the spec requires (its own plus derived ones)."""
         props = {"delta.enableChangeDataFeed": str(self.change_data_feed).lower()}
         if self.append_only:
             props["delta.appendOnly"] = "true"
+        if self.unindexed_columns:
+            props[STATS_COLUMNS_PROPERTY] = stats_column_list(self.stats_columns())
         props.update(self.properties)
         return props
 
@@ -162,6 +223,21 @@ class TableSpec:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+
+def _leaf_count(data_type: DataType) -> int:
+    """Leaf columns of a type as Delta counts them for its default statistics."""
+    if isinstance(data_type, StructType):
+        return sum(_leaf_count(f.dataType) for f in data_type.fields)
+    return 1
+
+
+def stats_column_list(names: Iterable[str]) -> str:
+    """``names`` as the value of ``delta.dataSkippingStatsColumns``: comma-separated, each
+    name that is not a plain identifier quoted with backticks (Delta parses the list)."""
+    return ",".join(
+        n if _PLAIN_COLUMN.match(n) else "`" + n.replace("`", "``") + "`" for n in names
+    )
 
 
 def quote_name(name: str) -> str:
