@@ -40,7 +40,9 @@ def render_data_dictionary(specs: list[TableSpec] | None = None) -> str:
         GENERATED.format(source="the TableSpecs in lakehouse/tables/"),
         "",
         "PHI tags drive de-identified views and policies; WS 445 codes name the national data",
-        "element a column carries. Keys are the MERGE keys of `upsert`.",
+        "element a column carries. Keys are the MERGE keys of `upsert`. Raw payload columns",
+        "(PHI tag `raw`) carry no Delta statistics (`delta.dataSkippingStatsColumns`): a filter",
+        "on them reads every file.",
         "",
     ]
     for spec in specs:
