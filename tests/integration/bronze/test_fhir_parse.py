@@ -24,6 +24,8 @@ FILES: dict[str, bytes] = {
     # BOM, CRLF ends, a blank line (skipped, numbering kept) and a truncated last line.
     "a.ndjson": BOM + f"{_p('a0')}\r\n{_p('a1')}\r\n\r\n  \n{_p('a4')}\n{_p('a5')[:-7]}".encode(),
     "b.NDJSON": f"[1]\n{{}}\n{json.dumps({'id': 'x'})}\n".encode(),
+    # Every CR at a line's end goes (two before LF; one at the end of the file).
+    "c.ndjson": f"{_p('c0')}\r\r\n{_p('c1')}\r".encode(),
     "gb.ndjson": _p("g").encode("gb18030"),
     "bundle.json": json.dumps(
         {
@@ -50,6 +52,8 @@ EXPECTED: dict[tuple[str, int], tuple[Any, ...]] = {
     ("b.NDJSON", 0): ("FHIR_INVALID_JSON", "not a JSON object", None, None, None),
     ("b.NDJSON", 1): ("FHIR_INVALID_JSON", "no resourceType", None, None, None),
     ("b.NDJSON", 2): ("FHIR_INVALID_JSON", "no resourceType", None, "x", None),
+    ("c.ndjson", 0): (None, None, "Patient", "c0", None),
+    ("c.ndjson", 1): (None, None, "Patient", "c1", None),
     ("gb.ndjson", 0): ("ENCODING_MISMATCH", None, None, None, None),
     ("bundle.json", 0): (None, None, "Encounter", "e0", "b"),
     ("bundle.json", 2): ("FHIR_INVALID_JSON", "not a JSON object", None, None, "b"),
@@ -94,6 +98,7 @@ def test_raw_text_and_bytes_kept(records: Any) -> None:
     # A landed line keeps its JSON without the BOM and the CR of CRLF.
     assert rows[("a.ndjson", 0)]["raw_json"] == _p("a0")
     assert rows[("a.ndjson", 0)]["raw_bytes"] is None
+    assert [rows[("c.ndjson", i)]["raw_json"] for i in (0, 1)] == [_p("c0"), _p("c1")]
     assert rows[("single.json", 0)]["raw_json"] == _p("s") + "\r\n"
     # A refused line keeps its bytes; a file that is not UTF-8 keeps all of them.
     assert rows[("a.ndjson", 5)]["raw_bytes"] == _p("a5")[:-7].encode()
