@@ -64,7 +64,19 @@ def delta_floor_tables(spark: Any, scratch: Path, *, versions: int = 5) -> tuple
             F.lit(f"warm-{i}").alias("file_path"), F.lit("").alias("raw")
         ).write.format("delta").mode("append").save(records)
         _report(spark, f"warm-{i}", 0).write.format("delta").mode("append").save(reports)
+        if i == 0:
+            _no_raw_statistics(spark, records)
     return records, reports
+
+
+def _no_raw_statistics(spark: Any, table: str) -> None:
+    """Statistics on every column but ``raw``, as bronze's specs have them (a raw payload
+    is never filtered on: ``TableSpec.unindexed_columns``)."""
+    columns = [c for c in spark.read.format("delta").load(table).columns if c != "raw"]
+    spark.sql(
+        f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES "
+        f"('delta.dataSkippingStatsColumns' = '{','.join(columns)}')"
+    )
 
 
 def _report(spark: Any, run_id: str, records: int) -> Any:
@@ -136,6 +148,8 @@ def required_floor_tables(
             manifest
         )
         _report(spark, f"warm-{i}", 0).write.format("delta").mode("append").save(reports)
+        if i == 0:
+            _no_raw_statistics(spark, records)
     return records, manifest, reports
 
 
