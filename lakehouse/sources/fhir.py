@@ -8,8 +8,9 @@ UTF-8 by definition (a BOM is allowed): a file whose bytes are not UTF-8 is quar
 with LH-ING-014.
 
 One pass over the files: each file's content is checked and cut into its resources (lines,
-a Bundle's entries or the document) per file, exploded once, and each resource's JSON is
-parsed once (a document once more, for its entries). Spark 4.2 evaluates ``from_json``
+a Bundle's entries or the document) once per file and exploded once; each resource's JSON
+is parsed once for its head (a ``*.json`` document once more, whole, to cut a Bundle into
+its entries). Spark 4.2 evaluates ``from_json``
 interpreted (it is a ``CodegenFallback``): an operator holding it leaves whole-stage code
 generation, so it stands alone in a generator of its own, which also keeps a later filter on
 the outcome from being pushed below it and parsing the JSON again.
@@ -89,16 +90,24 @@ def parse_resources(files: DataFrame) -> DataFrame:
         .when(is_bundle, doc["entry"])
         .when(F.col("utf8"), F.array(F.struct(text.alias("resource"))))
     )
-    # Exploded once, over per-file columns: the check and the split run once per file, not
-    # once per line. The coalesce changes nothing (no pieces, no rows) but keeps the optimizer
-    # from adding a `size(pieces) > 0` filter below the projection, which would split the
-    # text twice.
-    exploded = documents.select(
+    cut = documents.select(
         *LINEAGE,
         "kind",
         "file_bytes",
         F.when(is_bundle, doc["id"]).alias("bundle_id"),
-        F.posexplode(F.coalesce(pieces, F.array())).alias("record_index", "piece"),
+        pieces.alias("pieces"),
+    )
+    # Exploded once, over per-file columns: the check, the split and the bundle's id are
+    # computed once per file, not once per line (an expression in the same select as the
+    # generator would be evaluated per output row). The coalesce changes nothing (no pieces,
+    # no rows) but keeps the optimizer from adding a `size(pieces) > 0` filter below the
+    # projection, which would split the text twice.
+    exploded = cut.select(
+        *LINEAGE,
+        "kind",
+        "file_bytes",
+        "bundle_id",
+        F.posexplode(F.coalesce("pieces", F.array())).alias("record_index", "piece"),
     )
     # Blank lines are no records (trim drops spaces only, as it always has); a line loses
     # the CR of a CRLF end.
