@@ -44,6 +44,22 @@ class Landing:
         return {r["error_name"]: r["count"] for r in rows}
 
 
+def die_before_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ingest runs fail at the manifest MERGE: after their bronze and quarantine
+    commits, where a killed driver leaves a run (``monkeypatch.undo()`` restores)."""
+    from jobs import ingest
+    from lakehouse.tables.ops.ingest import LANDING_FILES
+
+    real_upsert = ingest.upsert
+
+    def dying_upsert(spark: Any, spec: Any, df: Any, **options: Any) -> Any:
+        if spec is LANDING_FILES:
+            raise RuntimeError("simulated kill after the bronze and quarantine commits")
+        return real_upsert(spark, spec, df, **options)
+
+    monkeypatch.setattr(ingest, "upsert", dying_upsert)
+
+
 @pytest.fixture
 def landing(spark: Any, settings: Settings, tmp_path: Path) -> Landing:
     root = tmp_path / "landing"

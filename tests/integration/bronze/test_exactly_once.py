@@ -16,8 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs import ingest
 from lakehouse.sources.files import FileKey
-from lakehouse.tables.ops.ingest import LANDING_FILES
-from tests.integration.bronze.conftest import Landing
+from tests.integration.bronze.conftest import Landing, die_before_manifest
 
 pytestmark = pytest.mark.spark
 
@@ -40,21 +39,14 @@ def test_killed_before_manifest_then_rerun_lands_once(
 ) -> None:
     for k in range(3):
         landing.write("lis", "H001", f"f{k}.hl7", hl7_file(f"{unique}-{k}", 4, 1))
-    real_upsert = ingest.upsert
-
-    def dying_upsert(spark: Any, spec: Any, df: Any, **options: Any) -> Any:
-        if spec is LANDING_FILES:
-            raise RuntimeError("simulated kill after the bronze and quarantine commits")
-        return real_upsert(spark, spec, df, **options)
-
-    monkeypatch.setattr(ingest, "upsert", dying_upsert)
+    die_before_manifest(monkeypatch)
     with pytest.raises(RuntimeError):
         ingest.run(landing.spark, landing.cfg, source="lis")
     msgs = landing.rows("bronze.lis_hl7v2_messages")
     assert msgs.count() == 12  # the bronze commit happened...
     assert landing.rows("ops.landing_files").count() == 0  # ...the manifest did not
 
-    monkeypatch.setattr(ingest, "upsert", real_upsert)
+    monkeypatch.undo()
     rerun_report = ingest.run(landing.spark, landing.cfg, source="lis")
     rerun = rerun_report.source("lis")
     assert (rerun.files_landed, rerun.records_landed, rerun.records_quarantined) == (3, 12, 3)

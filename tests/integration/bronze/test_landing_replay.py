@@ -6,14 +6,13 @@ once; files landed before intents existed get them from their first records."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytest
 from pyspark.sql import functions as F
 
 from jobs import ingest
 from lakehouse.tables.ops.ingest import LANDING_FILES, LANDING_INTENTS
-from tests.integration.bronze.conftest import Landing
+from tests.integration.bronze.conftest import Landing, die_before_manifest
 from tests.integration.bronze.test_exactly_once import hl7_file
 
 pytestmark = pytest.mark.spark
@@ -43,17 +42,6 @@ def _age(landing: Landing, days: int, *tables: str) -> None:
             )
 
 
-def _die_before_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_upsert = ingest.upsert
-
-    def dying_upsert(spark: Any, spec: Any, df: Any, **options: Any) -> Any:
-        if spec is LANDING_FILES:
-            raise RuntimeError("simulated kill after the bronze and quarantine commits")
-        return real_upsert(spark, spec, df, **options)
-
-    monkeypatch.setattr(ingest, "upsert", dying_upsert)
-
-
 def _copies(landing: Landing) -> tuple[int, int, list[str]]:
     """Rows, distinct record keys and landing run ids of this test's bronze messages."""
     row = (
@@ -74,7 +62,7 @@ def test_a_run_killed_before_its_manifest_and_replayed_days_later_lands_once(
 ) -> None:
     for k in range(2):
         landing.write("lis", "H001", f"f{k}.hl7", hl7_file(f"{unique}-{k}", 3, 1))
-    _die_before_manifest(monkeypatch)
+    die_before_manifest(monkeypatch)
     with pytest.raises(RuntimeError):
         ingest.run(landing.spark, landing.cfg, source="lis")
     monkeypatch.undo()
@@ -122,7 +110,7 @@ def test_files_landed_before_intents_existed_get_them_from_their_first_records(
     landed = landing.write("lis", "H001", "landed.hl7", hl7_file(f"{unique}-a", 2, 0))
     first = ingest.run(landing.spark, landing.cfg, source="lis")
     landing.write("lis", "H001", "orphan.hl7", hl7_file(f"{unique}-b", 2, 0))
-    _die_before_manifest(monkeypatch)
+    die_before_manifest(monkeypatch)
     with pytest.raises(RuntimeError):
         ingest.run(landing.spark, landing.cfg, source="lis")
     monkeypatch.undo()
