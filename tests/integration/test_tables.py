@@ -244,6 +244,21 @@ def test_a_keyed_table_takes_an_append_only_of_fresh_keys(spark: SparkSession, u
     assert got == [("p1", 1), ("p2", 2)]
 
 
+def test_a_target_filter_bounds_what_the_merge_reads(spark: SparkSession, unique: str) -> None:
+    """Stored rows outside ``target_filter`` are not read: treated as absent (the caller's
+    promise that none can match); rows inside it match as usual."""
+    spec = people(unique)
+    upsert(spark, spec, rows(spark, spec, [("p1", "a", 1, T0), ("p2", "b", 20, T0)]))
+    again = rows(spark, spec, [("p1", "a", 1, T1), ("p2", "b", 20, T1)])
+    report = upsert(spark, spec, again, insert_only=True, target_filter="t.visits >= 10")
+    assert (report.inserted, report.updated) == (1, 0)  # p2 found; p1 never read
+    ids = sorted(r["patient_id"] for r in spark.table(spec.name).collect())
+    assert ids == ["p1", "p1", "p2"]
+    with pytest.raises(LakehouseError) as info:
+        upsert(spark, spec, again, delete_unmatched=True, target_filter="t.visits >= 10")
+    assert info.value.code is ErrorCode.TABLE_SPEC_INVALID
+
+
 def test_python_udf_over_a_delta_scan_completes(spark: SparkSession, unique: str) -> None:
     """pyspark 4.2.0 hangs here with Arrow UDFs on (SPARK-58241); spark.py turns them off."""
     spec = people(unique)
